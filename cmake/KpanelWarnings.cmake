@@ -1,0 +1,16 @@
+# One interface target carries the project's warning and hardening flags;
+# every target links it so no part of the tree is built more leniently.
+add_library(kpanel_build_flags INTERFACE)
+target_compile_options(kpanel_build_flags INTERFACE
+  -Wall -Wextra -Wpedantic -Wconversion -Wshadow -Wformat=2 -Werror
+  -fstack-protector-strong -fno-common)
+target_compile_definitions(kpanel_build_flags INTERFACE $<$<NOT:$<CONFIG:Debug>>:_FORTIFY_SOURCE=2>)
+target_link_options(kpanel_build_flags INTERFACE -Wl,-z,relro -Wl,-z,now -Wl,--as-needed)
+
+if(KPANEL_SANITIZE)
+  target_compile_options(kpanel_build_flags INTERFACE
+    -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(kpanel_build_flags INTERFACE -fsanitize=address,undefined)
+  # _FORTIFY_SOURCE and ASan interfere; sanitizer builds check memory themselves.
+  target_compile_options(kpanel_build_flags INTERFACE -U_FORTIFY_SOURCE)
+endif()

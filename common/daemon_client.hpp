@@ -1,0 +1,38 @@
+#pragma once
+// The one client side of the daemon socket, used by the PAM module and the
+// tool: blocking, with a single overall deadline, no Boost/OpenSSL, no throws.
+// Before sending anything it checks that the socket file and the process at
+// the other end (SO_PEERCRED) belong to root or to the daemon's system user.
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <string_view>
+
+#include "common/protocol.hpp"
+
+namespace kpanel::common {
+
+inline constexpr std::string_view kDefaultSocketPath = "/run/kpanel-totp/kpanel-totpd.sock";
+inline constexpr std::string_view kDaemonUserName = "kpanel-totp";
+
+enum class ClientError : std::uint8_t {
+  unreachable,     // no socket, connection refused: the daemon is not running
+  untrusted_peer,  // socket or daemon owned by someone other than root / the daemon user
+  timeout,         // no complete answer within the deadline
+  io_error,        // connection reset, short read/write
+  protocol_error,  // the answer did not decode
+};
+[[nodiscard]] std::string_view to_string(ClientError e) noexcept;
+
+struct ClientOptions {
+  std::string socket_path{kDefaultSocketPath};
+  std::chrono::milliseconds timeout{10'000};
+};
+
+// Connects, sends one request, reads one response, closes.
+[[nodiscard]] std::expected<protocol::Response, ClientError> call_daemon(
+    const ClientOptions& options, const protocol::Request& request) noexcept;
+
+}  // namespace kpanel::common

@@ -1,0 +1,116 @@
+#include "common/secure_buffer.hpp"
+
+#include <string.h>  // explicit_bzero
+
+#include <algorithm>
+#include <utility>
+
+namespace kpanel::common {
+
+void secure_wipe(void* data, std::size_t size) noexcept {
+  if (data != nullptr && size != 0) explicit_bzero(data, size);
+}
+
+bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept {
+  // Length is not secret (codes have fixed public lengths); contents are.
+  if (a.size() != b.size()) return false;
+  volatile std::uint8_t diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff = static_cast<std::uint8_t>(diff | (a[i] ^ b[i]));
+  return diff == 0;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
+  return constant_time_equal(
+      std::span(reinterpret_cast<const std::uint8_t*>(a.data()), a.size()),
+      std::span(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()));
+}
+
+SecureBytes& SecureBytes::operator=(const SecureBytes& other) {
+  if (this != &other) {
+    clear();
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+
+SecureBytes::SecureBytes(SecureBytes&& other) noexcept : bytes_(std::move(other.bytes_)) {
+  other.clear();
+}
+
+SecureBytes& SecureBytes::operator=(SecureBytes&& other) noexcept {
+  if (this != &other) {
+    clear();
+    bytes_ = std::move(other.bytes_);
+    other.clear();
+  }
+  return *this;
+}
+
+SecureBytes::~SecureBytes() { clear(); }
+
+void SecureBytes::clear() noexcept {
+  // Wipe the whole allocation, not only the live bytes.
+  bytes_.resize(bytes_.capacity());
+  secure_wipe(bytes_.data(), bytes_.size());
+  bytes_.clear();
+}
+
+void SecureBytes::resize(std::size_t size) {
+  if (size < bytes_.size()) {
+    secure_wipe(bytes_.data() + size, bytes_.size() - size);
+    bytes_.resize(size);
+  } else if (size > bytes_.capacity()) {
+    // A reallocation would leave the old buffer unwiped: move by hand.
+    std::vector<std::uint8_t> grown(size);
+    std::copy(bytes_.begin(), bytes_.end(), grown.begin());
+    clear();
+    bytes_ = std::move(grown);
+  } else {
+    bytes_.resize(size);
+  }
+}
+
+SecureString& SecureString::operator=(const SecureString& other) {
+  if (this != &other) {
+    clear();
+    text_ = other.text_;
+  }
+  return *this;
+}
+
+SecureString::SecureString(SecureString&& other) noexcept : text_(other.text_) { other.clear(); }
+
+SecureString& SecureString::operator=(SecureString&& other) noexcept {
+  if (this != &other) {
+    clear();
+    text_ = other.text_;
+    other.clear();
+  }
+  return *this;
+}
+
+SecureString::~SecureString() { clear(); }
+
+void SecureString::append(std::string_view more) {
+  if (text_.size() + more.size() > text_.capacity()) {
+    // Grow into a fresh buffer and wipe the old one instead of letting
+    // std::string free it with the secret still in it.
+    std::string grown;
+    grown.reserve((text_.size() + more.size()) * 2);
+    grown.append(text_).append(more);
+    clear();
+    text_.swap(grown);
+  } else {
+    text_.append(more);
+  }
+}
+
+void SecureString::push_back(char c) { append(std::string_view(&c, 1)); }
+
+void SecureString::clear() noexcept {
+  // Includes the small-string buffer and the bytes past size().
+  secure_wipe(text_.data(), text_.capacity());
+  text_.clear();
+}
+
+}  // namespace kpanel::common
