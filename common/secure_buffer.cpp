@@ -1,8 +1,7 @@
 #include "common/secure_buffer.hpp"
 
-#include <string.h>  // explicit_bzero
-
 #include <algorithm>
+#include <cstring>  // explicit_bzero (glibc)
 #include <utility>
 
 namespace kpanel::common {
@@ -11,7 +10,8 @@ void secure_wipe(void* data, std::size_t size) noexcept {
   if (data != nullptr && size != 0) explicit_bzero(data, size);
 }
 
-bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept {
+bool constant_time_equal(std::span<const std::uint8_t> a,
+                         std::span<const std::uint8_t> b) noexcept {
   // Length is not secret (codes have fixed public lengths); contents are.
   if (a.size() != b.size()) return false;
   volatile std::uint8_t diff = 0;
@@ -20,9 +20,8 @@ bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::u
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
-  return constant_time_equal(
-      std::span(reinterpret_cast<const std::uint8_t*>(a.data()), a.size()),
-      std::span(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()));
+  return constant_time_equal(std::span(reinterpret_cast<const std::uint8_t*>(a.data()), a.size()),
+                             std::span(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()));
 }
 
 SecureBytes& SecureBytes::operator=(const SecureBytes& other) {
@@ -78,12 +77,14 @@ SecureString& SecureString::operator=(const SecureString& other) {
   return *this;
 }
 
-SecureString::SecureString(SecureString&& other) noexcept : text_(other.text_) { other.clear(); }
+SecureString::SecureString(SecureString&& other) noexcept : text_(std::move(other.text_)) {
+  other.clear();
+}
 
 SecureString& SecureString::operator=(SecureString&& other) noexcept {
   if (this != &other) {
     clear();
-    text_ = other.text_;
+    text_ = std::move(other.text_);
     other.clear();
   }
   return *this;

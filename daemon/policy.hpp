@@ -20,9 +20,9 @@ struct Policy {
   std::chrono::seconds lockout_max{3600};
   unsigned recovery_codes = 10;
   std::chrono::seconds enrollment_timeout{600};
-  std::string admin_group;                          // empty: root only
+  std::string admin_group;                             // empty: root only
   std::optional<std::chrono::sys_days> enforce_after;  // empty: never
-  std::string exempt_group;                         // empty: nobody
+  std::string exempt_group;                            // empty: nobody
 };
 
 }  // namespace kpanel::daemon
