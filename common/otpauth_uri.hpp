@@ -14,13 +14,13 @@ namespace kpanel::common {
 // (ALPHA / DIGIT / "-" / "." / "_" / "~"); UTF-8 bytes are encoded one by one.
 [[nodiscard]] std::string percent_encode(std::string_view text);
 
-// The URI carries the secret, hence SecureString.
+// The URI carries the secret, hence SecureString. An empty host gives the label
+// "ISSUER:USER" (no "%40").
 [[nodiscard]] SecureString build_otpauth_uri(std::string_view issuer, std::string_view user,
-                                             std::string_view host,
-                                             std::string_view secret_base32,
+                                             std::string_view host, std::string_view secret_base32,
                                              const TotpParams& params);
 
-// The short host name for labels: gethostname() up to the first dot.
+// The short host name for labels: gethostname() up to the first dot; empty if it fails.
 [[nodiscard]] std::string short_host_name();
 
 }  // namespace kpanel::common

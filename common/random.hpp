@@ -2,6 +2,7 @@
 // Randomness from OpenSSL's CSPRNG (RAND_priv_bytes for secrets).
 
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 
 #include "common/secure_buffer.hpp"

@@ -12,27 +12,39 @@
 
 namespace kpanel::common {
 
-// Shown as "7KQ2-9MXD-4T": 10 symbols of an unambiguous 32-symbol alphabet
-// (no 0/O, 1/I/L) = 50 bits.
+// Shown as "7KQ2-9MXD-4T": 10 symbols of the 32-symbol alphabet
+// "023456789ABCDEFGHJKMNPQRSTUVWXYZ" = 50 bits. There are only 31 letters and
+// digits without 0/O/1/I/L, so 0 is kept and a typed O is read as 0; 1/I/L
+// never appear.
 inline constexpr std::size_t kRecoveryCodeSymbols = 10;
 
-enum class RecoveryCodeError : std::uint8_t { rng_failure, bad_character, bad_length, hash_failure, bad_hash_format };
+enum class RecoveryCodeError : std::uint8_t {
+  rng_failure,
+  bad_character,
+  bad_length,
+  hash_failure,
+  bad_hash_format
+};
 
 [[nodiscard]] std::expected<SecureString, RecoveryCodeError> generate_recovery_code();
-[[nodiscard]] std::expected<std::vector<SecureString>, RecoveryCodeError> generate_recovery_codes(std::size_t count);
+[[nodiscard]] std::expected<std::vector<SecureString>, RecoveryCodeError> generate_recovery_codes(
+    std::size_t count);
 
-// Upper-cases, drops dashes and spaces, checks alphabet and length:
+// Upper-cases, drops dashes and spaces, reads O as 0, checks alphabet and length:
 // "7kq2 9mxd-4t" -> "7KQ29MXD4T".
-[[nodiscard]] std::expected<SecureString, RecoveryCodeError> normalize_recovery_code(std::string_view typed);
+[[nodiscard]] std::expected<SecureString, RecoveryCodeError> normalize_recovery_code(
+    std::string_view typed);
 
 // True when `typed` could be a recovery code rather than a TOTP code
 // (after normalization it has the recovery-code length).
 [[nodiscard]] bool looks_like_recovery_code(std::string_view typed) noexcept;
 
 // Salted slow hash of a normalized code, self-describing so parameters can change:
-// "pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>" (or the chosen scheme).
-[[nodiscard]] std::expected<std::string, RecoveryCodeError> hash_recovery_code(std::string_view normalized);
+// "scrypt$ln=12,r=8,p=1$<16-byte salt, base64>$<32-byte hash, base64>" (unpadded base64).
+[[nodiscard]] std::expected<std::string, RecoveryCodeError> hash_recovery_code(
+    std::string_view normalized);
 // Recomputes and compares in constant time; false on any malformed stored value.
-[[nodiscard]] bool verify_recovery_code(std::string_view normalized, std::string_view stored_hash) noexcept;
+[[nodiscard]] bool verify_recovery_code(std::string_view normalized,
+                                        std::string_view stored_hash) noexcept;
 
 }  // namespace kpanel::common

@@ -17,12 +17,13 @@ namespace kpanel::common {
 enum class TotpAlgorithm : std::uint8_t { sha1, sha256, sha512 };
 
 [[nodiscard]] std::string_view to_string(TotpAlgorithm a) noexcept;  // "SHA1", "SHA256", "SHA512"
-[[nodiscard]] std::optional<TotpAlgorithm> parse_algorithm(std::string_view name) noexcept;  // case-insensitive
+// Case-insensitive.
+[[nodiscard]] std::optional<TotpAlgorithm> parse_algorithm(std::string_view name) noexcept;
 
 struct TotpParams {
   TotpAlgorithm algorithm = TotpAlgorithm::sha1;
-  unsigned digits = 6;  // 6..8
-  unsigned period = 30; // seconds, > 0
+  unsigned digits = 6;   // 6..8
+  unsigned period = 30;  // seconds, > 0
 };
 
 enum class TotpError : std::uint8_t { bad_digits, bad_period, empty_key, crypto_failure };
@@ -30,8 +31,7 @@ enum class TotpError : std::uint8_t { bad_digits, bad_period, empty_key, crypto_
 // The HOTP value for `counter`, as exactly `digits` decimal digits (zero-padded).
 [[nodiscard]] std::expected<SecureString, TotpError> hotp(std::span<const std::uint8_t> key,
                                                           std::uint64_t counter,
-                                                          TotpAlgorithm algorithm,
-                                                          unsigned digits);
+                                                          TotpAlgorithm algorithm, unsigned digits);
 
 // The time step containing `t` (floor((t - T0) / period), T0 = 0). Negative times give step < 0.
 [[nodiscard]] std::int64_t totp_step(TimePoint t, unsigned period) noexcept;
@@ -46,8 +46,7 @@ enum class TotpError : std::uint8_t { bad_digits, bad_period, empty_key, crypto_
 // computed so the time does not depend on which step matched), or nullopt.
 [[nodiscard]] std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key,
                                                              std::string_view code,
-                                                             std::int64_t center,
-                                                             unsigned window,
+                                                             std::int64_t center, unsigned window,
                                                              const TotpParams& params);
 
 // True when `code` is exactly `digits` ASCII digits.
