@@ -1,1 +1,264 @@
-// placeholder: being written
+#include "common/daemon_client.hpp"
+
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace kpanel::common {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Failure = std::unexpected<ClientError>;
+using Step = std::expected<void, ClientError>;
+
+constexpr std::size_t kMaxPasswdBuffer = std::size_t{1024} * 1024;
+constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours{24};
+
+class Socket {
+ public:
+  explicit Socket(int fd) noexcept : fd_(fd) {}
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  Socket(Socket&&) = delete;
+  Socket& operator=(Socket&&) = delete;
+  ~Socket() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// The daemon's system user, if this host has one. Root is trusted regardless.
+std::optional<uid_t> daemon_uid() {
+  const std::string name(kDaemonUserName);
+  const long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::size_t size = hint > 0 ? static_cast<std::size_t>(hint) : 1024;
+  for (;;) {
+    std::vector<char> buffer(size);
+    passwd entry{};
+    passwd* found = nullptr;
+    const int rc = ::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE && size < kMaxPasswdBuffer) {
+      size *= 2;
+      continue;
+    }
+    if (rc != 0 || found == nullptr) {
+      return std::nullopt;
+    }
+    return entry.pw_uid;
+  }
+}
+
+bool trusted(uid_t uid, std::optional<uid_t> daemon) noexcept {
+  return uid == 0 || (daemon.has_value() && uid == *daemon);
+}
+
+// Milliseconds left before the deadline, rounded up; 0 once it has passed.
+int remaining_ms(Clock::time_point deadline) noexcept {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (left <= 0) {
+    return 0;
+  }
+  return static_cast<int>(std::min<decltype(left)>(left, INT_MAX));
+}
+
+// Waits until `fd` is ready for `events` (or has an error the next call reports).
+Step wait_for(int fd, short events, Clock::time_point deadline) noexcept {
+  for (;;) {
+    const int left = remaining_ms(deadline);
+    if (left == 0) {
+      return Failure(ClientError::timeout);
+    }
+    pollfd entry{.fd = fd, .events = events, .revents = 0};
+    const int rc = ::poll(&entry, 1, left);
+    if (rc > 0) {
+      return {};
+    }
+    if (rc < 0 && errno != EINTR) {
+      return Failure(ClientError::io_error);
+    }
+  }
+}
+
+Step connect_before(int fd, const sockaddr_un& address, Clock::time_point deadline) noexcept {
+  for (;;) {
+    const int left = remaining_ms(deadline);
+    if (left == 0) {
+      return Failure(ClientError::timeout);
+    }
+    // AF_UNIX connect never returns EINPROGRESS: it succeeds at once or, while
+    // the listener's backlog is full, blocks for at most SO_SNDTIMEO (EAGAIN).
+    const timeval limit{.tv_sec = left / 1000,
+                        .tv_usec = static_cast<suseconds_t>(left % 1000) * 1000};
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) != 0) {
+      return Failure(ClientError::io_error);
+    }
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
+      return {};
+    }
+    switch (errno) {
+      case EINTR:
+        continue;
+      case EAGAIN:
+        return Failure(ClientError::timeout);
+      case ENOENT:
+      case ECONNREFUSED:
+        return Failure(ClientError::unreachable);
+      default:
+        return Failure(ClientError::io_error);
+    }
+  }
+}
+
+Step send_all(int fd, std::span<const std::uint8_t> data, Clock::time_point deadline) noexcept {
+  while (!data.empty()) {
+    if (Step ready = wait_for(fd, POLLOUT, deadline); !ready) {
+      return ready;
+    }
+    // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE sshd.
+    const ssize_t sent = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        continue;
+      }
+      return Failure(ClientError::io_error);
+    }
+    data = data.subspan(static_cast<std::size_t>(sent));
+  }
+  return {};
+}
+
+Step receive_exactly(int fd, std::span<std::uint8_t> data, Clock::time_point deadline) noexcept {
+  while (!data.empty()) {
+    if (Step ready = wait_for(fd, POLLIN, deadline); !ready) {
+      return ready;
+    }
+    const ssize_t got = ::recv(fd, data.data(), data.size(), MSG_DONTWAIT);
+    if (got == 0) {
+      return Failure(ClientError::io_error);  // closed before a full answer
+    }
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        continue;
+      }
+      return Failure(ClientError::io_error);
+    }
+    data = data.subspan(static_cast<std::size_t>(got));
+  }
+  return {};
+}
+
+std::expected<protocol::Response, ClientError> exchange(const ClientOptions& options,
+                                                        const protocol::Request& request) {
+  // Clamped so that a silly option cannot overflow the clock arithmetic.
+  const auto deadline =
+      Clock::now() + std::clamp(options.timeout, std::chrono::milliseconds{0}, kLongestTimeout);
+  const SecureBytes frame = protocol::encode_request(request);  // wiped when it goes
+  if (frame.empty()) {
+    return Failure(ClientError::protocol_error);
+  }
+
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string& path = options.socket_path;
+  if (path.empty() || path.size() >= sizeof address.sun_path ||
+      path.find('\0') != std::string::npos) {
+    return Failure(ClientError::io_error);
+  }
+  std::copy(path.begin(), path.end(), std::begin(address.sun_path));
+
+  // Check the socket file, then (after connecting) the process behind it.
+  const std::optional<uid_t> daemon = daemon_uid();
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    return Failure(errno == ENOENT || errno == ENOTDIR ? ClientError::unreachable
+                                                       : ClientError::io_error);
+  }
+  if (!S_ISSOCK(info.st_mode) || !trusted(info.st_uid, daemon)) {
+    return Failure(ClientError::untrusted_peer);
+  }
+
+  const Socket socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (socket.fd() < 0) {
+    return Failure(ClientError::io_error);
+  }
+  if (Step connected = connect_before(socket.fd(), address, deadline); !connected) {
+    return Failure(connected.error());
+  }
+  ucred peer{};
+  socklen_t peer_size = sizeof peer;
+  if (::getsockopt(socket.fd(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 ||
+      peer_size != sizeof peer) {
+    return Failure(ClientError::io_error);
+  }
+  if (!trusted(peer.uid, daemon)) {
+    return Failure(ClientError::untrusted_peer);
+  }
+
+  if (Step sent = send_all(socket.fd(), frame.view(), deadline); !sent) {
+    return Failure(sent.error());
+  }
+  std::array<std::uint8_t, protocol::kHeaderSize> header{};
+  if (Step got = receive_exactly(socket.fd(), header, deadline); !got) {
+    return Failure(got.error());
+  }
+  // The cap is checked here, before the body is allocated.
+  const auto parsed = protocol::parse_header(header, protocol::kMaxResponseBodySize);
+  if (!parsed) {
+    return Failure(ClientError::protocol_error);
+  }
+  SecureBytes body(parsed->body_length);
+  if (Step got = receive_exactly(socket.fd(), body.mutable_view(), deadline); !got) {
+    return Failure(got.error());
+  }
+  auto response = protocol::decode_response(body.view());
+  if (!response) {
+    return Failure(ClientError::protocol_error);
+  }
+  return std::move(*response);
+}
+
+}  // namespace
+
+std::string_view to_string(ClientError e) noexcept {
+  switch (e) {
+    case ClientError::unreachable:
+      return "unreachable";
+    case ClientError::untrusted_peer:
+      return "untrusted_peer";
+    case ClientError::timeout:
+      return "timeout";
+    case ClientError::io_error:
+      return "io_error";
+    case ClientError::protocol_error:
+      return "protocol_error";
+  }
+  return "unknown";
+}
+
+std::expected<protocol::Response, ClientError> call_daemon(
+    const ClientOptions& options, const protocol::Request& request) noexcept {
+  try {
+    return exchange(options, request);
+  } catch (...) {  // std::bad_alloc: nothing may leave the PAM module's stack
+    return Failure(ClientError::io_error);
+  }
+}
+
+}  // namespace kpanel::common

@@ -22,7 +22,7 @@ enum class ClientError : std::uint8_t {
   untrusted_peer,  // socket or daemon owned by someone other than root / the daemon user
   timeout,         // no complete answer within the deadline
   io_error,        // connection reset, short read/write
-  protocol_error,  // the answer did not decode
+  protocol_error,  // the answer did not decode, or the request did not encode (nothing sent)
 };
 [[nodiscard]] std::string_view to_string(ClientError e) noexcept;
 
@@ -31,7 +31,8 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{10'000};
 };
 
-// Connects, sends one request, reads one response, closes.
+// Connects, sends one request, reads one response, closes. `timeout` bounds the
+// whole exchange (connect, write, read); the trust checks come before sending.
 [[nodiscard]] std::expected<protocol::Response, ClientError> call_daemon(
     const ClientOptions& options, const protocol::Request& request) noexcept;
 

@@ -28,26 +28,30 @@ namespace kpanel::common::protocol {
 inline constexpr std::array<std::uint8_t, 2> kMagic{'K', 'P'};
 inline constexpr std::uint8_t kVersion = 1;
 inline constexpr std::size_t kHeaderSize = 8;
-// Checked against the header before a single body byte is allocated.
-inline constexpr std::size_t kMaxBodySize = 64 * 1024;
+// Checked against the header before a single body byte is allocated. Requests
+// are small; a response may list every user (admin_list), so it gets more room.
+inline constexpr std::size_t kMaxBodySize = std::size_t{64} * 1024;
+inline constexpr std::size_t kMaxResponseBodySize = std::size_t{4} * 1024 * 1024;
 // Per-field bounds, enforced by the decoder for every message.
 inline constexpr std::size_t kMaxUserLength = 256;      // POSIX login names are far shorter
 inline constexpr std::size_t kMaxCodeLength = 64;       // TOTP or recovery code as typed
 inline constexpr std::size_t kMaxPasswordLength = 512;  // PAM_MAX_RESP_SIZE
 inline constexpr std::size_t kMaxFieldLength = 1024;    // service, rhost, tty, notices
+inline constexpr std::size_t kMaxUriLength = 4096;      // otpauth:// URI
+inline constexpr std::size_t kMaxQrTextLength = std::size_t{64} * 1024;  // QR code rendered as text
 
 enum class DecodeError : std::uint8_t {
-  truncated,         // fewer bytes than the header or the declared length
+  truncated,  // fewer bytes than the header or the declared length
   bad_magic,
-  unsupported_version,
-  oversized,         // declared body length above kMaxBodySize
-  malformed_body,    // not valid JSON / not UTF-8 / not an object
+  unsupported_version,  // version other than kVersion, or reserved byte not 0
+  oversized,            // declared body length above the cap
+  malformed_body,       // not valid JSON / not UTF-8 / not an object
   unknown_op,
   missing_field,
   wrong_type,
   unknown_field,
   field_too_long,
-  invalid_value,     // e.g. an enum string that is not one of its values
+  invalid_value,  // e.g. an enum string that is not one of its values
 };
 [[nodiscard]] std::string_view to_string(DecodeError e) noexcept;
 
@@ -56,54 +60,68 @@ struct FrameHeader {
   std::uint32_t body_length = 0;
 };
 
-// Parses and validates the 8 header bytes (magic, version, reserved, length cap).
+// Parses and validates the first 8 bytes of `header` (magic, version, reserved,
+// length cap). Readers of responses pass kMaxResponseBodySize as `max_body`.
 [[nodiscard]] std::expected<FrameHeader, DecodeError> parse_header(
-    std::span<const std::uint8_t> header) noexcept;
+    std::span<const std::uint8_t> header, std::size_t max_body = kMaxBodySize) noexcept;
 
 // ---- requests ----------------------------------------------------------------
+// Every message compares field by field (secrets in constant time).
 // `user` empty means "the peer's own account"; the daemon always decides who
 // the peer is from SO_PEERCRED, never from these fields.
 
 // Asked by the module before prompting: does this login need a code?
 struct LoginCheckRequest {
-  std::string user, service, rhost, tty;
+  std::string user{}, service{}, rhost{}, tty{};
   bool nullok = false;  // module option nullok
   bool enroll = false;  // module option enroll
+  friend bool operator==(const LoginCheckRequest&, const LoginCheckRequest&) = default;
 };
 struct VerifyRequest {
-  std::string user, service, rhost, tty;
-  SecureString code;  // a TOTP code or a recovery code, as typed
+  std::string user{}, service{}, rhost{}, tty{};
+  SecureString code{};  // a TOTP code or a recovery code, as typed
+  friend bool operator==(const VerifyRequest&, const VerifyRequest&) = default;
 };
 struct StatusRequest {
-  std::string user;
+  std::string user{};
+  friend bool operator==(const StatusRequest&, const StatusRequest&) = default;
 };
 struct EnrollBeginRequest {
-  std::string user;
+  std::string user{};
   bool replace = false;  // changing phones: `proof` must be a current code or a recovery code
-  SecureString proof;
+  SecureString proof{};
   bool want_qr_text = false;  // the module's inline enrollment: daemon renders the QR as text
-  std::string service, rhost, tty;  // for the audit log (inline enrollment)
+  std::string service{}, rhost{}, tty{};  // for the audit log (inline enrollment)
+  friend bool operator==(const EnrollBeginRequest&, const EnrollBeginRequest&) = default;
 };
 struct EnrollConfirmRequest {
-  std::string user;
-  SecureString code;
-  std::string service, rhost, tty;
+  std::string user{};
+  SecureString code{};
+  std::string service{}, rhost{}, tty{};
+  friend bool operator==(const EnrollConfirmRequest&, const EnrollConfirmRequest&) = default;
 };
 struct DisableRequest {
-  std::string user;
-  SecureString password;
-  SecureString code;
+  std::string user{};
+  SecureString password{};
+  SecureString code{};
+  friend bool operator==(const DisableRequest&, const DisableRequest&) = default;
 };
 struct RegenerateRecoveryCodesRequest {
-  std::string user;
-  SecureString code;
+  std::string user{};
+  SecureString code{};
+  friend bool operator==(const RegenerateRecoveryCodesRequest&,
+                         const RegenerateRecoveryCodesRequest&) = default;
 };
-struct AdminListRequest {};
+struct AdminListRequest {
+  friend bool operator==(const AdminListRequest&, const AdminListRequest&) = default;
+};
 struct AdminResetRequest {
-  std::string user;
+  std::string user{};
+  friend bool operator==(const AdminResetRequest&, const AdminResetRequest&) = default;
 };
 struct AdminUnlockRequest {
-  std::string user;
+  std::string user{};
+  friend bool operator==(const AdminUnlockRequest&, const AdminUnlockRequest&) = default;
 };
 
 using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
@@ -118,65 +136,74 @@ using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, En
 // A closed set. Numbers are never reused; the wire carries the names.
 enum class Status : std::uint8_t {
   ok = 0,
-  bad_request = 1,        // malformed or not valid for this op
-  forbidden = 2,          // the peer may not do this (SPEC §1)
+  bad_request = 1,  // malformed or not valid for this op
+  forbidden = 2,    // the peer may not do this (SPEC §1)
   not_enrolled = 3,
-  wrong_code = 4,         // wrong, replayed or used code: all look the same
-  locked = 5,             // see locked_until
+  wrong_code = 4,  // wrong, replayed or used code: all look the same
+  locked = 5,      // see locked_until
   wrong_password = 6,
   no_pending_enrollment = 7,
-  already_enrolled = 8,   // enroll_begin without replace while enrolled
-  no_such_user = 9,       // admin ops on an unknown account name
-  store_unavailable = 10, // the state store failed: refuse, never "daemon down"
+  already_enrolled = 8,    // enroll_begin without replace while enrolled
+  no_such_user = 9,        // admin ops on an unknown account name
+  store_unavailable = 10,  // the state store failed: refuse, never "daemon down"
   internal_error = 11,
   unsupported_version = 12,
 };
 [[nodiscard]] std::string_view to_string(Status s) noexcept;
 
 enum class LoginDecision : std::uint8_t {
-  prompt = 0,   // enrolled: ask for a code, then verify
-  pass = 1,     // exempt_group: PAM_SUCCESS without a code (logged)
-  ignore = 2,   // not enrolled, allowed through (grace period or nullok): PAM_IGNORE
-  enroll = 3,   // not enrolled, must enroll now inside the login (module option enroll)
-  refuse = 4,   // not enrolled and must be: PAM_AUTH_ERR
-  locked = 5,   // locked out: refuse without prompting (see locked_until)
+  prompt = 0,  // enrolled: ask for a code, then verify
+  pass = 1,    // exempt_group: PAM_SUCCESS without a code (logged)
+  ignore = 2,  // not enrolled, allowed through (grace period or nullok): PAM_IGNORE
+  enroll = 3,  // not enrolled, must enroll now inside the login (module option enroll)
+  refuse = 4,  // not enrolled and must be: PAM_AUTH_ERR
+  locked = 5,  // locked out: refuse without prompting (see locked_until)
 };
 [[nodiscard]] std::string_view to_string(LoginDecision d) noexcept;
 
 struct UserStatus {
-  std::string user;
+  std::string user{};
   bool enrolled = false;
-  std::optional<std::int64_t> enrolled_at;   // unix seconds
+  std::optional<std::int64_t> enrolled_at{};  // unix seconds
   std::uint32_t recovery_codes_left = 0;
-  std::optional<std::int64_t> locked_until;  // unix seconds, only while locked
+  std::optional<std::int64_t> locked_until{};  // unix seconds, only while locked
   bool enrollment_pending = false;
-  std::optional<std::int64_t> last_skew_seconds;  // only sent to root / admin peers
+  std::optional<std::int64_t> last_skew_seconds{};  // only sent to root / admin peers
+  friend bool operator==(const UserStatus&, const UserStatus&) = default;
 };
 
-struct EmptyResult {};
+struct EmptyResult {
+  friend bool operator==(const EmptyResult&, const EmptyResult&) = default;
+};
 struct LoginCheckResult {
   LoginDecision decision = LoginDecision::refuse;
-  std::string notice;  // text for the user (e.g. grace-period reminder), may be empty
-  std::optional<std::int64_t> locked_until;
+  std::string notice{};  // text for the user (e.g. grace-period reminder), may be empty
+  std::optional<std::int64_t> locked_until{};
+  friend bool operator==(const LoginCheckResult&, const LoginCheckResult&) = default;
 };
 struct VerifyResult {
   bool used_recovery_code = false;
   std::uint32_t recovery_codes_left = 0;
+  friend bool operator==(const VerifyResult&, const VerifyResult&) = default;
 };
 struct StatusResult {
-  UserStatus status;
+  UserStatus status{};  // wire key "user_status": the envelope owns "status"
+  friend bool operator==(const StatusResult&, const StatusResult&) = default;
 };
 struct EnrollBeginResult {
-  std::string uri;
-  SecureString secret_base32;
+  std::string uri{};
+  SecureString secret_base32{};
   std::int64_t expires_at = 0;  // unix seconds
-  std::string qr_text;          // only when asked for
+  std::string qr_text{};        // only when asked for
+  friend bool operator==(const EnrollBeginResult&, const EnrollBeginResult&) = default;
 };
 struct RecoveryCodesResult {
-  std::vector<SecureString> codes;
+  std::vector<SecureString> codes{};
+  friend bool operator==(const RecoveryCodesResult&, const RecoveryCodesResult&) = default;
 };
 struct AdminListResult {
-  std::vector<UserStatus> users;
+  std::vector<UserStatus> users{};
+  friend bool operator==(const AdminListResult&, const AdminListResult&) = default;
 };
 
 using Result = std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusResult,
@@ -184,19 +211,27 @@ using Result = std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusR
 
 // Every reply. On a status other than ok, `result` is EmptyResult and the
 // detail fields below say what the user needs to know; never internal detail.
+// With ok they stay empty (the wire puts both in one JSON object).
 struct Response {
   Status status = Status::internal_error;
   Result result = EmptyResult{};
-  std::optional<std::int64_t> locked_until;   // with Status::locked
-  std::optional<std::uint32_t> failures_left; // with Status::wrong_code (before a lockout)
+  std::optional<std::int64_t> locked_until{};    // with Status::locked
+  std::optional<std::uint32_t> failures_left{};  // with Status::wrong_code (before a lockout)
+  friend bool operator==(const Response&, const Response&) = default;
 };
 
 // ---- codec -----------------------------------------------------------------
 // encode_* return a complete frame (header + body), in wiping storage since a
-// frame may carry a code or a password. decode_* take a complete body (after
-// parse_header), validate it fully and never throw.
-[[nodiscard]] SecureBytes encode_request(const Request& request);
-[[nodiscard]] SecureBytes encode_response(const Response& response);
+// frame may carry a code or a password. They apply the decoder's rules, so a
+// frame they produce always decodes; a message that breaks one (a string not
+// UTF-8 or over its bound, a bad user name, a body over the cap, a non-ok
+// Response with a result, an ok Response with locked_until/failures_left) or
+// running out of memory gives an EMPTY buffer. A daemon whose reply does not
+// encode sends Response{Status::internal_error}, which always does.
+// decode_* take a complete body (after parse_header), validate it fully and
+// never throw.
+[[nodiscard]] SecureBytes encode_request(const Request& request) noexcept;
+[[nodiscard]] SecureBytes encode_response(const Response& response) noexcept;
 [[nodiscard]] std::expected<Request, DecodeError> decode_request(
     std::span<const std::uint8_t> body) noexcept;
 // The body names its result type, so the decoded variant is checked, not guessed.
