@@ -1,0 +1,299 @@
+#include "common/qr.hpp"
+
+#include <fcntl.h>
+#include <png.h>
+#include <qrencode.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <span>
+
+namespace kpanel::common {
+namespace {
+
+// Half blocks in UTF-8: the upper / lower half or the whole cell in the
+// terminal's foreground colour.
+constexpr std::string_view kUpperHalf = "\xE2\x96\x80";  // U+2580
+constexpr std::string_view kLowerHalf = "\xE2\x96\x84";  // U+2584
+constexpr std::string_view kFullBlock = "\xE2\x96\x88";  // U+2588
+// Bright white on black, then back to the terminal's defaults.
+constexpr std::string_view kAnsiLightOnDark = "\x1B[97;40m";
+constexpr std::string_view kAnsiReset = "\x1B[0m";
+
+constexpr std::size_t kMaxPngScale = 64;
+
+struct QrcodeDeleter {
+  void operator()(QRcode* qr) const noexcept {
+    if (qr == nullptr) {
+      return;
+    }
+    // libqrencode does not wipe; the modules spell out the secret.
+    secure_wipe(qr->data,
+                static_cast<std::size_t>(qr->width) * static_cast<std::size_t>(qr->width));
+    QRcode_free(qr);
+  }
+};
+
+// The symbol plus its quiet zone: (x, y) in 0 .. width + 2 * kQrQuietZone.
+bool dark_padded(const QrCode& code, std::size_t x, std::size_t y) noexcept {
+  if (x < kQrQuietZone || y < kQrQuietZone) {
+    return false;
+  }
+  return code.dark(x - kQrQuietZone, y - kQrQuietZone);
+}
+
+std::size_t padded_width(const QrCode& code) noexcept { return code.width() + 2 * kQrQuietZone; }
+
+// A regular file, created 0600 (or chmod'ed to 0600 if it existed) before a byte
+// of `data` is written; never through a symlink in the last component.
+std::expected<void, QrError> write_private_file(const std::string& path,
+                                                std::span<const std::uint8_t> data) {
+  // O_NONBLOCK: opening a FIFO must not hang; it has no effect on regular files.
+  const int fd = ::open(path.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+  if (fd < 0) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
+  }
+  auto fail = [fd](QrErrorCode code, int err) {
+    ::close(fd);
+    return std::unexpected(QrError{code, err});
+  };
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return fail(QrErrorCode::open_failed, errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(QrErrorCode::not_regular_file, 0);
+  }
+  if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
+    return fail(QrErrorCode::open_failed, errno);
+  }
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail(QrErrorCode::write_failed, errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    return fail(QrErrorCode::write_failed, errno);
+  }
+  if (::close(fd) != 0) {
+    return std::unexpected(QrError{QrErrorCode::write_failed, errno});
+  }
+  return {};
+}
+
+std::span<const std::uint8_t> as_bytes(std::string_view text) noexcept {
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): char and uint8_t alias
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+}  // namespace
+
+std::string describe(const QrError& error) {
+  const auto with_errno = [&](std::string_view what) {
+    std::string text(what);
+    if (error.sys_errno != 0) {
+      std::array<char, 256> buffer{};
+      text += ": ";
+      text += ::strerror_r(error.sys_errno, buffer.data(), buffer.size());  // GNU: thread-safe
+    }
+    return text;
+  };
+  switch (error.code) {
+    case QrErrorCode::invalid_input:
+      return "nothing to encode (empty text or an embedded NUL)";
+    case QrErrorCode::too_long:
+      return "the text is too long for a QR code";
+    case QrErrorCode::encode_failed:
+      return with_errno("QR encoding failed");
+    case QrErrorCode::open_failed:
+      return with_errno("cannot create the file");
+    case QrErrorCode::not_regular_file:
+      return "not a regular file";
+    case QrErrorCode::write_failed:
+      return with_errno("cannot write the file");
+    case QrErrorCode::png_failed:
+      return "PNG encoding failed";
+  }
+  return "QR error";
+}
+
+std::expected<QrCode, QrError> QrCode::encode(std::string_view text) {
+  if (text.empty() || text.find('\0') != std::string_view::npos) {
+    return std::unexpected(QrError{QrErrorCode::invalid_input, 0});
+  }
+  const SecureString terminated(text);  // libqrencode wants a C string
+  errno = 0;
+  const std::unique_ptr<QRcode, QrcodeDeleter> qr(
+      QRcode_encodeString(terminated.c_str(), 0, QR_ECLEVEL_M, QR_MODE_8, 1));
+  if (!qr) {
+    const int err = errno;
+    if (err == ERANGE) {
+      return std::unexpected(QrError{QrErrorCode::too_long, 0});
+    }
+    return std::unexpected(QrError{QrErrorCode::encode_failed, err});
+  }
+  const auto width = static_cast<std::size_t>(qr->width);
+  SecureBytes modules(width * width);
+  const std::span<const unsigned char> data(qr->data, width * width);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    modules.mutable_view()[i] = static_cast<std::uint8_t>(data[i] & 1U);  // bit 0: dark
+  }
+  return QrCode(width, std::move(modules));
+}
+
+bool QrCode::dark(std::size_t x, std::size_t y) const noexcept {
+  if (x >= width_ || y >= width_) {
+    return false;
+  }
+  return modules_.view()[y * width_ + x] != 0;
+}
+
+// Why light modules are blocks: without colour codes the text cannot know the
+// terminal's palette, and no choice of glyphs is right on both kinds. Drawing
+// light modules (the 4-module quiet zone included) in the foreground colour and
+// dark ones as background gives the right polarity on light-on-dark terminals,
+// the default of most terminal emulators, PuTTY and Windows Terminal. On a
+// dark-on-light terminal the same text is a cleanly inverted symbol (its quiet
+// zone a solid frame), which only scanners that accept inverted codes read.
+// QrTextColors::ansi pins the palette (bright white on black) so the polarity
+// is right everywhere; the tool uses it when writing to a colour terminal. The
+// daemon's text for inline enrollment must stay plain: clients that sanitize
+// what the server sends (OpenSSH does) print escape sequences as garbage.
+std::string render_qr_text(const QrCode& code, QrTextColors colors) {
+  const std::size_t side = padded_width(code);
+  std::string text;
+  text.reserve((side + 1) / 2 * (side * kFullBlock.size() + 16));
+  for (std::size_t y = 0; y < side; y += 2) {
+    if (colors == QrTextColors::ansi) {
+      text += kAnsiLightOnDark;
+    }
+    for (std::size_t x = 0; x < side; ++x) {
+      const bool top_light = !dark_padded(code, x, y);
+      // Past the last row is outside the quiet zone: left as background.
+      const bool bottom_light = y + 1 < side && !dark_padded(code, x, y + 1);
+      if (top_light && bottom_light) {
+        text += kFullBlock;
+      } else if (top_light) {
+        text += kUpperHalf;
+      } else if (bottom_light) {
+        text += kLowerHalf;
+      } else {
+        text += ' ';
+      }
+    }
+    if (colors == QrTextColors::ansi) {
+      text += kAnsiReset;
+    }
+    text += '\n';
+  }
+  return text;
+}
+
+std::expected<std::string, QrError> qr_text(std::string_view text, QrTextColors colors) {
+  auto code = QrCode::encode(text);
+  if (!code) {
+    return std::unexpected(code.error());
+  }
+  return render_qr_text(*code, colors);
+}
+
+std::expected<SecureBytes, QrError> render_qr_png(const QrCode& code, std::size_t scale) {
+  if (scale == 0 || scale > kMaxPngScale) {
+    return std::unexpected(QrError{QrErrorCode::invalid_input, 0});
+  }
+  const std::size_t side = padded_width(code) * scale;
+  SecureBytes pixels(side * side);
+  const std::span<std::uint8_t> out = pixels.mutable_view();
+  for (std::size_t y = 0; y < side; ++y) {
+    for (std::size_t x = 0; x < side; ++x) {
+      out[y * side + x] = dark_padded(code, x / scale, y / scale) ? 0x00 : 0xFF;
+    }
+  }
+
+  // libpng's simplified API: no setjmp/longjmp across C++ frames.
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(side);
+  image.height = static_cast<png_uint_32>(side);
+  image.format = PNG_FORMAT_GRAY;
+  png_alloc_size_t size = 0;
+  if (png_image_write_to_memory(&image, nullptr, &size, 0, pixels.data(), 0, nullptr) == 0) {
+    png_image_free(&image);
+    return std::unexpected(QrError{QrErrorCode::png_failed, 0});
+  }
+  SecureBytes png(size);
+  if (png_image_write_to_memory(&image, png.data(), &size, 0, pixels.data(), 0, nullptr) == 0) {
+    png_image_free(&image);
+    return std::unexpected(QrError{QrErrorCode::png_failed, 0});
+  }
+  png_image_free(&image);
+  png.resize(size);
+  return png;
+}
+
+std::string render_qr_svg(const QrCode& code) {
+  const std::size_t side = padded_width(code);
+  const std::string n = std::to_string(side);
+  const std::string px = std::to_string(side * kQrPngScale);
+  std::string svg;
+  // Attribute values are numbers only: nothing to escape.
+  const auto append = [&svg](std::initializer_list<std::string_view> parts) {
+    for (const std::string_view part : parts) {
+      svg.append(part);
+    }
+  };
+  append({R"(<?xml version="1.0" encoding="UTF-8"?>)", "\n"});
+  append({R"(<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width=")", px, R"(" height=")",
+          px, R"(" viewBox="0 0 )", n, " ", n, R"(" shape-rendering="crispEdges">)", "\n"});
+  append({R"(<rect width=")", n, R"(" height=")", n, R"(" fill="#ffffff"/>)", "\n"});
+  append({R"(<path fill="#000000" d=")"});
+  // One rectangle per horizontal run of dark modules.
+  for (std::size_t y = 0; y < code.width(); ++y) {
+    std::size_t x = 0;
+    while (x < code.width()) {
+      if (!code.dark(x, y)) {
+        ++x;
+        continue;
+      }
+      const std::size_t start = x;
+      while (x < code.width() && code.dark(x, y)) {
+        ++x;
+      }
+      const std::string run = std::to_string(x - start);
+      append({"M", std::to_string(start + kQrQuietZone), " ", std::to_string(y + kQrQuietZone), "h",
+              run, "v1h-", run, "z"});
+    }
+  }
+  svg += "\"/>\n</svg>\n";
+  return svg;
+}
+
+std::expected<void, QrError> write_qr_png(const QrCode& code, const std::string& path,
+                                          std::size_t scale) {
+  const auto png = render_qr_png(code, scale);
+  if (!png) {
+    return std::unexpected(png.error());
+  }
+  return write_private_file(path, png->view());
+}
+
+std::expected<void, QrError> write_qr_svg(const QrCode& code, const std::string& path) {
+  std::string svg = render_qr_svg(code);
+  auto written = write_private_file(path, as_bytes(svg));
+  secure_wipe(svg.data(), svg.size());
+  return written;
+}
+
+}  // namespace kpanel::common

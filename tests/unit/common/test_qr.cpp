@@ -1,0 +1,386 @@
+// QR rendering: every output is decoded again with zbarimg (zbar-tools) and
+// must give back exactly the URI that went in.
+#define BOOST_TEST_MODULE common_qr
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/test/unit_test.hpp>
+#include <cstdint>
+#include <cstdio>   // popen
+#include <cstdlib>  // mkdtemp
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/qr.hpp"
+
+namespace {
+
+using kpanel::common::kQrQuietZone;
+using kpanel::common::QrCode;
+using kpanel::common::QrErrorCode;
+using kpanel::common::QrTextColors;
+
+const std::string kUri =
+    "otpauth://totp/Kapsule:alice%40web01?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    "&issuer=Kapsule&algorithm=SHA1&digits=6&period=30";
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "kpanel-qr-XXXXXX").string();
+    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+// A grid of modules as the test sees them: true = dark.
+using Grid = std::vector<std::vector<bool>>;
+
+// Writes the grid as a binary PGM, `scale` pixels per module.
+void write_pgm(const std::filesystem::path& file, const Grid& grid, std::size_t scale) {
+  const std::size_t height = grid.size() * scale;
+  const std::size_t width = grid.empty() ? 0 : grid.front().size() * scale;
+  std::ofstream out(file, std::ios::binary);
+  out << "P5\n" << width << " " << height << "\n255\n";
+  for (const auto& row : grid) {
+    std::string line;
+    for (const bool dark : row) {
+      line.append(scale, dark ? '\0' : '\xFF');
+    }
+    for (std::size_t i = 0; i < scale; ++i) {
+      out << line;
+    }
+  }
+  BOOST_REQUIRE(out.good());
+}
+
+// zbarimg --raw -q --nodbus FILE; its stdout without the trailing newline.
+std::string zbar_decode(const std::filesystem::path& file) {
+  // NOLINTNEXTLINE(cert-env33-c,concurrency-mt-unsafe): a test running a fixed command
+  BOOST_REQUIRE_MESSAGE(std::system("command -v zbarimg >/dev/null 2>&1") == 0,
+                        "zbarimg not found: apt-get install zbar-tools");
+  const std::string command = "zbarimg --raw -q --nodbus '" + file.string() + "'";
+  FILE* pipe = ::popen(command.c_str(), "r");  // NOLINT(cert-env33-c): the test runs zbarimg
+  BOOST_REQUIRE(pipe != nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  std::size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    output.append(buffer.data(), n);
+  }
+  const int status = ::pclose(pipe);
+  BOOST_TEST_INFO("zbarimg exit status " << status);
+  BOOST_REQUIRE_EQUAL(status, 0);
+  while (!output.empty() && (output.back() == '\n' || output.back() == '\r')) {
+    output.pop_back();
+  }
+  return output;
+}
+
+std::string read_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+mode_t file_mode(const std::filesystem::path& file) {
+  struct stat st {};
+  BOOST_REQUIRE_EQUAL(::lstat(file.c_str(), &st), 0);
+  return st.st_mode & 07777;
+}
+
+// The symbol with its quiet zone, as the renderers should draw it.
+Grid expected_grid(const QrCode& code) {
+  const std::size_t side = code.width() + 2 * kQrQuietZone;
+  Grid grid(side, std::vector<bool>(side, false));
+  for (std::size_t y = 0; y < code.width(); ++y) {
+    for (std::size_t x = 0; x < code.width(); ++x) {
+      grid[y + kQrQuietZone][x + kQrQuietZone] = code.dark(x, y);
+    }
+  }
+  return grid;
+}
+
+// Drops SGR sequences (ESC [ digits/semicolons m). (No <regex>: GCC 12 with
+// ASan reports false maybe-uninitialized warnings inside it.)
+std::string strip_ansi(const std::string& text) {
+  std::string plain;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\x1B' && i + 1 < text.size() && text[i + 1] == '[') {
+      i = text.find('m', i);
+      BOOST_REQUIRE(i != std::string::npos);
+      continue;
+    }
+    plain += text[i];
+  }
+  return plain;
+}
+
+// The runs of the SVG path: "M<x> <y>h<n>v1h-<n>z", in order.
+struct Run {
+  std::size_t x, y, length;
+};
+std::vector<Run> svg_runs(const std::string& svg) {
+  const std::string start = " d=\"";
+  const std::size_t begin = svg.find(start);
+  BOOST_REQUIRE(begin != std::string::npos);
+  const std::size_t end = svg.find('"', begin + start.size());
+  std::istringstream path(svg.substr(begin + start.size(), end - begin - start.size()));
+  std::vector<Run> runs;
+  char m = 0;
+  char h = 0;
+  char v = 0;
+  char h2 = 0;
+  char minus = 0;
+  char z = 0;
+  std::size_t one = 0;
+  std::size_t back = 0;
+  Run run{};
+  while (path >> m >> run.x >> run.y >> h >> run.length >> v >> one >> h2 >> minus >> back >> z) {
+    BOOST_REQUIRE(m == 'M' && h == 'h' && v == 'v' && one == 1 && h2 == 'h' && minus == '-' &&
+                  back == run.length && z == 'z');
+    runs.push_back(run);
+  }
+  BOOST_REQUIRE(path.eof());
+  return runs;
+}
+
+// Reads terminal text back into modules: each character is a top and a bottom
+// module; a block half is a light module, a blank half a dark one.
+Grid rasterize_text(const std::string& text) {
+  Grid grid;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = text.find('\n', start);
+    BOOST_REQUIRE(end != std::string::npos);  // every line ends with '\n'
+    const std::string line = text.substr(start, end - start);
+    std::vector<bool> top;
+    std::vector<bool> bottom;
+    for (std::size_t i = 0; i < line.size();) {
+      if (line[i] == ' ') {
+        top.push_back(true);
+        bottom.push_back(true);
+        ++i;
+        continue;
+      }
+      const std::string glyph = line.substr(i, 3);
+      if (glyph == "\u2588") {
+        top.push_back(false);
+        bottom.push_back(false);
+      } else if (glyph == "\u2580") {
+        top.push_back(false);
+        bottom.push_back(true);
+      } else if (glyph == "\u2584") {
+        top.push_back(true);
+        bottom.push_back(false);
+      } else {
+        BOOST_FAIL("unexpected character in QR text at byte " << i << " of a line");
+      }
+      i += 3;
+    }
+    grid.push_back(top);
+    grid.push_back(bottom);
+    start = end + 1;
+  }
+  return grid;
+}
+
+QrCode encode_uri() {
+  auto code = QrCode::encode(kUri);
+  BOOST_REQUIRE(code.has_value());
+  return *code;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(encodes_a_uri_into_a_square_symbol) {
+  const QrCode code = encode_uri();
+  BOOST_TEST(code.width() >= 21U);
+  BOOST_TEST((code.width() - 21) % 4 == 0U);
+  // Finder pattern corners are dark; outside the symbol is light.
+  BOOST_TEST(code.dark(0, 0));
+  BOOST_TEST(code.dark(code.width() - 1, 0));
+  BOOST_TEST(code.dark(0, code.width() - 1));
+  BOOST_TEST(!code.dark(code.width(), 0));
+}
+
+BOOST_AUTO_TEST_CASE(rejects_empty_embedded_nul_and_oversized_text) {
+  BOOST_TEST((QrCode::encode("").error().code == QrErrorCode::invalid_input));
+  BOOST_TEST((QrCode::encode(std::string("a\0b", 3)).error().code == QrErrorCode::invalid_input));
+  BOOST_TEST((QrCode::encode(std::string(5000, 'x')).error().code == QrErrorCode::too_long));
+  BOOST_TEST(!kpanel::common::qr_text(std::string(5000, 'x')).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(terminal_text_scans_back_to_the_uri) {
+  const TempDir dir;
+  const QrCode code = encode_uri();
+  const std::string text = render_qr_text(code);
+  BOOST_TEST(text.find('\x1B') == std::string::npos);  // plain: no escape sequences
+
+  // Two module rows per line, one character per module column.
+  const std::size_t side = code.width() + 2 * kQrQuietZone;
+  Grid grid = rasterize_text(text);
+  BOOST_REQUIRE_EQUAL(grid.size(), side + side % 2);
+  // The half line past the quiet zone is background (drawn as dark here).
+  if (side % 2 == 1) {
+    for (const bool dark : grid.back()) {
+      BOOST_TEST(dark);
+    }
+    grid.pop_back();
+  }
+  BOOST_TEST((grid == expected_grid(code)));
+
+  write_pgm(dir.path / "text.pgm", grid, 4);
+  BOOST_TEST(zbar_decode(dir.path / "text.pgm") == kUri);
+}
+
+BOOST_AUTO_TEST_CASE(terminal_text_is_a_pure_function_of_the_uri) {
+  const auto once = kpanel::common::qr_text(kUri);
+  const auto again = kpanel::common::qr_text(kUri);
+  BOOST_REQUIRE(once.has_value());
+  BOOST_REQUIRE(again.has_value());
+  BOOST_TEST(*once == *again);
+  BOOST_TEST(*once == render_qr_text(encode_uri()));
+}
+
+BOOST_AUTO_TEST_CASE(ansi_text_pins_light_on_dark_and_scans_back) {
+  const TempDir dir;
+  const QrCode code = encode_uri();
+  const std::string text = render_qr_text(code, QrTextColors::ansi);
+  // Every line sets the colours and resets them before the newline.
+  std::size_t lines = 0;
+  for (std::size_t start = 0; start < text.size(); ++lines) {
+    const std::size_t end = text.find('\n', start);
+    const std::string line = text.substr(start, end - start);
+    BOOST_TEST(line.starts_with("\x1B[97;40m"));
+    BOOST_TEST(line.ends_with("\x1B[0m"));
+    start = end + 1;
+  }
+  BOOST_TEST(lines == (code.width() + 2 * kQrQuietZone + 1) / 2);
+  BOOST_TEST(strip_ansi(text) == render_qr_text(code));
+
+  write_pgm(dir.path / "ansi.pgm", rasterize_text(strip_ansi(text)), 4);
+  BOOST_TEST(zbar_decode(dir.path / "ansi.pgm") == kUri);
+}
+
+BOOST_AUTO_TEST_CASE(png_file_is_private_and_scans_back) {
+  const TempDir dir;
+  const QrCode code = encode_uri();
+  const auto file = dir.path / "qr.png";
+  const auto old_umask = ::umask(0);  // the mode must not depend on the umask
+  const auto written = write_qr_png(code, file.string());
+  ::umask(old_umask);
+  BOOST_REQUIRE(written.has_value());
+  BOOST_TEST(file_mode(file) == 0600U);
+
+  // 8-bit grayscale, 8 px per module, quiet zone included (IHDR after the signature).
+  const std::string png = read_file(file);
+  BOOST_REQUIRE(png.size() > 26);
+  BOOST_TEST(png.substr(1, 3) == "PNG");
+  const auto be32 = [&png](std::size_t at) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      v = (v << 8) | static_cast<std::uint8_t>(png[at + i]);
+    }
+    return v;
+  };
+  const auto side = static_cast<std::uint32_t>((code.width() + 2 * kQrQuietZone) * 8);
+  BOOST_TEST(be32(16) == side);
+  BOOST_TEST(be32(20) == side);
+  BOOST_TEST(static_cast<int>(png[24]) == 8);  // bit depth
+  BOOST_TEST(static_cast<int>(png[25]) == 0);  // colour type: grayscale
+
+  BOOST_TEST(zbar_decode(file) == kUri);
+}
+
+BOOST_AUTO_TEST_CASE(existing_file_is_truncated_and_made_private) {
+  const TempDir dir;
+  const auto file = dir.path / "qr.png";
+  {
+    std::ofstream out(file);
+    out << std::string(1 << 20, 'x');
+  }
+  ::chmod(file.c_str(), 0644);
+  BOOST_REQUIRE(write_qr_png(encode_uri(), file.string()).has_value());
+  BOOST_TEST(file_mode(file) == 0600U);
+  BOOST_TEST(std::filesystem::file_size(file) < (1U << 20));
+  BOOST_TEST(zbar_decode(file) == kUri);
+}
+
+BOOST_AUTO_TEST_CASE(symlink_is_not_followed) {
+  const TempDir dir;
+  const auto target = dir.path / "target";
+  const auto link = dir.path / "link.svg";
+  {
+    std::ofstream out(target);
+    out << "keep me";
+  }
+  std::filesystem::create_symlink(target, link);
+  const auto written = write_qr_svg(encode_uri(), link.string());
+  BOOST_REQUIRE(!written.has_value());
+  BOOST_TEST((written.error().code == QrErrorCode::open_failed));
+  BOOST_TEST(written.error().sys_errno == ELOOP);
+  BOOST_TEST(read_file(target) == "keep me");
+  BOOST_TEST(!describe(written.error()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(directory_and_missing_parent_are_errors) {
+  const TempDir dir;
+  BOOST_TEST(!write_qr_png(encode_uri(), dir.path.string()).has_value());
+  const auto missing = write_qr_png(encode_uri(), (dir.path / "no" / "qr.png").string());
+  BOOST_REQUIRE(!missing.has_value());
+  BOOST_TEST(missing.error().sys_errno == ENOENT);
+  BOOST_TEST(describe(missing.error()).find("No such file") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(svg_file_is_private_and_draws_exactly_the_dark_modules) {
+  const TempDir dir;
+  const QrCode code = encode_uri();
+  const auto file = dir.path / "qr.svg";
+  BOOST_REQUIRE(write_qr_svg(code, file.string()).has_value());
+  BOOST_TEST(file_mode(file) == 0600U);
+
+  const std::string svg = read_file(file);
+  BOOST_TEST(svg.starts_with("<?xml"));
+  const std::size_t side = code.width() + 2 * kQrQuietZone;
+  BOOST_TEST(svg.find("viewBox=\"0 0 " + std::to_string(side) + " " + std::to_string(side) +
+                      "\"") != std::string::npos);
+
+  // Rasterize the path's runs and compare with the symbol, then scan it.
+  Grid grid(side, std::vector<bool>(side, false));
+  std::size_t dark_modules = 0;
+  for (const Run& run : svg_runs(svg)) {
+    BOOST_REQUIRE(run.x + run.length <= side && run.y < side);
+    for (std::size_t i = 0; i < run.length; ++i) {
+      grid[run.y][run.x + i] = true;
+    }
+    dark_modules += run.length;
+  }
+  std::size_t expected_dark = 0;
+  for (std::size_t y = 0; y < code.width(); ++y) {
+    for (std::size_t x = 0; x < code.width(); ++x) {
+      expected_dark += code.dark(x, y) ? 1 : 0;
+    }
+  }
+  BOOST_TEST(dark_modules == expected_dark);
+  BOOST_TEST((grid == expected_grid(code)));
+
+  write_pgm(dir.path / "svg.pgm", grid, 4);
+  BOOST_TEST(zbar_decode(dir.path / "svg.pgm") == kUri);
+}
+
+BOOST_AUTO_TEST_CASE(png_scale_is_bounded) {
+  BOOST_TEST(!render_qr_png(encode_uri(), 0).has_value());
+  const auto small = render_qr_png(encode_uri(), 1);
+  BOOST_TEST(small.has_value());
+}
