@@ -1,0 +1,25 @@
+// kpanel-totp status: enrolled or not, since when, recovery codes left, lockout.
+#include <ostream>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+
+namespace kpanel::cli {
+
+namespace protocol = common::protocol;
+
+int run_status(Context& context, const CommandLine& /*line*/) {
+  auto result =
+      context.request<protocol::StatusResult>(protocol::StatusRequest{context.global().user});
+  if (!result) {
+    return context.fail(result.error());
+  }
+  if (context.global().json) {
+    context.out() << status_json(result->status) << '\n';
+  } else {
+    print_status(context.out(), result->status, context.now());
+  }
+  return kExitOk;
+}
+
+}  // namespace kpanel::cli

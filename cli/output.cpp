@@ -1,0 +1,228 @@
+#include "cli/output.hpp"
+
+#include <algorithm>
+#include <array>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "cli/errors.hpp"
+#include "common/base32.hpp"
+
+namespace kpanel::cli {
+
+namespace protocol = common::protocol;
+
+namespace {
+
+using Json = nlohmann::ordered_json;  // keys in SPEC order
+
+Json time_or_null(const std::optional<std::int64_t>& unix_seconds) {
+  if (!unix_seconds) {
+    return nullptr;
+  }
+  return iso8601(*unix_seconds);
+}
+
+Json status_object(const protocol::UserStatus& status) {
+  Json object;
+  object["user"] = status.user;
+  object["enrolled"] = status.enrolled;
+  object["enrolled_at"] = time_or_null(status.enrolled_at);
+  object["recovery_codes_left"] = status.recovery_codes_left;
+  object["locked_until"] = time_or_null(status.locked_until);
+  return object;
+}
+
+std::string dump(const Json& json) {
+  // replace: a name that is not UTF-8 must not throw; the daemon's codec forbids it anyway.
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// A JSON string literal (RFC 8259 escapes) appended to wiping storage.
+void append_json_string(common::SecureString& out, std::string_view text) {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  out.push_back('"');
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (byte < 0x20) {
+      out.append("\\u00");
+      out.push_back(kHex[byte >> 4U]);
+      out.push_back(kHex[byte & 0xFU]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+std::string enrolled_text(const protocol::UserStatus& status) {
+  if (!status.enrolled) {
+    return "no";
+  }
+  if (!status.enrolled_at) {
+    return "yes";
+  }
+  return "yes, since " + iso8601(*status.enrolled_at);
+}
+
+std::string locked_text(const protocol::UserStatus& status, common::TimePoint now) {
+  if (!status.locked_until) {
+    return "no";
+  }
+  const std::int64_t minutes = minutes_until(*status.locked_until, now);
+  return "until " + iso8601(*status.locked_until) + " (about " + std::to_string(minutes) +
+         (minutes == 1 ? " minute)" : " minutes)");
+}
+
+}  // namespace
+
+std::string iso8601(std::int64_t unix_seconds) {
+  return common::format_iso8601(common::from_unix(unix_seconds));
+}
+
+std::string status_json(const protocol::UserStatus& status) { return dump(status_object(status)); }
+
+std::string admin_list_json(std::span<const protocol::UserStatus> users) {
+  Json list = Json::array();
+  for (const auto& user : users) {
+    list.push_back(status_object(user));
+  }
+  Json object;
+  object["users"] = std::move(list);
+  return dump(object);
+}
+
+common::SecureString recovery_codes_json(std::span<const common::SecureString> codes) {
+  common::SecureString out;
+  out.append("{\"recovery_codes\":[");
+  for (std::size_t i = 0; i < codes.size(); ++i) {
+    if (i != 0) {
+      out.push_back(',');
+    }
+    append_json_string(out, codes[i].view());
+  }
+  out.append("]}");
+  return out;
+}
+
+common::SecureString enroll_begin_json(std::string_view uri, std::string_view secret_base32) {
+  common::SecureString out;
+  out.append("{\"uri\":");
+  append_json_string(out, uri);
+  out.append(",\"secret\":");
+  append_json_string(out, secret_base32);
+  out.push_back('}');
+  return out;
+}
+
+void print_status(std::ostream& out, const protocol::UserStatus& status, common::TimePoint now) {
+  out << "User:                " << status.user << '\n'
+      << "Enrolled:            " << enrolled_text(status) << '\n';
+  if (status.enrolled) {
+    out << "Recovery codes left: " << status.recovery_codes_left;
+    if (status.recovery_codes_left <= 2) {
+      out << " (running low: kpanel-totp recovery-codes --regenerate)";
+    }
+    out << '\n';
+  }
+  out << "Locked:              " << locked_text(status, now) << '\n';
+  if (status.enrollment_pending) {
+    out << "Pending:             an enrollment waits for its code "
+           "(kpanel-totp enroll --confirm CODE)\n";
+  }
+  if (!status.enrolled) {
+    out << "Set up a code app with: kpanel-totp enroll\n";
+  }
+}
+
+void print_user_table(std::ostream& out, std::span<const protocol::UserStatus> users,
+                      common::TimePoint now) {
+  if (users.empty()) {
+    out << "No users are known to kpanel-totpd.\n";
+    return;
+  }
+  std::size_t user_width = 4;  // "USER"
+  for (const auto& user : users) {
+    user_width = std::max(user_width, user.user.size());
+  }
+  const auto pad = [](std::string text, std::size_t width) {
+    if (text.size() < width) {
+      text.append(width - text.size(), ' ');
+    }
+    return text;
+  };
+  constexpr std::size_t kTimeWidth = 20;  // "2026-11-28T19:27:28Z"
+  out << pad("USER", user_width) << "  " << pad("ENROLLED", kTimeWidth) << "  "
+      << "CODES  LOCKED UNTIL\n";
+  for (const auto& user : users) {
+    const std::string enrolled =
+        !user.enrolled ? "no" : (user.enrolled_at ? iso8601(*user.enrolled_at) : "yes");
+    std::string locked = "-";
+    if (user.locked_until) {
+      locked = iso8601(*user.locked_until) + " (" +
+               std::to_string(minutes_until(*user.locked_until, now)) + " min)";
+    }
+    out << pad(user.user, user_width) << "  " << pad(enrolled, kTimeWidth) << "  "
+        << pad(std::to_string(user.recovery_codes_left), 5) << "  " << locked;
+    if (user.enrollment_pending) {
+      out << "  (enrollment pending)";
+    }
+    out << '\n';
+  }
+}
+
+void print_recovery_codes(std::ostream& out, std::span<const common::SecureString> codes) {
+  out << "\nRecovery codes: store these now (password manager, or on paper somewhere safe).\n"
+      << "Each works once, in place of a code, if the phone is lost. They are not shown again.\n\n";
+  for (const auto& code : codes) {
+    out << "    " << code.view() << '\n';
+  }
+  out << '\n';
+}
+
+std::string_view uri_parameter(std::string_view uri, std::string_view name) {
+  const std::size_t query = uri.find('?');
+  if (query == std::string_view::npos) {
+    return {};
+  }
+  std::string_view rest = uri.substr(query + 1);
+  while (!rest.empty()) {
+    const std::size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') {
+      return pair.substr(name.size() + 1);
+    }
+    if (amp == std::string_view::npos) {
+      break;
+    }
+    rest.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+void print_enrollment(std::ostream& out, const protocol::EnrollBeginResult& begun,
+                      std::string_view qr_text, common::TimePoint now) {
+  out << "Scan this QR code with your authenticator app (Google Authenticator, Authy,\n"
+      << "Apple Passwords, ...):\n\n"
+      << qr_text << '\n'
+      << "Or enter it by hand:\n"
+      << "    URI: " << begun.uri << '\n'
+      << "    Key: " << common::group_in_fours(begun.secret_base32.view()).view() << '\n';
+  const std::string_view algorithm = uri_parameter(begun.uri, "algorithm");
+  const std::string_view digits = uri_parameter(begun.uri, "digits");
+  const std::string_view period = uri_parameter(begun.uri, "period");
+  if (!algorithm.empty() && !digits.empty() && !period.empty()) {
+    out << "    Type: time-based, " << algorithm << ", " << digits << " digits, every " << period
+        << " seconds\n";
+  }
+  if (begun.expires_at != 0) {
+    const std::int64_t minutes = minutes_until(begun.expires_at, now);
+    out << "\nThis enrollment waits for its confirming code until " << iso8601(begun.expires_at)
+        << " (about " << minutes << (minutes == 1 ? " minute" : " minutes") << ").\n";
+  }
+}
+
+}  // namespace kpanel::cli

@@ -1,0 +1,47 @@
+#pragma once
+// What the commands print: JSON with exactly SPEC §6's keys (times ISO 8601 UTC
+// with 'Z', null when absent) and the human forms.
+
+#include <cstdint>
+#include <iosfwd>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/clock.hpp"
+#include "common/protocol.hpp"
+#include "common/secure_buffer.hpp"
+
+namespace kpanel::cli {
+
+// ---- JSON: one object, one line, no trailing newline ------------------------
+// {"user","enrolled","enrolled_at","recovery_codes_left","locked_until"}
+[[nodiscard]] std::string status_json(const common::protocol::UserStatus& status);
+// {"users":[status objects]}
+[[nodiscard]] std::string admin_list_json(std::span<const common::protocol::UserStatus> users);
+// These carry secrets, so they are built in wiping storage.
+// {"recovery_codes":[...]}
+[[nodiscard]] common::SecureString recovery_codes_json(std::span<const common::SecureString> codes);
+// {"uri":...,"secret":...}
+[[nodiscard]] common::SecureString enroll_begin_json(std::string_view uri,
+                                                     std::string_view secret_base32);
+// Commands with nothing to report (disable, admin reset, admin unlock).
+inline constexpr std::string_view kEmptyJsonObject = "{}";
+
+// ---- human -------------------------------------------------------------------
+[[nodiscard]] std::string iso8601(std::int64_t unix_seconds);
+
+void print_status(std::ostream& out, const common::protocol::UserStatus& status,
+                  common::TimePoint now);
+void print_user_table(std::ostream& out, std::span<const common::protocol::UserStatus> users,
+                      common::TimePoint now);
+// The codes, one per line, with what to do with them.
+void print_recovery_codes(std::ostream& out, std::span<const common::SecureString> codes);
+// QR code (already rendered), URI, key in groups of four and the TOTP settings.
+void print_enrollment(std::ostream& out, const common::protocol::EnrollBeginResult& begun,
+                      std::string_view qr_text, common::TimePoint now);
+
+// The value of `name` in the URI's query ("digits" -> "6"); empty when absent.
+[[nodiscard]] std::string_view uri_parameter(std::string_view uri, std::string_view name);
+
+}  // namespace kpanel::cli

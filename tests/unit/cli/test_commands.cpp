@@ -1,0 +1,494 @@
+// Each command against a scripted daemon: the request it sends, the prompts it
+// reads (in SPEC §6 order), what it prints and the exit code.
+#define BOOST_TEST_MODULE cli_commands
+#include <sys/stat.h>
+
+#include <boost/test/unit_test.hpp>
+#include <cstdlib>  // mkdtemp
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "support/fake_environment.hpp"
+
+namespace {
+
+namespace protocol = kpanel::common::protocol;
+using kpanel::cli::testing::FakeWorld;
+using kpanel::cli::testing::kNow;
+using kpanel::cli::testing::lines_of;
+using kpanel::cli::testing::request_as;
+using kpanel::common::SecureString;
+
+const std::string kUri =
+    "otpauth://totp/Kapsule:alice%40web01?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    "&issuer=Kapsule&algorithm=SHA1&digits=6&period=30";
+const std::string kSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+protocol::EnrollBeginResult begun() {
+  protocol::EnrollBeginResult result;
+  result.uri = kUri;
+  result.secret_base32 = SecureString(kSecret);
+  result.expires_at = kNow + 600;
+  return result;
+}
+
+protocol::RecoveryCodesResult codes(const std::vector<std::string>& list = {"ABCD-EFGH",
+                                                                            "JKLM-NPQR"}) {
+  protocol::RecoveryCodesResult result;
+  for (const auto& code : list) {
+    result.codes.emplace_back(code);
+  }
+  return result;
+}
+
+protocol::StatusResult alice_status() {
+  protocol::StatusResult result;
+  result.status.user = "alice";
+  result.status.enrolled = true;
+  result.status.enrolled_at = kNow - 86400;
+  result.status.recovery_codes_left = 10;
+  return result;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// One line on stderr, prefixed, and nothing on stdout.
+void check_one_line_error(const FakeWorld& world) {
+  BOOST_TEST(world.out().empty());
+  const auto lines = lines_of(world.err());
+  BOOST_REQUIRE_EQUAL(lines.size(), 1U);
+  BOOST_TEST(lines.front().starts_with("kpanel-totp: "));
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "kpanel-cli-XXXXXX").string();
+    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(status)
+
+BOOST_AUTO_TEST_CASE(asks_about_the_caller_through_the_given_socket) {
+  FakeWorld world;
+  world.reply(alice_status());
+  BOOST_TEST(world.run({"status", "--socket", "/tmp/test.sock"}) == 0);
+  BOOST_REQUIRE_EQUAL(world.requests.size(), 1U);
+  BOOST_TEST(request_as<protocol::StatusRequest>(world.requests[0]).user.empty());
+  BOOST_TEST(world.options[0].socket_path == "/tmp/test.sock");
+  BOOST_TEST(world.options[0].timeout.count() == 15000);
+  BOOST_TEST(contains(world.out(), "Enrolled:            yes, since 2026-11-27T19:27:28Z"));
+  BOOST_TEST(world.err().empty());
+}
+
+BOOST_AUTO_TEST_CASE(json_for_another_user) {
+  FakeWorld world;
+  auto status = alice_status();
+  status.status.user = "bob";
+  world.reply(status);
+  BOOST_TEST(world.run({"--json", "status", "--user", "bob"}) == 0);
+  BOOST_TEST(request_as<protocol::StatusRequest>(world.requests[0]).user == "bob");
+  BOOST_TEST(world.out() == R"({"user":"bob","enrolled":true,"enrolled_at":"2026-11-27T19:27:28Z",)"
+                            R"("recovery_codes_left":10,"locked_until":null})"
+                            "\n");
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_daemon_exits_3) {
+  FakeWorld world;  // no reply queued: unreachable
+  BOOST_TEST(world.run({"status", "--json"}) == 3);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "systemctl start kpanel-totpd.socket"));
+}
+
+BOOST_AUTO_TEST_CASE(timeout_exits_3) {
+  FakeWorld world;
+  world.reply(std::unexpected(kpanel::common::ClientError::timeout));
+  BOOST_TEST(world.run({"status"}) == 3);
+  check_one_line_error(world);
+}
+
+BOOST_AUTO_TEST_CASE(store_failure_exits_1_naming_the_store) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::store_unavailable);
+  BOOST_TEST(world.run({"status"}) == 1);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "state store"));
+}
+
+BOOST_AUTO_TEST_CASE(forbidden_for_another_user_exits_1) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::forbidden);
+  BOOST_TEST(world.run({"status", "--user", "root"}) == 1);
+  check_one_line_error(world);
+}
+
+BOOST_AUTO_TEST_CASE(answer_of_the_wrong_type_is_refused) {
+  FakeWorld world;
+  world.reply(protocol::AdminListResult{});
+  BOOST_TEST(world.run({"status"}) == 1);
+  check_one_line_error(world);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(disable)
+
+BOOST_AUTO_TEST_CASE(reads_password_then_code) {
+  FakeWorld world;
+  world.prompter.answers = {"hunter2 with spaces", "123456"};
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"disable"}) == 0);
+  BOOST_REQUIRE_EQUAL(world.prompter.prompts.size(), 2U);
+  BOOST_TEST(world.prompter.prompts[0].starts_with("Password"));
+  BOOST_TEST(world.prompter.prompts[1].starts_with("Verification code"));
+  const auto& request = request_as<protocol::DisableRequest>(world.requests.at(0));
+  BOOST_TEST(request.password.view() == "hunter2 with spaces");
+  BOOST_TEST(request.code.view() == "123456");
+  BOOST_TEST(contains(world.out(), "off for alice"));
+}
+
+BOOST_AUTO_TEST_CASE(json_prints_an_empty_object) {
+  FakeWorld world;
+  world.prompter.answers = {"pw", "123456"};
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"disable", "--json"}) == 0);
+  BOOST_TEST(world.out() == "{}\n");
+}
+
+BOOST_AUTO_TEST_CASE(missing_code_line_is_a_usage_error_and_sends_nothing) {
+  FakeWorld world;
+  world.prompter.answers = {"pw"};
+  BOOST_TEST(world.run({"disable"}) == 2);
+  BOOST_TEST(world.requests.empty());
+  check_one_line_error(world);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_password_exits_1) {
+  FakeWorld world;
+  world.prompter.answers = {"pw", "123456"};
+  world.reply_status(protocol::Status::wrong_password);
+  BOOST_TEST(world.run({"disable"}) == 1);
+  check_one_line_error(world);
+}
+
+BOOST_AUTO_TEST_CASE(locked_says_when_and_who_unlocks) {
+  FakeWorld world;
+  world.prompter.answers = {"pw", "123456"};
+  protocol::Response locked;
+  locked.status = protocol::Status::locked;
+  locked.locked_until = kNow + 600;
+  world.reply(locked);
+  BOOST_TEST(world.run({"disable"}) == 1);
+  check_one_line_error(world);
+  BOOST_TEST(world.err() ==
+             "kpanel-totp: too many failed attempts; try again in 10 minutes (or ask an admin: "
+             "kpanel-totp admin unlock alice)\n");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(enroll)
+
+BOOST_AUTO_TEST_CASE(shows_qr_uri_and_key_then_confirms_and_prints_codes_once) {
+  FakeWorld world;
+  world.prompter.answers = {"123456"};
+  world.reply(begun());
+  world.reply(codes());
+  BOOST_TEST(world.run({"enroll"}) == 0);
+  BOOST_REQUIRE_EQUAL(world.requests.size(), 2U);
+  const auto& begin = request_as<protocol::EnrollBeginRequest>(world.requests[0]);
+  BOOST_TEST(!begin.replace);
+  BOOST_TEST(begin.proof.empty());
+  BOOST_TEST(!begin.want_qr_text);
+  BOOST_TEST(request_as<protocol::EnrollConfirmRequest>(world.requests[1]).code.view() == "123456");
+
+  const std::string out = world.out();
+  BOOST_TEST(contains(out, "\u2588"));  // the QR code, in half blocks
+  BOOST_TEST(!contains(out, "\x1B["));  // stdout is no terminal here: no colour codes
+  BOOST_TEST(contains(out, kUri));
+  BOOST_TEST(contains(out, "JBSW Y3DP EHPK 3PXP JBSW Y3DP EHPK 3PXP"));
+  BOOST_TEST(contains(out, "SHA1, 6 digits, every 30 seconds"));
+  BOOST_TEST(contains(out, "store these now"));
+  BOOST_TEST(contains(out, "Each works once"));
+  BOOST_TEST(contains(out, "    ABCD-EFGH\n    JKLM-NPQR\n"));
+  // The QR code comes before the question, the codes after the answer.
+  BOOST_TEST(out.find(kUri) < out.find("ABCD-EFGH"));
+  BOOST_TEST(world.err().empty());
+}
+
+BOOST_AUTO_TEST_CASE(colour_terminal_gets_explicit_colours) {
+  FakeWorld world;
+  world.out_colors = true;
+  world.prompter.answers = {"123456"};
+  world.reply(begun());
+  world.reply(codes());
+  BOOST_TEST(world.run({"enroll"}) == 0);
+  BOOST_TEST(contains(world.out(), "\x1B[97;40m"));
+}
+
+BOOST_AUTO_TEST_CASE(replace_reads_the_current_code_first_and_keeps_recovery_codes) {
+  FakeWorld world;
+  world.prompter.answers = {"111111", "222222"};
+  world.reply(begun());
+  world.reply(codes({}));
+  BOOST_TEST(world.run({"enroll", "--replace"}) == 0);
+  const auto& begin = request_as<protocol::EnrollBeginRequest>(world.requests.at(0));
+  BOOST_TEST(begin.replace);
+  BOOST_TEST(begin.proof.view() == "111111");
+  BOOST_TEST(request_as<protocol::EnrollConfirmRequest>(world.requests.at(1)).code.view() ==
+             "222222");
+  BOOST_TEST(contains(world.out(), "recovery codes are unchanged"));
+}
+
+BOOST_AUTO_TEST_CASE(replace_with_begin_reads_only_the_current_code) {
+  FakeWorld world;
+  world.prompter.answers = {"ABCD-EFGH"};
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--replace", "--begin"}) == 0);
+  BOOST_REQUIRE_EQUAL(world.requests.size(), 1U);
+  BOOST_TEST(request_as<protocol::EnrollBeginRequest>(world.requests[0]).proof.view() ==
+             "ABCD-EFGH");
+  BOOST_TEST(world.prompter.prompts.size() == 1U);
+}
+
+BOOST_AUTO_TEST_CASE(replace_without_proof_sends_nothing) {
+  FakeWorld world;
+  BOOST_TEST(world.run({"enroll", "--replace"}) == 2);
+  BOOST_TEST(world.requests.empty());
+}
+
+BOOST_AUTO_TEST_CASE(begin_json_prints_uri_and_secret_only) {
+  FakeWorld world;
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--begin", "--json"}) == 0);
+  BOOST_TEST(world.requests.size() == 1U);
+  BOOST_TEST(world.out() == R"({"uri":")" + kUri + R"(","secret":")" + kSecret + "\"}\n");
+  BOOST_TEST(world.prompter.prompts.empty());
+}
+
+BOOST_AUTO_TEST_CASE(begin_shows_how_to_finish) {
+  FakeWorld world;
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--begin"}) == 0);
+  BOOST_TEST(contains(world.out(), kUri));
+  BOOST_TEST(contains(world.out(), "kpanel-totp enroll --confirm CODE"));
+  BOOST_TEST(world.prompter.prompts.empty());
+}
+
+BOOST_AUTO_TEST_CASE(begin_writes_private_images) {
+  const TempDir dir;
+  const auto png = dir.path / "qr.png";
+  const auto svg = dir.path / "qr.svg";
+  FakeWorld world;
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--begin", "--png", png.string(), "--svg", svg.string(),
+                        "--json"}) == 0);
+  for (const auto& file : {png, svg}) {
+    struct stat st {};
+    BOOST_REQUIRE_EQUAL(::stat(file.c_str(), &st), 0);
+    BOOST_TEST((st.st_mode & 07777) == 0600U);
+    BOOST_TEST(st.st_size > 0);
+  }
+  BOOST_TEST(nlohmann::json::parse(world.out())["uri"] == kUri);
+}
+
+BOOST_AUTO_TEST_CASE(unwritable_image_exits_1_before_asking) {
+  FakeWorld world;
+  world.prompter.answers = {"123456"};
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--png", "/nonexistent/dir/qr.png"}) == 1);
+  BOOST_TEST(world.requests.size() == 1U);
+  BOOST_TEST(world.prompter.prompts.empty());
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "/nonexistent/dir/qr.png"));
+}
+
+BOOST_AUTO_TEST_CASE(plain_enroll_json_keeps_stdout_for_the_codes) {
+  FakeWorld world;
+  world.prompter.answers = {"123456"};
+  world.reply(begun());
+  world.reply(codes());
+  BOOST_TEST(world.run({"--json", "enroll"}) == 0);
+  BOOST_TEST(world.out() == R"({"recovery_codes":["ABCD-EFGH","JKLM-NPQR"]})"
+                            "\n");
+  BOOST_TEST(contains(world.err(), kUri));  // what to scan went to stderr
+}
+
+BOOST_AUTO_TEST_CASE(confirm_prints_codes) {
+  FakeWorld world;
+  world.reply(codes());
+  BOOST_TEST(world.run({"enroll", "--confirm", "123456", "--json"}) == 0);
+  BOOST_TEST(request_as<protocol::EnrollConfirmRequest>(world.requests.at(0)).code.view() ==
+             "123456");
+  BOOST_TEST(world.out() == R"({"recovery_codes":["ABCD-EFGH","JKLM-NPQR"]})"
+                            "\n");
+  BOOST_TEST(world.prompter.prompts.empty());
+}
+
+BOOST_AUTO_TEST_CASE(confirm_with_nothing_pending_exits_1) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::no_pending_enrollment);
+  BOOST_TEST(world.run({"enroll", "--confirm", "123456"}) == 1);
+  check_one_line_error(world);
+}
+
+BOOST_AUTO_TEST_CASE(confirm_does_not_combine) {
+  for (const auto& other : std::vector<std::vector<std::string>>{
+           {"--begin"}, {"--replace"}, {"--png", "x.png"}, {"--svg", "x.svg"}}) {
+    FakeWorld world;
+    std::vector<std::string> args{"enroll", "--confirm", "123456"};
+    args.insert(args.end(), other.begin(), other.end());
+    BOOST_TEST(world.run(args) == 2);
+    BOOST_TEST(world.requests.empty());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(already_enrolled_points_to_replace) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::already_enrolled);
+  BOOST_TEST(world.run({"enroll"}) == 1);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "enroll --replace"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_code_from_a_script_is_not_retried) {
+  FakeWorld world;
+  world.prompter.answers = {"000000", "123456"};
+  world.reply(begun());
+  world.reply_status(protocol::Status::wrong_code);
+  BOOST_TEST(world.run({"enroll"}) == 1);
+  BOOST_TEST(world.requests.size() == 2U);
+  BOOST_TEST(contains(world.err(), "wrong code"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_code_typed_on_a_terminal_may_be_retyped) {
+  FakeWorld world;
+  world.prompter.is_interactive = true;
+  world.prompter.answers = {"000000", "123456"};
+  world.reply(begun());
+  world.reply_status(protocol::Status::wrong_code);
+  world.reply(codes());
+  BOOST_TEST(world.run({"enroll"}) == 0);
+  BOOST_TEST(world.requests.size() == 3U);
+  BOOST_TEST(contains(world.out(), "ABCD-EFGH"));
+  BOOST_TEST(contains(world.err(), "try again"));
+}
+
+BOOST_AUTO_TEST_CASE(retyping_stops_after_three_attempts) {
+  FakeWorld world;
+  world.prompter.is_interactive = true;
+  world.prompter.answers = {"1", "2", "3", "4"};
+  world.reply(begun());
+  for (int i = 0; i < 3; ++i) {
+    world.reply_status(protocol::Status::wrong_code);
+  }
+  BOOST_TEST(world.run({"enroll"}) == 1);
+  BOOST_TEST(world.requests.size() == 4U);  // begin + 3 confirms
+}
+
+BOOST_AUTO_TEST_CASE(overlong_code_is_refused_locally) {
+  FakeWorld world;
+  BOOST_TEST(world.run({"enroll", "--confirm", std::string(100, '1')}) == 2);
+  BOOST_TEST(world.requests.empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(recovery_codes)
+
+BOOST_AUTO_TEST_CASE(regenerate_reads_a_code_and_prints_new_codes) {
+  FakeWorld world;
+  world.prompter.answers = {"123456"};
+  world.reply(codes());
+  BOOST_TEST(world.run({"recovery-codes", "--regenerate", "--json"}) == 0);
+  BOOST_TEST(
+      request_as<protocol::RegenerateRecoveryCodesRequest>(world.requests.at(0)).code.view() ==
+      "123456");
+  BOOST_TEST(world.out() == R"({"recovery_codes":["ABCD-EFGH","JKLM-NPQR"]})"
+                            "\n");
+}
+
+BOOST_AUTO_TEST_CASE(human_output_warns_the_old_codes_are_gone) {
+  FakeWorld world;
+  world.prompter.answers = {"123456"};
+  world.reply(codes());
+  BOOST_TEST(world.run({"recovery-codes", "--regenerate"}) == 0);
+  BOOST_TEST(contains(world.out(), "old ones no longer work"));
+  BOOST_TEST(contains(world.out(), "store these now"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_code_exits_1) {
+  FakeWorld world;
+  world.prompter.answers = {"000000"};
+  protocol::Response wrong;
+  wrong.status = protocol::Status::wrong_code;
+  wrong.failures_left = 3;
+  world.reply(wrong);
+  BOOST_TEST(world.run({"recovery-codes", "--regenerate"}) == 1);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "3 attempts left"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(admin)
+
+BOOST_AUTO_TEST_CASE(list_json) {
+  FakeWorld world;
+  protocol::AdminListResult list;
+  list.users.push_back(alice_status().status);
+  world.reply(list);
+  BOOST_TEST(world.run({"admin", "list", "--json"}) == 0);
+  BOOST_TEST(std::holds_alternative<protocol::AdminListRequest>(world.requests.at(0)));
+  const auto json = nlohmann::json::parse(world.out());
+  BOOST_TEST(json["users"].size() == 1U);
+  BOOST_TEST(json["users"][0]["user"] == "alice");
+}
+
+BOOST_AUTO_TEST_CASE(list_human) {
+  FakeWorld world;
+  protocol::AdminListResult list;
+  list.users.push_back(alice_status().status);
+  world.reply(list);
+  BOOST_TEST(world.run({"admin", "list"}) == 0);
+  BOOST_TEST(lines_of(world.out()).size() == 2U);
+}
+
+BOOST_AUTO_TEST_CASE(reset_and_unlock_name_their_user) {
+  FakeWorld world;
+  world.reply(protocol::EmptyResult{});
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"admin", "reset", "carol"}) == 0);
+  BOOST_TEST(world.run({"--json", "admin", "unlock", "dave"}) == 0);
+  BOOST_TEST(request_as<protocol::AdminResetRequest>(world.requests.at(0)).user == "carol");
+  BOOST_TEST(request_as<protocol::AdminUnlockRequest>(world.requests.at(1)).user == "dave");
+  BOOST_TEST(contains(world.out(), "carol"));
+  BOOST_TEST(world.out().ends_with("{}\n"));
+}
+
+BOOST_AUTO_TEST_CASE(unknown_user_and_forbidden_exit_1) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::no_such_user);
+  BOOST_TEST(world.run({"admin", "reset", "nobody-here"}) == 1);
+  BOOST_TEST(contains(world.err(), "nobody-here"));
+  FakeWorld other;
+  other.reply_status(protocol::Status::forbidden);
+  BOOST_TEST(other.run({"admin", "list"}) == 1);
+  check_one_line_error(other);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,159 @@
+// JSON output has exactly SPEC §6's keys, ISO 8601 UTC times with 'Z' and
+// nulls; the human forms say the same things.
+#define BOOST_TEST_MODULE cli_output
+#include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/output.hpp"
+#include "support/fake_environment.hpp"
+
+namespace {
+
+namespace protocol = kpanel::common::protocol;
+using kpanel::cli::testing::kNow;
+using kpanel::common::SecureString;
+
+protocol::UserStatus enrolled_alice() {
+  protocol::UserStatus status;
+  status.user = "alice";
+  status.enrolled = true;
+  status.enrolled_at = kNow;
+  status.recovery_codes_left = 7;
+  // Internal detail that must not reach the JSON.
+  status.enrollment_pending = true;
+  status.last_skew_seconds = -1;
+  return status;
+}
+
+protocol::UserStatus locked_bob() {
+  protocol::UserStatus status;
+  status.user = "bob";
+  status.locked_until = kNow + 300;
+  return status;
+}
+
+std::set<std::string> keys_of(const nlohmann::json& object) {
+  std::set<std::string> keys;
+  for (const auto& item : object.items()) {
+    keys.insert(item.key());
+  }
+  return keys;
+}
+
+const std::set<std::string> kStatusKeys{"user", "enrolled", "enrolled_at", "recovery_codes_left",
+                                        "locked_until"};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(status_json_of_an_enrolled_user) {
+  BOOST_TEST(kpanel::cli::status_json(enrolled_alice()) ==
+             R"({"user":"alice","enrolled":true,"enrolled_at":"2026-11-28T19:27:28Z",)"
+             R"("recovery_codes_left":7,"locked_until":null})");
+}
+
+BOOST_AUTO_TEST_CASE(status_json_of_a_user_without_enrollment) {
+  protocol::UserStatus status;
+  status.user = "carol";
+  BOOST_TEST(kpanel::cli::status_json(status) ==
+             R"({"user":"carol","enrolled":false,"enrolled_at":null,)"
+             R"("recovery_codes_left":0,"locked_until":null})");
+}
+
+BOOST_AUTO_TEST_CASE(status_json_of_a_locked_user) {
+  const auto json = nlohmann::json::parse(kpanel::cli::status_json(locked_bob()));
+  BOOST_TEST(keys_of(json) == kStatusKeys);
+  BOOST_TEST(json["locked_until"] == "2026-11-28T19:32:28Z");
+  BOOST_TEST(json["enrolled_at"].is_null());
+}
+
+BOOST_AUTO_TEST_CASE(admin_list_json) {
+  const std::vector<protocol::UserStatus> users{enrolled_alice(), locked_bob()};
+  const auto json = nlohmann::json::parse(kpanel::cli::admin_list_json(users));
+  BOOST_TEST(keys_of(json) == std::set<std::string>{"users"});
+  BOOST_REQUIRE(json["users"].is_array());
+  BOOST_REQUIRE_EQUAL(json["users"].size(), 2U);
+  BOOST_TEST(keys_of(json["users"][0]) == kStatusKeys);
+  BOOST_TEST(keys_of(json["users"][1]) == kStatusKeys);
+  BOOST_TEST(json["users"][0]["user"] == "alice");
+  BOOST_TEST(json["users"][1]["locked_until"] == "2026-11-28T19:32:28Z");
+  BOOST_TEST(kpanel::cli::admin_list_json({}) == R"({"users":[]})");
+}
+
+BOOST_AUTO_TEST_CASE(recovery_codes_json) {
+  const std::vector<SecureString> codes{SecureString("ABCD-EFGH"), SecureString("JKLM-NPQR")};
+  BOOST_TEST(kpanel::cli::recovery_codes_json(codes).view() ==
+             R"({"recovery_codes":["ABCD-EFGH","JKLM-NPQR"]})");
+  BOOST_TEST(kpanel::cli::recovery_codes_json({}).view() == R"({"recovery_codes":[]})");
+}
+
+BOOST_AUTO_TEST_CASE(enroll_begin_json) {
+  const std::string uri =
+      "otpauth://totp/Kapsule:alice%40web01?secret=JBSWY3DPEHPK3PXP&issuer=Kapsule"
+      "&algorithm=SHA1&digits=6&period=30";
+  const auto json = kpanel::cli::enroll_begin_json(uri, "JBSWY3DPEHPK3PXP");
+  BOOST_TEST(json.view() == R"({"uri":")" + uri + R"(","secret":"JBSWY3DPEHPK3PXP"})");
+}
+
+BOOST_AUTO_TEST_CASE(hand_written_json_escapes_like_a_json_library_reads_it) {
+  const std::string awkward = "quote\" backslash\\ newline\n tab\t bell\x07 del\x7f \xc3\xa9";
+  const std::vector<SecureString> codes{SecureString(awkward)};
+  const auto parsed = nlohmann::json::parse(kpanel::cli::recovery_codes_json(codes).view());
+  BOOST_TEST(parsed["recovery_codes"][0].get<std::string>() == awkward);
+  const auto begin = nlohmann::json::parse(kpanel::cli::enroll_begin_json(awkward, "S").view());
+  BOOST_TEST(begin["uri"].get<std::string>() == awkward);
+}
+
+BOOST_AUTO_TEST_CASE(human_status) {
+  std::ostringstream out;
+  kpanel::cli::print_status(out, enrolled_alice(), kpanel::common::from_unix(kNow));
+  const std::string text = out.str();
+  BOOST_TEST(text.find("alice") != std::string::npos);
+  BOOST_TEST(text.find("yes, since 2026-11-28T19:27:28Z") != std::string::npos);
+  BOOST_TEST(text.find("Recovery codes left: 7") != std::string::npos);
+  BOOST_TEST(text.find("Locked:              no") != std::string::npos);
+
+  std::ostringstream locked;
+  kpanel::cli::print_status(locked, locked_bob(), kpanel::common::from_unix(kNow));
+  BOOST_TEST(locked.str().find("until 2026-11-28T19:32:28Z (about 5 minutes)") !=
+             std::string::npos);
+  BOOST_TEST(locked.str().find("kpanel-totp enroll") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(human_user_table) {
+  std::ostringstream out;
+  const std::vector<protocol::UserStatus> users{enrolled_alice(), locked_bob()};
+  kpanel::cli::print_user_table(out, users, kpanel::common::from_unix(kNow));
+  const auto lines = kpanel::cli::testing::lines_of(out.str());
+  BOOST_REQUIRE_EQUAL(lines.size(), 3U);
+  BOOST_TEST(lines[0].starts_with("USER"));
+  BOOST_TEST(lines[1].starts_with("alice"));
+  BOOST_TEST(lines[2].starts_with("bob"));
+  BOOST_TEST(lines[2].find("2026-11-28T19:32:28Z") != std::string::npos);
+
+  std::ostringstream empty;
+  kpanel::cli::print_user_table(empty, {}, kpanel::common::from_unix(kNow));
+  BOOST_TEST(empty.str() == "No users are known to kpanel-totpd.\n");
+}
+
+BOOST_AUTO_TEST_CASE(recovery_codes_come_with_instructions) {
+  std::ostringstream out;
+  const std::vector<SecureString> codes{SecureString("ABCD-EFGH"), SecureString("JKLM-NPQR")};
+  kpanel::cli::print_recovery_codes(out, codes);
+  BOOST_TEST(out.str().find("store these now") != std::string::npos);
+  BOOST_TEST(out.str().find("Each works once") != std::string::npos);
+  BOOST_TEST(out.str().find("    ABCD-EFGH\n    JKLM-NPQR\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(uri_parameters) {
+  const std::string_view uri =
+      "otpauth://totp/L?secret=S&issuer=I&algorithm=SHA1&digits=6&period=30";
+  BOOST_TEST(kpanel::cli::uri_parameter(uri, "digits") == "6");
+  BOOST_TEST(kpanel::cli::uri_parameter(uri, "period") == "30");
+  BOOST_TEST(kpanel::cli::uri_parameter(uri, "secret") == "S");
+  BOOST_TEST(kpanel::cli::uri_parameter(uri, "missing").empty());
+  BOOST_TEST(kpanel::cli::uri_parameter("otpauth://totp/L", "digits").empty());
+}
