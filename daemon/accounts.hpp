@@ -1,0 +1,40 @@
+#pragma once
+// The system's account database as the daemon needs it: who a peer uid is,
+// whether a name exists, and group membership (for admin_group and
+// exempt_group). An interface so tests give a fixed table instead of NSS.
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kpanel::daemon {
+
+class AccountDirectory {
+ public:
+  AccountDirectory() = default;
+  AccountDirectory(const AccountDirectory&) = delete;
+  AccountDirectory& operator=(const AccountDirectory&) = delete;
+  AccountDirectory(AccountDirectory&&) = delete;
+  AccountDirectory& operator=(AccountDirectory&&) = delete;
+  virtual ~AccountDirectory() = default;
+
+  // The login name of `uid`; nullopt when it has no passwd entry (or the lookup failed).
+  [[nodiscard]] virtual std::optional<std::string> name_for_uid(uid_t uid) const = 0;
+  [[nodiscard]] virtual bool exists(std::string_view name) const = 0;
+  // Member through the primary group or a supplementary one. False for an
+  // empty group name, an unknown user or group, or a failed lookup.
+  [[nodiscard]] virtual bool is_member(std::string_view name, std::string_view group) const = 0;
+};
+
+// NSS through the reentrant getpw*_r / getgrnam_r / getgrouplist; never throws.
+class SystemAccountDirectory final : public AccountDirectory {
+ public:
+  [[nodiscard]] std::optional<std::string> name_for_uid(uid_t uid) const noexcept override;
+  [[nodiscard]] bool exists(std::string_view name) const noexcept override;
+  [[nodiscard]] bool is_member(std::string_view name,
+                               std::string_view group) const noexcept override;
+};
+
+}  // namespace kpanel::daemon

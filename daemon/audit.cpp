@@ -1,0 +1,195 @@
+#include "daemon/audit.hpp"
+
+#include <syslog.h>
+
+#include <cstdio>
+
+#include "common/clock.hpp"
+
+namespace kpanel::daemon {
+namespace {
+
+using common::protocol::Status;
+
+constexpr std::size_t kMaxValueBytes = 128;
+
+std::string_view to_string(StoreErrorKind kind) noexcept {
+  switch (kind) {
+    case StoreErrorKind::io:
+      return "io";
+    case StoreErrorKind::corrupt:
+      return "corrupt";
+    case StoreErrorKind::busy:
+      return "busy";
+    case StoreErrorKind::key:
+      return "key";
+    case StoreErrorKind::unavailable:
+      return "unavailable";
+  }
+  return "unknown";
+}
+
+constexpr std::size_t kMaxMessageBytes = 512;
+
+// Printable ASCII kept; everything else (newlines, escapes, UTF-8) as \xNN,
+// `"` and `\` escaped; cut at `max_bytes` with "..." appended.
+std::string escape(std::string_view value, std::size_t max_bytes) {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  std::string out;
+  const std::string_view kept = value.substr(0, max_bytes);
+  for (const char c : kept) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7f) {
+      out.append("\\x").push_back(kHex[byte >> 4U]);
+      out.push_back(kHex[byte & 0x0fU]);
+    } else {
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+      }
+      out.push_back(c);
+    }
+  }
+  if (kept.size() < value.size()) {
+    out.append("...");
+  }
+  return out;
+}
+
+// A client-supplied value as one key=value field: escaped, and quoted when
+// empty or holding a space, '=', a quote or a backslash.
+std::string sanitize(std::string_view value) {
+  std::string out = escape(value, kMaxValueBytes);
+  if (out.empty() || out.find_first_of(" =\"\\") != std::string::npos) {
+    out = '"' + out + '"';
+  }
+  return out;
+}
+
+void field(std::string& line, std::string_view key, std::string_view value) {
+  if (!line.empty()) {
+    line.push_back(' ');
+  }
+  line.append(key).append("=").append(value);
+}
+
+bool is_warning(const AuditEvent& event) noexcept {
+  return event.outcome != Status::ok || event.kind == AuditEventKind::lockout ||
+         event.kind == AuditEventKind::exempt_login ||
+         event.decision == common::protocol::LoginDecision::refuse ||
+         event.decision == common::protocol::LoginDecision::locked;
+}
+
+void write_stderr(std::string_view prefix, const std::string& line) noexcept {
+  // One fwrite per line, so lines from concurrent threads do not interleave.
+  std::string out(prefix);
+  out.append(line).push_back('\n');
+  static_cast<void>(std::fwrite(out.data(), 1, out.size(), stderr));
+}
+
+}  // namespace
+
+std::string_view to_string(AuditEventKind kind) noexcept {
+  switch (kind) {
+    case AuditEventKind::login_check:
+      return "login_check";
+    case AuditEventKind::exempt_login:
+      return "exempt_login";
+    case AuditEventKind::grace_login:
+      return "grace_login";
+    case AuditEventKind::nullok_login:
+      return "nullok_login";
+    case AuditEventKind::verify:
+      return "verify";
+    case AuditEventKind::status:
+      return "status";
+    case AuditEventKind::enroll_begin:
+      return "enroll_begin";
+    case AuditEventKind::enroll_confirm:
+      return "enroll_confirm";
+    case AuditEventKind::disable:
+      return "disable";
+    case AuditEventKind::recovery_regenerate:
+      return "recovery_regenerate";
+    case AuditEventKind::admin_list:
+      return "admin_list";
+    case AuditEventKind::reset:
+      return "reset";
+    case AuditEventKind::unlock:
+      return "unlock";
+    case AuditEventKind::lockout:
+      return "lockout";
+    case AuditEventKind::clock_skew:
+      return "clock_skew";
+  }
+  return "unknown";
+}
+
+std::string format_audit_event(const AuditEvent& event) {
+  std::string line;
+  field(line, "event", to_string(event.kind));
+  field(line, "user", sanitize(event.user));
+  if (event.peer_uid) {
+    field(line, "peer_uid", std::to_string(*event.peer_uid));
+  }
+  if (!event.service.empty()) {
+    field(line, "service", sanitize(event.service));
+  }
+  if (!event.rhost.empty()) {
+    field(line, "rhost", sanitize(event.rhost));
+  }
+  if (!event.tty.empty()) {
+    field(line, "tty", sanitize(event.tty));
+  }
+  field(line, "outcome", common::protocol::to_string(event.outcome));
+  if (event.decision) {
+    field(line, "decision", common::protocol::to_string(*event.decision));
+  }
+  if (event.recovery_code_used) {
+    field(line, "recovery_code", "used");
+  }
+  if (event.recovery_codes_left) {
+    field(line, "recovery_codes_left", std::to_string(*event.recovery_codes_left));
+  }
+  if (event.failures_left) {
+    field(line, "failures_left", std::to_string(*event.failures_left));
+  }
+  if (event.locked_until) {
+    field(line, "locked_until", common::format_iso8601(common::from_unix(*event.locked_until)));
+  }
+  if (event.skew_seconds) {
+    field(line, "skew_seconds", std::to_string(*event.skew_seconds));
+  }
+  if (event.days_left) {
+    field(line, "days_left", std::to_string(*event.days_left));
+  }
+  if (event.store_error) {
+    field(line, "store_error", to_string(*event.store_error));
+  }
+  return line;
+}
+
+void SyslogAuditLog::record(const AuditEvent& event) noexcept {
+  try {
+    const std::string line = format_audit_event(event);
+    const int priority = LOG_AUTHPRIV | (is_warning(event) ? LOG_WARNING : LOG_NOTICE);
+    syslog(priority, "%s", line.c_str());  // NOLINT(*-vararg)
+    if (also_stderr_) {
+      write_stderr("audit: ", line);
+    }
+  } catch (...) {
+    // Out of memory while formatting: nothing sensible left to log with.
+  }
+}
+
+void SyslogAuditLog::error(std::string_view message) noexcept {
+  try {
+    const std::string line = escape(message, kMaxMessageBytes);
+    syslog(LOG_DAEMON | LOG_ERR, "%s", line.c_str());  // NOLINT(*-vararg)
+    if (also_stderr_) {
+      write_stderr("error: ", line);
+    }
+  } catch (...) {
+  }
+}
+
+}  // namespace kpanel::daemon

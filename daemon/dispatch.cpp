@@ -1,0 +1,149 @@
+#include "daemon/dispatch.hpp"
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+namespace kpanel::daemon {
+namespace {
+
+namespace protocol = common::protocol;
+using protocol::Request;
+using protocol::Response;
+using protocol::Status;
+
+using Handler = Response (*)(Rules&, const Caller&, const std::string& user, const Request&);
+
+struct Row {
+  std::string_view op;  // wire name, for the reader
+  std::size_t index;    // which alternative of protocol::Request
+  Permit permit;
+  AuditEventKind audit;  // how a refused request is logged
+  Handler handler;
+};
+
+template <typename T, typename... Ts>
+constexpr std::size_t index_in(const std::variant<Ts...>* /*tag*/) {
+  constexpr std::array<bool, sizeof...(Ts)> same{std::is_same_v<T, Ts>...};
+  for (std::size_t i = 0; i < same.size(); ++i) {
+    if (same.at(i)) {
+      return i;
+    }
+  }
+  return same.size();
+}
+
+template <typename Req, auto Method>
+constexpr Row row(std::string_view op, Permit permit, AuditEventKind audit) {
+  return Row{
+      op, index_in<Req>(static_cast<const Request*>(nullptr)), permit, audit,
+      [](Rules& rules, const Caller& caller, const std::string& user, const Request& request) {
+        if constexpr (std::is_invocable_v<decltype(Method), Rules&, const Caller&, const Req&>) {
+          return (rules.*Method)(caller, std::get<Req>(request));
+        } else {
+          return (rules.*Method)(caller, user, std::get<Req>(request));
+        }
+      }};
+}
+
+// clang-format off
+constexpr std::array kTable{
+  // request                                    handler                           op                      who may call it        audit kind when refused
+  row<protocol::LoginCheckRequest,              &Rules::login_check>              ("login_check",         Permit::self_or_root,  AuditEventKind::login_check),
+  row<protocol::VerifyRequest,                  &Rules::verify>                   ("verify",              Permit::self_or_root,  AuditEventKind::verify),
+  row<protocol::StatusRequest,                  &Rules::status>                   ("status",              Permit::self_or_admin, AuditEventKind::status),
+  row<protocol::EnrollBeginRequest,             &Rules::enroll_begin>             ("enroll_begin",        Permit::self_or_admin, AuditEventKind::enroll_begin),
+  row<protocol::EnrollConfirmRequest,           &Rules::enroll_confirm>           ("enroll_confirm",      Permit::self_or_admin, AuditEventKind::enroll_confirm),
+  row<protocol::DisableRequest,                 &Rules::disable>                  ("disable",             Permit::self_or_admin, AuditEventKind::disable),
+  row<protocol::RegenerateRecoveryCodesRequest, &Rules::regenerate_recovery_codes>("recovery_regenerate", Permit::self_or_admin, AuditEventKind::recovery_regenerate),
+  row<protocol::AdminListRequest,               &Rules::admin_list>               ("admin_list",          Permit::admin,         AuditEventKind::admin_list),
+  row<protocol::AdminResetRequest,              &Rules::admin_reset>              ("admin_reset",         Permit::admin,         AuditEventKind::reset),
+  row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             ("admin_unlock",        Permit::admin,         AuditEventKind::unlock),
+};
+// clang-format on
+
+constexpr bool rows_follow_the_variant() {
+  for (std::size_t i = 0; i < kTable.size(); ++i) {
+    if (kTable.at(i).index != i) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(kTable.size() == std::variant_size_v<Request>, "one row per request type");
+static_assert(rows_follow_the_variant(), "rows in protocol::Request order");
+
+// The request's user field, if its type has one.
+const std::string* named_user(const Request& request) {
+  return std::visit(
+      [](const auto& r) -> const std::string* {
+        if constexpr (requires { r.user; }) {
+          return &r.user;
+        } else {
+          return nullptr;
+        }
+      },
+      request);
+}
+
+Response reply(Status status) noexcept {
+  Response response;
+  response.status = status;
+  return response;
+}
+
+}  // namespace
+
+Permit Dispatcher::permit(const Request& request) noexcept {
+  return kTable.at(request.index()).permit;
+}
+
+Response Dispatcher::handle(const PeerCredentials& peer, const Request& request) noexcept {
+  try {
+    const Row& entry = kTable.at(request.index());
+    const bool root = peer.uid == 0;
+    const std::optional<std::string> self = accounts_.name_for_uid(peer.uid);
+    const auto policy = rules_.policy();
+    const bool admin = root || (self && !policy->admin_group.empty() &&
+                                accounts_.is_member(*self, policy->admin_group));
+    const Caller caller{peer.uid, admin};
+
+    const std::string* named = named_user(request);
+    std::string target;
+    if (named != nullptr) {
+      target = !named->empty() ? *named : self.value_or("");
+    }
+    const bool own = self.has_value() && named != nullptr && target == *self;
+
+    bool allowed = false;
+    if (root || self) {  // a uid with no passwd entry may do nothing
+      switch (entry.permit) {
+        case Permit::self_or_root:
+          allowed = root || own;
+          break;
+        case Permit::self_or_admin:
+          allowed = admin || own;
+          break;
+        case Permit::admin:
+          allowed = admin;
+          break;
+      }
+    }
+    if (!allowed) {
+      rules_.record_forbidden(caller, entry.audit, target);
+      return reply(Status::forbidden);
+    }
+    if (named != nullptr && target.empty()) {
+      return reply(Status::bad_request);  // root, no name
+    }
+    return entry.handler(rules_, caller, target, request);
+  } catch (...) {
+    return reply(Status::internal_error);
+  }
+}
+
+}  // namespace kpanel::daemon

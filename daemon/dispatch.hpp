@@ -1,0 +1,42 @@
+#pragma once
+// Request dispatch: one table row per operation naming its handler and who
+// may call it (OpenSSH mon_table, USBGuard's handler privileges), so every
+// authorization decision is reviewable in one screen of dispatch.cpp.
+// Decided only from the peer's credentials (SO_PEERCRED), never from a
+// request field (SPEC §1).
+
+#include <cstdint>
+
+#include "common/protocol.hpp"
+#include "daemon/accounts.hpp"
+#include "daemon/peer_credentials.hpp"
+#include "daemon/rules.hpp"
+
+namespace kpanel::daemon {
+
+enum class Permit : std::uint8_t {
+  self_or_root,   // own account; root for anyone (the PAM module inside sshd runs as root)
+  self_or_admin,  // own account; root or an admin_group member for anyone (--user)
+  admin,          // root or an admin_group member only
+};
+
+class Dispatcher {
+ public:
+  // The admin group is read from rules.policy() on every request, so a reload
+  // changes it together with the rest of the policy.
+  Dispatcher(Rules& rules, const AccountDirectory& accounts) : rules_(rules), accounts_(accounts) {}
+
+  // An empty `user` in the request means the peer's own account. A peer uid
+  // with no passwd entry may do nothing (forbidden) unless it is uid 0.
+  [[nodiscard]] common::protocol::Response handle(
+      const PeerCredentials& peer, const common::protocol::Request& request) noexcept;
+
+  // The table's answer for this request's operation.
+  [[nodiscard]] static Permit permit(const common::protocol::Request& request) noexcept;
+
+ private:
+  Rules& rules_;
+  const AccountDirectory& accounts_;
+};
+
+}  // namespace kpanel::daemon
