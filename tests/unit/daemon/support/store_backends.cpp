@@ -1,11 +1,16 @@
 #include "store_backends.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>  // mkdtemp
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
+
+#include "daemon/secret_box.hpp"
+#include "daemon/store_sqlite.hpp"
 
 namespace kpanel::daemon::test {
 
@@ -27,5 +32,25 @@ TempDir::~TempDir() {
 }
 
 std::unique_ptr<Store> MemoryBackend::open() { return std::make_unique<MemoryStore>(state_); }
+
+common::SecureBytes test_store_key() {
+  common::SecureBytes key(SecretBox::kKeyBytes);
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    key.mutable_view()[i] = static_cast<std::uint8_t>(i);
+  }
+  return key;
+}
+
+std::unique_ptr<Store> SqliteBackend::open() {
+  auto box = SecretBox::from_key(test_store_key());
+  if (!box) {
+    throw std::runtime_error(box.error());
+  }
+  auto store = SqliteStore::open(state_dir(), std::move(*box));
+  if (!store) {
+    throw std::runtime_error(store.error().message);
+  }
+  return std::move(*store);
+}
 
 }  // namespace kpanel::daemon::test

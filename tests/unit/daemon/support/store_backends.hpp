@@ -7,6 +7,7 @@
 #include <string_view>
 #include <tuple>
 
+#include "common/secure_buffer.hpp"
 #include "daemon/store.hpp"
 #include "memory_store.hpp"
 
@@ -50,6 +51,21 @@ class MemoryBackend final : public StoreBackend {
   std::shared_ptr<MemoryStore::State> state_ = std::make_shared<MemoryStore::State>();
 };
 
-using StoreBackends = std::tuple<MemoryBackend>;
+// The fixed key the SQLite backend seals with (32 bytes 0x00, 0x01, …, 0x1f).
+[[nodiscard]] common::SecureBytes test_store_key();
+
+// SqliteStore on a temporary state_dir (made by the store, as on a first start).
+class SqliteBackend final : public StoreBackend {
+ public:
+  [[nodiscard]] std::string_view name() const override { return "sqlite"; }
+  // Throws std::runtime_error with the store's message when it does not open.
+  [[nodiscard]] std::unique_ptr<Store> open() override;
+  [[nodiscard]] std::filesystem::path state_dir() const { return dir_.path() / "state"; }
+
+ private:
+  TempDir dir_;
+};
+
+using StoreBackends = std::tuple<MemoryBackend, SqliteBackend>;
 
 }  // namespace kpanel::daemon::test

@@ -1,0 +1,60 @@
+#pragma once
+// Sealing TOTP secrets at rest: AES-256-GCM under the key in key_file.
+// Sealed format: 0x01 | nonce (12 random bytes) | ciphertext | tag (16).
+// The AAD names where a sealed value belongs (the store uses
+// "kpanel-totp/v1/<slot>/<user>"), so a value copied to another row or slot
+// does not open.
+
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/secure_buffer.hpp"
+
+namespace kpanel::daemon {
+
+class SecretBox {
+ public:
+  static constexpr std::size_t kKeyBytes = 32;
+  static constexpr std::uint8_t kFormatVersion = 0x01;
+  static constexpr std::size_t kNonceBytes = 12;
+  static constexpr std::size_t kTagBytes = 16;
+  static constexpr std::size_t kOverheadBytes = 1 + kNonceBytes + kTagBytes;
+
+  // Reads key_file, or creates it (0600, 32 bytes from the CSPRNG, fsync'd
+  // with its directory) when it does not exist. An existing file must be a
+  // regular file (not a symlink) owned by the effective uid, with no group or
+  // other permissions and exactly 32 bytes; the error says what to fix.
+  static std::expected<SecretBox, std::string> load_or_create(
+      const std::filesystem::path& key_file);
+
+  // A box over `key` (tests); the key must be 32 bytes.
+  static std::expected<SecretBox, std::string> from_key(common::SecureBytes key);
+
+  SecretBox(const SecretBox&) = delete;
+  SecretBox& operator=(const SecretBox&) = delete;
+  SecretBox(SecretBox&&) noexcept = default;
+  SecretBox& operator=(SecretBox&&) noexcept = default;
+  ~SecretBox() = default;  // SecureBytes wipes the key
+
+  [[nodiscard]] std::expected<std::vector<std::uint8_t>, std::string> seal(
+      std::span<const std::uint8_t> plaintext, std::string_view aad) const;
+
+  // The plaintext, or an error when `sealed` is malformed or does not
+  // authenticate under this key and `aad` (no partial plaintext is returned).
+  [[nodiscard]] std::expected<common::SecureBytes, std::string> open(
+      std::span<const std::uint8_t> sealed, std::string_view aad) const;
+
+ private:
+  explicit SecretBox(common::SecureBytes key) : key_(std::move(key)) {}
+
+  common::SecureBytes key_;
+};
+
+}  // namespace kpanel::daemon

@@ -1,0 +1,62 @@
+#pragma once
+// The Store on this host: SQLite in WAL mode at state_dir/state.db, with
+// synchronous=FULL so a committed update survives a crash or power loss.
+// TOTP secrets are sealed with the SecretBox (AAD "kpanel-totp/v1/<slot>/<user>").
+//
+// Two connections: updates go through the writer (one at a time, BEGIN
+// IMMEDIATE), loads and lists through a reader, which in WAL mode is never
+// blocked by a writer waiting for its fsync.
+
+#include <cstdint>
+#include <expected>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "daemon/secret_box.hpp"
+#include "daemon/store.hpp"
+
+namespace kpanel::daemon {
+
+// PRAGMA user_version of a database this build writes.
+inline constexpr int kSqliteSchemaVersion = 1;
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating when missing) state_dir, 0700, and state_dir/state.db,
+  // 0600, migrating its schema to kSqliteSchemaVersion. Refuses a state_dir
+  // that is a symlink, is not owned by the effective uid or grants group or
+  // other access, and a database written by a newer kpanel-totpd. Checks that
+  // the stored secrets open with `box` (StoreErrorKind::key if not).
+  static std::expected<std::unique_ptr<SqliteStore>, StoreError> open(
+      const std::filesystem::path& state_dir, SecretBox box);
+
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+  SqliteStore(SqliteStore&&) = delete;
+  SqliteStore& operator=(SqliteStore&&) = delete;
+  ~SqliteStore() override;
+
+  std::expected<std::optional<UserRecord>, StoreError> load(std::string_view user) override;
+  std::expected<void, StoreError> update(std::string_view user,
+                                         const std::function<bool(UserRecord&)>& change) override;
+  std::expected<std::vector<UserRecord>, StoreError> list() override;
+
+  [[nodiscard]] const std::filesystem::path& database_path() const noexcept { return path_; }
+
+  class Connection;  // a sqlite3 handle and its prepared statements (store_sqlite.cpp)
+
+ private:
+  SqliteStore(std::filesystem::path path, SecretBox box, std::unique_ptr<Connection> writer,
+              std::unique_ptr<Connection> reader);
+
+  std::filesystem::path path_;
+  SecretBox box_;
+  std::mutex writer_mutex_;
+  std::unique_ptr<Connection> writer_;
+  std::mutex reader_mutex_;
+  std::unique_ptr<Connection> reader_;
+};
+
+}  // namespace kpanel::daemon

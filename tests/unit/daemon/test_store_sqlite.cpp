@@ -1,0 +1,658 @@
+#define BOOST_TEST_MODULE daemon sqlite store
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <latch>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/base32.hpp"
+#include "common/random.hpp"
+#include "daemon/secret_box.hpp"
+#include "daemon/store_sqlite.hpp"
+#include "support/store_backends.hpp"
+
+namespace kpanel::daemon::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const common::TimePoint kEnrolled = common::from_unix(1'800'000'000);
+
+SecretBox box_with(common::SecureBytes key) {
+  auto box = SecretBox::from_key(std::move(key));
+  BOOST_TEST_REQUIRE(box.has_value());
+  return std::move(*box);
+}
+
+std::expected<std::unique_ptr<SqliteStore>, StoreError> try_open(
+    const fs::path& dir, common::SecureBytes key = test_store_key()) {
+  return SqliteStore::open(dir, box_with(std::move(key)));
+}
+
+std::unique_ptr<SqliteStore> open_store(const fs::path& dir) {
+  auto store = try_open(dir);
+  BOOST_TEST_REQUIRE(store.has_value(), store.error().message);
+  return std::move(*store);
+}
+
+common::SecureBytes bytes_of(std::string_view text) {
+  return common::SecureBytes(
+      std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+// A record with every field set to something other than its default.
+UserRecord full_record(const std::string& user) {
+  UserRecord record;
+  record.user = user;
+  record.active = Enrollment{
+      bytes_of("active-secret-" + user), {common::TotpAlgorithm::sha256, 8, 60}, kEnrolled};
+  record.pending = PendingEnrollment{
+      bytes_of("pending-secret-" + user), {common::TotpAlgorithm::sha512, 7, 45}, kEnrolled + 600s};
+  record.last_step = 60'000'123;
+  record.failures = 3;
+  record.lockout_level = 2;
+  record.locked_until = kEnrolled + 1200s;
+  record.last_skew_seconds = -31;
+  record.recovery_codes = {
+      {"$scrypt$hash-a", false}, {"$scrypt$hash-b", true}, {"$scrypt$hash-c", false}};
+  return record;
+}
+
+void check_same(const UserRecord& got, const UserRecord& want) {
+  BOOST_TEST(got.user == want.user);
+  BOOST_TEST_REQUIRE(got.active.has_value() == want.active.has_value());
+  if (want.active) {
+    BOOST_TEST((got.active->secret == want.active->secret));
+    BOOST_TEST((got.active->params.algorithm == want.active->params.algorithm));
+    BOOST_TEST(got.active->params.digits == want.active->params.digits);
+    BOOST_TEST(got.active->params.period == want.active->params.period);
+    BOOST_TEST((got.active->enrolled_at == want.active->enrolled_at));
+  }
+  BOOST_TEST_REQUIRE(got.pending.has_value() == want.pending.has_value());
+  if (want.pending) {
+    BOOST_TEST((got.pending->secret == want.pending->secret));
+    BOOST_TEST((got.pending->params.algorithm == want.pending->params.algorithm));
+    BOOST_TEST(got.pending->params.digits == want.pending->params.digits);
+    BOOST_TEST(got.pending->params.period == want.pending->params.period);
+    BOOST_TEST((got.pending->expires_at == want.pending->expires_at));
+  }
+  BOOST_TEST((got.last_step == want.last_step));
+  BOOST_TEST(got.failures == want.failures);
+  BOOST_TEST(got.lockout_level == want.lockout_level);
+  BOOST_TEST((got.locked_until == want.locked_until));
+  BOOST_TEST((got.last_skew_seconds == want.last_skew_seconds));
+  BOOST_TEST_REQUIRE(got.recovery_codes.size() == want.recovery_codes.size());
+  for (std::size_t i = 0; i < want.recovery_codes.size(); ++i) {
+    BOOST_TEST(got.recovery_codes[i].hash == want.recovery_codes[i].hash);
+    BOOST_TEST(got.recovery_codes[i].used == want.recovery_codes[i].used);
+  }
+}
+
+void put(Store& store, const UserRecord& record) {
+  const auto updated = store.update(record.user, [&](UserRecord& current) {
+    current = record;
+    return true;
+  });
+  BOOST_TEST_REQUIRE(updated.has_value(), updated.error().message);
+}
+
+UserRecord get(Store& store, const std::string& user) {
+  const auto loaded = store.load(user);
+  BOOST_TEST_REQUIRE(loaded.has_value(), loaded.error().message);
+  BOOST_TEST_REQUIRE(loaded->has_value());
+  return **loaded;
+}
+
+mode_t mode_of(const fs::path& path) {
+  struct stat info {};
+  BOOST_TEST_REQUIRE(::lstat(path.c_str(), &info) == 0);
+  return info.st_mode & 07777U;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A second, plain SQLite connection to look at or tamper with the file.
+class RawDatabase {
+ public:
+  explicit RawDatabase(const fs::path& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      throw std::runtime_error("cannot open " + path.string());
+    }
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  RawDatabase(const RawDatabase&) = delete;
+  RawDatabase& operator=(const RawDatabase&) = delete;
+  RawDatabase(RawDatabase&&) = delete;
+  RawDatabase& operator=(RawDatabase&&) = delete;
+  ~RawDatabase() { sqlite3_close_v2(db_); }
+
+  void exec(const std::string& sql) {
+    char* error = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+      const std::string message = error != nullptr ? error : "?";
+      sqlite3_free(error);
+      throw std::runtime_error(sql + ": " + message);
+    }
+  }
+  std::string text(const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
+    }
+    std::string value;
+    if (sqlite3_step(statement) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(statement, 0);
+      value = text != nullptr ? reinterpret_cast<const char*>(text) : "NULL";
+    }
+    sqlite3_finalize(statement);
+    return value;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// ---- records --------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(every_field_survives_a_close_and_reopen) {
+  const TempDir dir;
+  const UserRecord alice = full_record("alice");
+  UserRecord bare;  // only a lockout: every optional column NULL
+  bare.user = "bob";
+  bare.failures = 1;
+  {
+    auto store = open_store(dir.path());
+    put(*store, alice);
+    put(*store, bare);
+    check_same(get(*store, "alice"), alice);
+  }
+  auto store = open_store(dir.path());
+  check_same(get(*store, "alice"), alice);
+  check_same(get(*store, "bob"), bare);
+  const auto all = store->list();
+  BOOST_TEST_REQUIRE(all.has_value());
+  BOOST_TEST_REQUIRE(all->size() == 2U);
+  check_same((*all)[0], alice);
+  check_same((*all)[1], bare);
+}
+
+BOOST_AUTO_TEST_CASE(extreme_values_roundtrip) {
+  const TempDir dir;
+  UserRecord record = full_record("x");
+  record.failures = UINT32_MAX;
+  record.lockout_level = UINT32_MAX;
+  record.last_step = INT64_MIN;
+  record.last_skew_seconds = INT64_MAX;
+  record.locked_until = common::from_unix(-1);
+  record.active =
+      Enrollment{bytes_of("k"), {common::TotpAlgorithm::sha1, 6, UINT32_MAX}, kEnrolled};
+  record.recovery_codes.clear();
+  {
+    auto store = open_store(dir.path());
+    put(*store, record);
+  }
+  check_same(get(*open_store(dir.path()), "x"), record);
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_user_loads_as_nullopt) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  const auto loaded = store->load("nobody");
+  BOOST_TEST_REQUIRE(loaded.has_value());
+  BOOST_TEST(!loaded->has_value());
+}
+
+BOOST_AUTO_TEST_CASE(update_sees_a_fresh_record_with_only_the_name_set) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  bool fresh = false;
+  BOOST_TEST_REQUIRE(store
+                         ->update("carol",
+                                  [&](UserRecord& record) {
+                                    fresh = record.user == "carol" && !record.active &&
+                                            record.failures == 0 && record.recovery_codes.empty();
+                                    return false;
+                                  })
+                         .has_value());
+  BOOST_TEST(fresh);
+}
+
+BOOST_AUTO_TEST_CASE(an_update_that_returns_false_writes_nothing) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  const UserRecord alice = full_record("alice");
+  put(*store, alice);
+  const auto refused = store->update("alice", [](UserRecord& record) {
+    record.active.reset();
+    record.failures = 99;
+    record.recovery_codes.clear();
+    return false;
+  });
+  BOOST_TEST_REQUIRE(refused.has_value());
+  check_same(get(*store, "alice"), alice);
+  const auto new_user = store->update("dave", [](UserRecord& record) {
+    record.failures = 4;
+    return false;
+  });
+  BOOST_TEST_REQUIRE(new_user.has_value());
+  BOOST_TEST(!store->load("dave")->has_value());
+  store.reset();
+  check_same(get(*open_store(dir.path()), "alice"), alice);
+}
+
+BOOST_AUTO_TEST_CASE(a_change_that_throws_rolls_back_and_the_store_goes_on) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  const UserRecord alice = full_record("alice");
+  put(*store, alice);
+  BOOST_CHECK_THROW((void)store->update("alice",
+                                        [](UserRecord& record) -> bool {
+                                          record.failures = 42;
+                                          throw std::runtime_error("boom");
+                                        }),
+                    std::runtime_error);
+  check_same(get(*store, "alice"), alice);
+  UserRecord changed = alice;
+  changed.failures = 0;
+  put(*store, changed);
+  check_same(get(*store, "alice"), changed);
+}
+
+BOOST_AUTO_TEST_CASE(recovery_codes_are_updated_replaced_and_removed) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  UserRecord alice = full_record("alice");
+  put(*store, alice);
+  alice.recovery_codes[0].used = true;  // in place
+  alice.recovery_codes[1].used = false;
+  put(*store, alice);
+  check_same(get(*store, "alice"), alice);
+  alice.recovery_codes = {{"$scrypt$new-1", false}, {"$scrypt$new-2", false}};  // regenerated
+  put(*store, alice);
+  check_same(get(*store, "alice"), alice);
+  alice.recovery_codes.clear();
+  put(*store, alice);
+  check_same(get(*store, "alice"), alice);
+  RawDatabase raw(dir.path() / "state.db");
+  BOOST_TEST(raw.text("SELECT count(*) FROM recovery_codes") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(a_record_left_empty_is_deleted_with_its_codes) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  put(*store, full_record("alice"));
+  BOOST_TEST_REQUIRE(store
+                         ->update("alice",
+                                  [](UserRecord& record) {
+                                    const std::string name = record.user;
+                                    record = UserRecord{};
+                                    record.user = name;
+                                    return true;
+                                  })
+                         .has_value());
+  BOOST_TEST(!store->load("alice")->has_value());
+  BOOST_TEST(store->list()->empty());
+  RawDatabase raw(dir.path() / "state.db");
+  BOOST_TEST(raw.text("SELECT count(*) FROM users") == "0");
+  BOOST_TEST(raw.text("SELECT count(*) FROM recovery_codes") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(a_record_with_only_replay_state_is_kept) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  UserRecord record;
+  record.user = "alice";
+  record.last_step = 7;
+  put(*store, record);
+  check_same(get(*store, "alice"), record);
+}
+
+BOOST_AUTO_TEST_CASE(list_is_sorted_by_name_and_matches_codes_to_users) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  const std::vector<std::string> names{"zed", "alice", "Bob", "bob", "al", "\xc3\xa9mile", "a-b"};
+  for (const auto& name : names) {
+    UserRecord record = full_record(name);
+    record.recovery_codes = {{"hash-of-" + name, false}, {"2nd-of-" + name, true}};
+    put(*store, record);
+  }
+  auto sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  const auto all = store->list();
+  BOOST_TEST_REQUIRE(all.has_value());
+  BOOST_TEST_REQUIRE(all->size() == sorted.size());
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    const UserRecord& record = (*all)[i];
+    BOOST_TEST(record.user == sorted[i]);
+    BOOST_TEST_REQUIRE(record.recovery_codes.size() == 2U);
+    BOOST_TEST(record.recovery_codes[0].hash == "hash-of-" + sorted[i]);
+    BOOST_TEST(record.recovery_codes[1].used);
+    BOOST_TEST((record.active->secret == bytes_of("active-secret-" + sorted[i])));
+  }
+}
+
+// ---- schema --------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(the_schema_version_is_recorded) {
+  const TempDir dir;
+  open_store(dir.path()).reset();
+  RawDatabase raw(dir.path() / "state.db");
+  BOOST_TEST(raw.text("PRAGMA user_version") == std::to_string(kSqliteSchemaVersion));
+  BOOST_TEST(raw.text("PRAGMA journal_mode") == "wal");
+  // Reopening an up-to-date database migrates nothing and changes nothing.
+  open_store(dir.path()).reset();
+  BOOST_TEST(raw.text("PRAGMA user_version") == std::to_string(kSqliteSchemaVersion));
+}
+
+BOOST_AUTO_TEST_CASE(a_database_from_a_newer_daemon_is_refused) {
+  const TempDir dir;
+  open_store(dir.path()).reset();
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion + 1));
+  }
+  const auto store = try_open(dir.path());
+  BOOST_TEST_REQUIRE(!store.has_value());
+  BOOST_TEST((store.error().kind == StoreErrorKind::corrupt));
+  BOOST_TEST(store.error().message.find("written by a newer kpanel-totpd") != std::string::npos,
+             store.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(a_file_that_is_not_a_database_is_refused_as_corrupt) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  fs::create_directory(state);
+  fs::permissions(state, fs::perms::owner_all, fs::perm_options::replace);
+  {
+    std::ofstream out(state / "state.db", std::ios::binary);
+    out << std::string(8192, 'x');
+  }
+  fs::permissions(state / "state.db", fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace);
+  const auto store = try_open(state);
+  BOOST_TEST_REQUIRE(!store.has_value());
+  BOOST_TEST((store.error().kind == StoreErrorKind::corrupt), store.error().message);
+  BOOST_TEST(store.error().message.find("sqlite store " + (state / "state.db").string()) == 0U,
+             store.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(integrity_check_passes_after_use) {
+  const TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    for (int i = 0; i < 50; ++i) {
+      put(*store, full_record("user" + std::to_string(i)));
+    }
+    for (int i = 0; i < 50; i += 2) {
+      BOOST_TEST_REQUIRE(store
+                             ->update("user" + std::to_string(i),
+                                      [](UserRecord& record) {
+                                        const std::string name = record.user;
+                                        record = UserRecord{};
+                                        record.user = name;
+                                        return true;
+                                      })
+                             .has_value());
+    }
+    RawDatabase raw(dir.path() / "state.db");
+    BOOST_TEST(raw.text("PRAGMA integrity_check") == "ok");
+    BOOST_TEST(raw.text("PRAGMA foreign_key_check").empty());
+  }
+  RawDatabase raw(dir.path() / "state.db");
+  BOOST_TEST(raw.text("PRAGMA integrity_check") == "ok");
+  BOOST_TEST(raw.text("SELECT count(*) FROM users") == "25");
+}
+
+// ---- files and permissions -------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(the_state_dir_is_created_0700_and_the_files_0600) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  const mode_t old = ::umask(0);  // the store must not rely on the umask
+  auto store = try_open(state);
+  ::umask(old);
+  BOOST_TEST_REQUIRE(store.has_value(), store.error().message);
+  put(**store, full_record("alice"));
+  BOOST_TEST(mode_of(state) == 0700U);
+  BOOST_TEST(mode_of(state / "state.db") == 0600U);
+  BOOST_TEST_REQUIRE(fs::exists(state / "state.db-wal"));
+  BOOST_TEST(mode_of(state / "state.db-wal") == 0600U);
+  BOOST_TEST_REQUIRE(fs::exists(state / "state.db-shm"));
+  BOOST_TEST(mode_of(state / "state.db-shm") == 0600U);
+  BOOST_TEST(((*store)->database_path() == state / "state.db"));
+}
+
+BOOST_AUTO_TEST_CASE(a_state_dir_open_to_group_or_others_is_refused_with_the_fix) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  fs::create_directory(state);
+  for (const auto mode : {0755U, 0750U, 0701U, 0770U}) {
+    BOOST_TEST_REQUIRE(::chmod(state.c_str(), mode) == 0);
+    const auto store = try_open(state);
+    BOOST_TEST_REQUIRE(!store.has_value());
+    BOOST_TEST(store.error().message.find("chmod 700 " + state.string()) != std::string::npos,
+               store.error().message);
+  }
+  BOOST_TEST(!fs::exists(state / "state.db"));
+  BOOST_TEST_REQUIRE(::chmod(state.c_str(), 0700) == 0);
+  BOOST_TEST(try_open(state).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_symlinked_state_dir_is_refused) {
+  const TempDir dir;
+  const fs::path real = dir.path() / "real";
+  fs::create_directory(real);
+  fs::permissions(real, fs::perms::owner_all, fs::perm_options::replace);
+  const fs::path link = dir.path() / "state";
+  fs::create_directory_symlink(real, link);
+  const auto store = try_open(link);
+  BOOST_TEST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("symbolic link") != std::string::npos,
+             store.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(a_state_dir_owned_by_another_user_is_refused) {
+  if (::geteuid() != 0) {
+    BOOST_TEST_MESSAGE("skipped: needs root to give a directory away");
+    return;
+  }
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  fs::create_directory(state);
+  fs::permissions(state, fs::perms::owner_all, fs::perm_options::replace);
+  BOOST_TEST_REQUIRE(::chown(state.c_str(), 65534, 65534) == 0);
+  const auto store = try_open(state);
+  BOOST_TEST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("chown") != std::string::npos, store.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(a_symlinked_database_file_is_refused) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  open_store(state).reset();
+  fs::rename(state / "state.db", dir.path() / "elsewhere.db");
+  fs::create_symlink(dir.path() / "elsewhere.db", state / "state.db");
+  BOOST_TEST(!try_open(state).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_database_file_open_to_others_is_narrowed_to_0600) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  open_store(state).reset();
+  fs::permissions(state / "state.db", fs::perms::others_read | fs::perms::group_read,
+                  fs::perm_options::add);
+  open_store(state).reset();
+  BOOST_TEST(mode_of(state / "state.db") == 0600U);
+}
+
+// ---- secrets at rest ---------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(no_secret_appears_in_clear_in_the_database_or_its_wal) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  const auto secret = common::generate_totp_secret();
+  const auto pending = common::generate_totp_secret();
+  BOOST_TEST_REQUIRE((secret.has_value() && pending.has_value()));
+  const std::string raw_secret(secret->view().begin(), secret->view().end());
+  const std::string raw_pending(pending->view().begin(), pending->view().end());
+  const std::string base32(common::base32_encode(secret->view()).view());
+  const std::string base32_pending(common::base32_encode(pending->view()).view());
+  UserRecord record = full_record("alice");
+  record.active = Enrollment{*secret, {}, kEnrolled};
+  record.pending = PendingEnrollment{*pending, {}, kEnrolled};
+  const auto check_files = [&] {
+    std::string all;
+    for (const char* name : {"state.db", "state.db-wal", "state.db-shm"}) {
+      if (fs::exists(state / name)) all += read_file(state / name);
+    }
+    BOOST_TEST_REQUIRE(all.size() > 0U);
+    BOOST_TEST(all.find(raw_secret) == std::string::npos);
+    BOOST_TEST(all.find(raw_pending) == std::string::npos);
+    BOOST_TEST(all.find(base32) == std::string::npos);
+    BOOST_TEST(all.find(base32_pending) == std::string::npos);
+    BOOST_TEST(all.find("alice") != std::string::npos);  // the files were really read
+  };
+  {
+    auto store = open_store(state);
+    put(*store, record);
+    BOOST_TEST_REQUIRE(fs::file_size(state / "state.db-wal") > 0U);
+    check_files();  // the data is in the WAL now
+  }
+  check_files();  // and in state.db after the last connection's checkpoint
+  check_same(get(*open_store(state), "alice"), record);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_key_is_reported_as_a_key_error) {
+  const TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    put(*store, full_record("alice"));
+  }
+  auto other = common::random_bytes(SecretBox::kKeyBytes);
+  BOOST_TEST_REQUIRE(other.has_value());
+  const auto store = try_open(dir.path(), std::move(*other));
+  BOOST_TEST_REQUIRE(!store.has_value());
+  BOOST_TEST((store.error().kind == StoreErrorKind::key));
+  BOOST_TEST(store.error().message.find("wrong key?") != std::string::npos, store.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(a_secret_moved_to_another_row_or_slot_does_not_open) {
+  const TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    put(*store, full_record("alice"));
+    UserRecord bob = full_record("bob");
+    bob.pending.reset();
+    put(*store, bob);
+  }
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec(
+        "UPDATE users SET active_secret = (SELECT active_secret FROM users WHERE user = 'alice')"
+        " WHERE user = 'bob'");
+  }
+  auto store = open_store(dir.path());  // alice's row is checked at open, and is fine
+  const auto bob = store->load("bob");
+  BOOST_TEST_REQUIRE(!bob.has_value());
+  BOOST_TEST((bob.error().kind == StoreErrorKind::key));
+  BOOST_TEST(!store->list().has_value());
+  BOOST_TEST(!store->update("bob", [](UserRecord&) { return true; }).has_value());
+  store.reset();
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("UPDATE users SET pending_secret = active_secret WHERE user = 'alice'");
+  }
+  store = open_store(dir.path());
+  const auto alice = store->load("alice");
+  BOOST_TEST_REQUIRE(!alice.has_value());
+  BOOST_TEST((alice.error().kind == StoreErrorKind::key));
+}
+
+BOOST_AUTO_TEST_CASE(error_messages_carry_no_secret) {
+  const TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    put(*store, full_record("alice"));
+  }
+  auto other = common::random_bytes(SecretBox::kKeyBytes);
+  BOOST_TEST_REQUIRE(other.has_value());
+  const auto store = try_open(dir.path(), std::move(*other));
+  BOOST_TEST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("active-secret") == std::string::npos);
+}
+
+// ---- concurrency -------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(concurrent_increments_of_one_counter_are_never_lost) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  put(*store, full_record("alice"));
+  const std::uint32_t start = get(*store, "alice").failures;
+  constexpr int kThreads = 8;
+  constexpr int kEach = 25;
+  std::latch ready(kThreads);
+  std::vector<int> errors(kThreads, 0);
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      ready.arrive_and_wait();
+      for (int i = 0; i < kEach; ++i) {
+        const auto updated = store->update("alice", [](UserRecord& record) {
+          ++record.failures;
+          return true;
+        });
+        // Readers run alongside and always see a whole record.
+        const auto loaded = store->load("alice");
+        const bool ok = updated.has_value() && loaded.has_value() && loaded->has_value() &&
+                        (*loaded)->recovery_codes.size() == 3U && (*loaded)->active.has_value();
+        errors[static_cast<std::size_t>(t)] += ok ? 0 : 1;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const int e : errors) BOOST_TEST(e == 0);
+  BOOST_TEST(get(*store, "alice").failures == start + kThreads * kEach);
+  store.reset();
+  BOOST_TEST(get(*open_store(dir.path()), "alice").failures == start + kThreads * kEach);
+}
+
+BOOST_AUTO_TEST_CASE(a_write_lock_held_elsewhere_gives_busy_not_a_hang) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  put(*store, full_record("alice"));
+  RawDatabase other(dir.path() / "state.db");
+  other.exec("BEGIN IMMEDIATE");
+  const auto started = std::chrono::steady_clock::now();
+  const auto updated = store->update("alice", [](UserRecord& record) {
+    ++record.failures;
+    return true;
+  });
+  const auto waited = std::chrono::steady_clock::now() - started;
+  BOOST_TEST_REQUIRE(!updated.has_value());
+  BOOST_TEST((updated.error().kind == StoreErrorKind::busy), updated.error().message);
+  BOOST_TEST(waited >= 1s);  // the busy timeout waited before giving up
+  // Reads go on meanwhile (WAL): a reader is not blocked by a writer.
+  BOOST_TEST(store->load("alice").has_value());
+  other.exec("ROLLBACK");
+  BOOST_TEST(store->update("alice", [](UserRecord&) { return true; }).has_value());
+}
+
+}  // namespace
+}  // namespace kpanel::daemon::test
