@@ -12,6 +12,7 @@
 
 #include "common/base32.hpp"
 #include "common/otpauth_uri.hpp"
+#include "common/qr.hpp"
 #include "common/random.hpp"
 #include "common/recovery_code.hpp"
 #include "common/totp.hpp"
@@ -350,6 +351,18 @@ protocol::UserStatus describe(const UserRecord& record, TimePoint now, bool priv
   return status;
 }
 
+// Disable and reset: the secret is destroyed, and with it the replay state
+// that guarded it. A new enrollment gets a fresh secret, so no code seen
+// before can match it; keeping last_step would only refuse the new phone's
+// first code for up to a step after an admin reset.
+void forget_enrollment(UserRecord& record) {
+  record.active.reset();
+  record.pending.reset();
+  record.recovery_codes.clear();
+  record.last_step.reset();
+  record.last_skew_seconds.reset();
+}
+
 bool has_state(const UserRecord& record) {
   return record.active || record.pending || !record.recovery_codes.empty() ||
          record.failures != 0 || record.lockout_level != 0 || record.locked_until;
@@ -555,7 +568,12 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
     result.uri = std::string(uri.view());
     result.secret_base32 = secret_base32;
     result.expires_at = common::to_unix(pending.expires_at);
-    // request.want_qr_text: the text rendering of `uri` (common/qr.hpp) plugs in here.
+    if (request.want_qr_text) {
+      // Rendered here so the PAM module never links libqrencode (SPEC §1).
+      // Plain text: OpenSSH shows colour escapes literally.
+      auto text = common::qr_text(result.uri);
+      if (text) result.qr_text = std::move(*text);
+    }
     return reply_ok(std::move(result));
   });
 }
@@ -729,10 +747,7 @@ Response Rules::disable(const Caller& caller, const std::string& user,
       // should not be able to turn the second factor off.
       attempt = prove(current, request.code.view(), std::nullopt, *policy, now);
       if (attempt.status == Status::ok) {
-        current.active.reset();
-        current.pending.reset();
-        current.recovery_codes.clear();
-        current.last_skew_seconds.reset();
+        forget_enrollment(current);
       }
       return attempt.changed;
     });
@@ -847,11 +862,8 @@ Response Rules::admin_reset(const Caller& caller, const std::string& user,
       if (!existed) {
         return false;
       }
-      record.active.reset();
-      record.pending.reset();
-      record.recovery_codes.clear();
+      forget_enrollment(record);
       register_success(record);  // failures, lockout and level
-      record.last_skew_seconds.reset();
       return true;
     });
     if (!updated) {

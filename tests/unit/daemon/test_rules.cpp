@@ -792,6 +792,17 @@ RULES_TEST(admin_reset_removes_enrollment_recovery_codes_and_lockout) {
   BOOST_TEST(verify(h, e.recovery_codes[0]).status == Status::wrong_code);
 }
 
+// A reset destroys the secret and the replay state that guarded it: the new
+// phone's first code is accepted even within the step of the last one used.
+RULES_TEST(enrolling_again_right_after_a_reset_is_not_a_replay) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+  BOOST_TEST(h.rules().admin_reset(kRoot, kUser, {}).status == Status::ok);
+  const auto secret = secret_of(begin(h, kUser));
+  BOOST_TEST(confirm(h, code_at(h, secret, 0), kUser).status == Status::ok);
+}
+
 RULES_TEST(admin_reset_of_a_user_without_enrollment) {
   Harness h(std::make_unique<Backend>());
   BOOST_TEST(h.rules().admin_reset(kRoot, "bob", {}).status == Status::not_enrolled);
