@@ -192,4 +192,22 @@ void SyslogAuditLog::error(std::string_view message) noexcept {
   }
 }
 
+void log_notice(std::string_view message) noexcept {
+  try {
+    const std::string line = escape(message, kMaxMessageBytes);
+    syslog(LOG_DAEMON | LOG_INFO, "%s", line.c_str());  // NOLINT(*-vararg)
+    write_stderr("", line);
+  } catch (...) {
+  }
+}
+
+void log_error(std::string_view message) noexcept {
+  try {
+    const std::string line = escape(message, kMaxMessageBytes);
+    syslog(LOG_DAEMON | LOG_ERR, "%s", line.c_str());  // NOLINT(*-vararg)
+    write_stderr("error: ", line);
+  } catch (...) {
+  }
+}
+
 }  // namespace kpanel::daemon

@@ -87,4 +87,9 @@ class SyslogAuditLog final : public AuditLog {
   bool also_stderr_;
 };
 
+// Operational lines (start, stop, reload, refused connections) that are not
+// security events: syslog daemon facility plus stderr, sanitized like the rest.
+void log_notice(std::string_view message) noexcept;
+void log_error(std::string_view message) noexcept;
+
 }  // namespace kpanel::daemon

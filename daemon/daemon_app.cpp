@@ -1,0 +1,183 @@
+#include "daemon/daemon_app.hpp"
+
+#include <syslog.h>
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/clock.hpp"
+#include "daemon/accounts.hpp"
+#include "daemon/audit.hpp"
+#include "daemon/config.hpp"
+#include "daemon/dispatch.hpp"
+#include "daemon/listen_socket.hpp"
+#include "daemon/password_check.hpp"
+#include "daemon/rules.hpp"
+#include "daemon/secret_box.hpp"
+#include "daemon/server.hpp"
+#include "daemon/store_sqlite.hpp"
+#include "kpanel/version.hpp"
+
+namespace kpanel::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::expected<DaemonConfig, ConfigProblems> load(const DaemonOptions& options) {
+  return load_config(
+      options.config_path,
+      ConfigLoadOptions{.check_permissions = true, .missing_is_default = !options.config_given});
+}
+
+void print_problems(const ConfigProblems& problems) {
+  for (const auto& problem : problems) std::fprintf(stderr, "%s\n", problem.c_str());
+}
+
+// Handlers block on fsync, scrypt and PAM; more workers than cores keeps one
+// slow password check from holding up verifications.
+unsigned worker_count() { return std::max(4U, 2 * std::thread::hardware_concurrency()); }
+
+// Keys read once at start: changing them needs a restart, and a reload says so.
+void warn_about_restart_keys(const DaemonConfig& running, const DaemonConfig& loaded) {
+  const auto warn = [](const char* key) {
+    log_error(std::string("reload: `") + key + "` changed; it takes effect after a restart");
+  };
+  if (running.socket != loaded.socket) warn("socket");
+  if (running.state_dir != loaded.state_dir) warn("state_dir");
+  if (running.key_file != loaded.key_file) warn("key_file");
+  if (running.store != loaded.store) warn("store");
+  if (running.postgresql_dsn != loaded.postgresql_dsn) warn("postgresql_dsn");
+  if (running.password_service != loaded.password_service) warn("password_service");
+}
+
+int serve(const DaemonOptions& options) {
+  auto config = load(options);
+  if (!config) {
+    print_problems(config.error());
+    return 1;
+  }
+  if (config->store != StoreBackend::sqlite) {
+    log_error("store = postgresql is not supported by this build; use store = sqlite");
+    return 1;
+  }
+  auto box = SecretBox::load_or_create(config->key_file);
+  if (!box) {
+    log_error(box.error());
+    return 1;
+  }
+  auto store = SqliteStore::open(config->state_dir, std::move(*box));
+  if (!store) {
+    log_error(store.error().message);
+    return 1;
+  }
+
+  const common::SystemClock clock;
+  SystemAccountDirectory accounts;
+  PamPasswordChecker passwords(config->password_service);
+  SyslogAuditLog audit;
+  Rules rules(config->policy, **store, clock, passwords, accounts, audit);
+  Dispatcher dispatcher(rules, accounts);
+
+  asio::io_context io(1);
+  auto listening = open_listen_socket(io, config->socket);
+  if (!listening) {
+    log_error(listening.error());
+    return 1;
+  }
+  const bool socket_from_systemd = listening->from_systemd;
+
+  asio::thread_pool workers(worker_count());
+  Server server(
+      io, std::move(listening->acceptor), workers,
+      [&dispatcher](const PeerCredentials& peer, const common::protocol::Request& request) {
+        return dispatcher.handle(peer, request);
+      });
+
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        if (signal == SIGHUP) {
+          sd_notify(0, "RELOADING=1");
+          auto reloaded = load(options);
+          if (!reloaded) {
+            for (const auto& problem : reloaded.error()) log_error("reload: " + problem);
+            log_error("reload: keeping the running configuration");
+          } else {
+            warn_about_restart_keys(*config, *reloaded);
+            rules.set_policy(reloaded->policy);
+            config->policy = reloaded->policy;
+            log_notice("configuration reloaded from " + options.config_path.string());
+          }
+          sd_notify(0, "READY=1");
+          signals.async_wait(on_signal);
+          return;
+        }
+        sd_notify(0, "STOPPING=1");
+        log_notice("stopping: finishing requests in flight");
+        server.stop_accepting();
+        signals.cancel();
+      };
+  signals.async_wait(on_signal);
+
+  server.start();
+  log_notice(std::string("kpanel-totpd ") + kVersion + " listening on " + config->socket.string() +
+             (socket_from_systemd ? " (from systemd)" : ""));
+  sd_notify(0, "READY=1");
+
+  // An exception out of a completion handler is a bug; log it and keep
+  // serving rather than dropping every login on the host.
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::exception& e) {
+      log_error(std::string("unexpected error in the event loop: ") + e.what());
+    }
+  }
+  workers.join();
+  if (!socket_from_systemd) remove_socket_file(config->socket);
+  log_notice("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int check_config(const DaemonOptions& options) noexcept {
+  try {
+    const auto config = load(options);
+    if (!config) {
+      print_problems(config.error());
+      return 1;
+    }
+    std::fprintf(stderr, "%s: ok\n", options.config_path.c_str());
+    std::fputs(describe_config(*config).c_str(), stdout);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kpanel-totpd: %s\n", e.what());
+    return 1;
+  }
+}
+
+int run_daemon(const DaemonOptions& options) noexcept {
+  try {
+    std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error code, not a signal
+    openlog("kpanel-totpd", LOG_PID, LOG_AUTHPRIV);
+    return serve(options);
+  } catch (const std::exception& e) {
+    log_error(std::string("fatal: ") + e.what());
+    return 1;
+  }
+}
+
+}  // namespace kpanel::daemon

@@ -1,0 +1,57 @@
+// kpanel-totpd [--config FILE] [--check-config] [--version]   (SPEC §3)
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "daemon/config.hpp"
+#include "daemon/daemon_app.hpp"
+#include "kpanel/version.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: kpanel-totpd [--config FILE] [--check-config] [--version]\n"
+    "  --config FILE    configuration file (default /etc/kpanel-totp/kpanel-totpd.conf)\n"
+    "  --check-config   check the configuration, print it, and exit (0 valid, 1 not)\n"
+    "  --version        print the version and exit\n";
+
+int usage_error(std::string_view message) {
+  std::fprintf(stderr, "kpanel-totpd: %.*s\n%s", static_cast<int>(message.size()), message.data(),
+               kUsage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kpanel::daemon::DaemonOptions options{.config_path = kpanel::daemon::kDefaultConfigPath};
+  bool check = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];  // NOLINT(*-pointer-arithmetic)
+    if (arg == "--version") {
+      std::printf("kpanel-totpd %s\n", kpanel::kVersion);
+      return 0;
+    }
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--check-config") {
+      check = true;
+    } else if (arg == "--config" || arg.starts_with("--config=")) {
+      std::string_view value;
+      if (arg == "--config") {
+        if (i + 1 >= argc) return usage_error("--config needs a file name");
+        value = argv[++i];  // NOLINT(*-pointer-arithmetic)
+      } else {
+        value = arg.substr(std::string_view("--config=").size());
+      }
+      if (value.empty()) return usage_error("--config needs a file name");
+      options.config_path = value;
+      options.config_given = true;
+    } else {
+      return usage_error(std::string("unknown argument: ").append(arg));
+    }
+  }
+  return check ? kpanel::daemon::check_config(options) : kpanel::daemon::run_daemon(options);
+}

@@ -1,0 +1,241 @@
+#include "daemon/server.hpp"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/secure_buffer.hpp"
+#include "daemon/audit.hpp"
+
+namespace kpanel::daemon {
+
+namespace asio = boost::asio;
+using local_socket = asio::local::stream_protocol::socket;
+namespace protocol = common::protocol;
+
+namespace {
+
+std::optional<PeerCredentials> peer_credentials(local_socket& socket) noexcept {
+  ucred cred{};
+  socklen_t length = sizeof cred;
+  if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0 ||
+      length != sizeof cred) {
+    return std::nullopt;
+  }
+  return PeerCredentials{.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+}
+
+// Frame-level errors the client is told about before the connection closes;
+// anything else (bad magic, oversized, garbage) is closed without a word.
+std::optional<protocol::Status> reply_for(protocol::DecodeError error) noexcept {
+  switch (error) {
+    case protocol::DecodeError::unsupported_version:
+      return protocol::Status::unsupported_version;
+    case protocol::DecodeError::bad_magic:
+    case protocol::DecodeError::oversized:
+    case protocol::DecodeError::truncated:
+      return std::nullopt;
+    default:
+      return protocol::Status::bad_request;
+  }
+}
+
+}  // namespace
+
+// One client connection: header, body, handler on a worker, reply, close.
+class Server::Connection : public std::enable_shared_from_this<Server::Connection> {
+ public:
+  Connection(Server& server, local_socket socket, PeerCredentials peer)
+      : server_(server),
+        alive_(server.alive_),
+        socket_(std::move(socket)),
+        deadline_(server.io_),
+        peer_(peer) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  Connection(Connection&&) = delete;
+  Connection& operator=(Connection&&) = delete;
+  ~Connection() {
+    if (*alive_) server_.release(peer_.uid);
+  }
+
+  void start() {
+    arm_deadline();
+    asio::async_read(socket_, asio::buffer(header_),
+                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                       self->on_header(ec);
+                     });
+  }
+
+ private:
+  void arm_deadline() {
+    deadline_.expires_after(server_.limits_.io_deadline);
+    deadline_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: the phase finished in time
+      if (auto self = weak.lock()) {
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);  // pending reads/writes complete with an error
+      }
+    });
+  }
+
+  void on_header(const boost::system::error_code& ec) {
+    if (ec) return;  // closed, reset or timed out: nothing to answer
+    const auto header = protocol::parse_header(header_);
+    if (!header) {
+      refuse(header.error());
+      return;
+    }
+    body_.resize(header->body_length);
+    asio::async_read(socket_, asio::buffer(body_.data(), body_.size()),
+                     [self = shared_from_this()](const boost::system::error_code& read_ec,
+                                                 std::size_t) { self->on_body(read_ec); });
+  }
+
+  void on_body(const boost::system::error_code& ec) {
+    if (ec) return;
+    deadline_.cancel();
+    auto request = protocol::decode_request(body_.view());
+    body_.clear();  // it may hold a code or a password
+    if (!request) {
+      refuse(request.error());
+      return;
+    }
+    // The handler blocks (fsync, scrypt, PAM): run it on a worker and come
+    // back to the io thread with the reply. The last reference to this
+    // connection always returns to the io thread.
+    asio::post(server_.workers_, [self = shared_from_this(), req = std::move(*request)]() mutable {
+      protocol::Response response;
+      try {
+        response = self->server_.handler_(self->peer_, req);
+      } catch (...) {
+        response = protocol::Response{.status = protocol::Status::internal_error};
+      }
+      req = protocol::Request{};  // wipe the code before the worker moves on
+      asio::post(self->server_.io_,
+                 [self, resp = std::move(response)]() mutable { self->reply(resp); });
+    });
+  }
+
+  void refuse(protocol::DecodeError error) {
+    if (const auto status = reply_for(error)) {
+      reply(protocol::Response{.status = *status});
+    } else {
+      close();
+    }
+  }
+
+  void reply(const protocol::Response& response) {
+    out_ = protocol::encode_response(response);
+    if (out_.empty()) {  // a reply that breaks the codec's rules: say so, never half of it
+      out_ =
+          protocol::encode_response(protocol::Response{.status = protocol::Status::internal_error});
+    }
+    arm_deadline();
+    asio::async_write(socket_, asio::buffer(out_.data(), out_.size()),
+                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
+                        self->out_.clear();
+                        self->close();
+                      });
+  }
+
+  void close() noexcept {
+    boost::system::error_code ignored;
+    deadline_.cancel();
+    socket_.shutdown(local_socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  Server& server_;
+  std::shared_ptr<bool> alive_;
+  local_socket socket_;
+  asio::steady_timer deadline_;
+  PeerCredentials peer_;
+  std::array<std::uint8_t, protocol::kHeaderSize> header_{};
+  common::SecureBytes body_;
+  common::SecureBytes out_;
+};
+
+Server::Server(asio::io_context& io, asio::local::stream_protocol::acceptor acceptor,
+               asio::thread_pool& workers, Handler handler, ServerLimits limits)
+    : io_(io),
+      acceptor_(std::move(acceptor)),
+      workers_(workers),
+      handler_(std::move(handler)),
+      limits_(limits) {}
+
+Server::~Server() { *alive_ = false; }
+
+void Server::start() {
+  accepting_ = true;
+  accept_next();
+}
+
+void Server::stop_accepting() {
+  accepting_ = false;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+void Server::accept_next() {
+  if (!accepting_) return;
+  acceptor_.async_accept(
+      [this, alive = alive_](const boost::system::error_code& ec, local_socket socket) {
+        if (!*alive || !accepting_) return;
+        if (!ec) {
+          on_accepted(std::move(socket));
+        } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+          // Out of file descriptors: keep serving the connections we have; the
+          // next accept will retry once some close.
+          log_error("accept: " + ec.message());
+        }
+        accept_next();
+      });
+}
+
+void Server::on_accepted(local_socket socket) {
+  const auto peer = peer_credentials(socket);
+  if (!peer) {
+    log_error("connection without peer credentials dropped");
+    return;
+  }
+  std::size_t& per_uid = connections_per_uid_[peer->uid];
+  if (connections_ >= limits_.max_connections ||
+      (peer->uid != 0 && per_uid >= limits_.max_connections_per_uid)) {
+    // Closing at once keeps a flood from holding memory; honest clients retry
+    // through their own timeout.
+    if (per_uid == 0) connections_per_uid_.erase(peer->uid);
+    return;
+  }
+  std::shared_ptr<Connection> connection;
+  try {
+    connection = std::make_shared<Connection>(*this, std::move(socket), *peer);
+  } catch (const std::exception& e) {
+    if (per_uid == 0) connections_per_uid_.erase(peer->uid);
+    log_error(std::string("connection setup failed: ") + e.what());
+    return;
+  }
+  // Counted from here on; the Connection's destructor gives the slot back.
+  ++connections_;
+  ++per_uid;
+  connection->start();
+}
+
+void Server::release(uid_t uid) noexcept {
+  --connections_;
+  const auto it = connections_per_uid_.find(uid);
+  if (it != connections_per_uid_.end() && --it->second == 0) connections_per_uid_.erase(it);
+}
+
+}  // namespace kpanel::daemon

@@ -1,0 +1,80 @@
+#pragma once
+// The socket side of kpanel-totpd: accepts connections on the UNIX stream
+// socket, reads one framed request per connection under a deadline, learns
+// the peer from SO_PEERCRED, hands the request to the handler on a worker
+// pool (handlers block: fsync, scrypt, PAM) and writes the reply.
+//
+// One io_context thread does all socket I/O, so a slow or hostile client only
+// ever costs a few bytes of buffer and a timer; it can never hold a worker.
+// Limits (SPEC §3): frame caps from common/protocol.hpp, a deadline for the
+// whole request, a cap on concurrent connections overall and per peer uid.
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "common/protocol.hpp"
+#include "daemon/peer_credentials.hpp"
+
+namespace kpanel::daemon {
+
+struct ServerLimits {
+  // From accept to the last byte of the request; then again for the reply.
+  // The module's default timeout is 10 s, so an honest client is never cut.
+  std::chrono::milliseconds io_deadline{5000};
+  std::size_t max_connections = 1024;
+  // No single local user can take all the slots (root is the PAM module
+  // inside sshd and login: it is not capped per uid).
+  std::size_t max_connections_per_uid = 64;
+};
+
+class Server {
+ public:
+  // Must not throw; runs on a worker thread. The Dispatcher's handle().
+  using Handler = std::function<common::protocol::Response(const PeerCredentials&,
+                                                           const common::protocol::Request&)>;
+
+  Server(boost::asio::io_context& io, boost::asio::local::stream_protocol::acceptor acceptor,
+         boost::asio::thread_pool& workers, Handler handler, ServerLimits limits = {});
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  Server(Server&&) = delete;
+  Server& operator=(Server&&) = delete;
+  ~Server();
+
+  void start();
+  // SIGTERM: no new connections; those in flight finish (their deadlines
+  // bound how long that takes) and then the io_context runs out of work.
+  void stop_accepting();
+
+  // For tests and the log; io thread only.
+  [[nodiscard]] std::size_t connection_count() const noexcept { return connections_; }
+
+ private:
+  class Connection;
+  friend class Connection;
+
+  void accept_next();
+  void on_accepted(boost::asio::local::stream_protocol::socket socket);
+  void release(uid_t uid) noexcept;
+
+  boost::asio::io_context& io_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::thread_pool& workers_;
+  Handler handler_;
+  ServerLimits limits_;
+  bool accepting_ = false;
+  std::size_t connections_ = 0;
+  std::unordered_map<uid_t, std::size_t> connections_per_uid_;
+  // Shared with connections so a late completion after ~Server is harmless.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace kpanel::daemon
