@@ -1,0 +1,305 @@
+"""Shared pieces of the integration tests: a throwaway kpanel-totpd (its own
+config, socket, state dir and key under a temp dir), test users, the tool run
+as a given user, a raw protocol client (common/PROTOCOL.md) that can speak as
+any uid, and TOTP codes from oathtool, an independent implementation.
+
+The tests run as root (CI does): they create system users with a prefix
+unique to each test file and remove them afterwards.
+"""
+
+import json
+import os
+import pwd
+import grp
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+
+TOTPD = os.environ.get("KPANEL_TOTPD", "kpanel-totpd")
+TOOL = os.environ.get("KPANEL_TOOL", "kpanel-totp")
+
+MAGIC = b"KP"
+VERSION = 1
+
+
+def require_root(test_case):
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("integration tests need root (users, setuid peers)")
+
+
+# ---- users -------------------------------------------------------------------
+
+def ensure_group(name):
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        subprocess.run(["groupadd", "--system", name], check=True)
+
+
+def ensure_user(name, password=None, groups=()):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    for group in groups:
+        ensure_group(group)
+        subprocess.run(["usermod", "-aG", group, name], check=True)
+    if password is not None:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+
+
+def remove_user(name):
+    subprocess.run(["userdel", "--remove", name], stderr=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL)
+
+
+def remove_group(name):
+    subprocess.run(["groupdel", name], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def uid_of(name):
+    return pwd.getpwnam(name).pw_uid
+
+
+# ---- codes -------------------------------------------------------------------
+
+def totp(secret, at=None, algorithm="SHA1", digits=6, period=30):
+    """The code for `secret` at unix time `at` (default now), from oathtool."""
+    at = time.time() if at is None else at
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    args = ["oathtool", "--base32", f"--totp={algorithm.lower()}", f"--digits={digits}",
+            f"--time-step-size={period}s", f"--now={stamp}", secret]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def step_of(at=None, period=30):
+    return int((time.time() if at is None else at) // period)
+
+
+def wait_for_next_step(period=30):
+    """Sleeps into a fresh step, so a test gets a code never used before."""
+    now = time.time()
+    time.sleep(period - (now % period) + 0.05)
+
+
+# ---- raw protocol client -----------------------------------------------------
+
+def encode_frame(obj, version=VERSION):
+    body = json.dumps(obj).encode()
+    return MAGIC + struct.pack(">BBI", version, 0, len(body)) + body
+
+
+def read_frame(sock):
+    header = _read_exactly(sock, 8)
+    if header is None:
+        return None
+    if header[:2] != MAGIC:
+        raise AssertionError(f"bad magic in reply: {header!r}")
+    (length,) = struct.unpack(">I", header[4:8])
+    body = _read_exactly(sock, length)
+    return json.loads(body)
+
+
+def _read_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None if not data else data
+        data += chunk
+    return data
+
+
+def call_raw(socket_path, payload: bytes, timeout=10.0):
+    """Sends raw bytes, returns the decoded reply or None when the daemon closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.sendall(payload)
+        try:
+            return read_frame(sock)
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+
+
+def call(socket_path, request, as_user=None, timeout=10.0):
+    """One request as root, or as `as_user` (a forked child drops to that uid,
+    so the daemon sees it in SO_PEERCRED)."""
+    if as_user is None:
+        return call_raw(socket_path, encode_frame(request), timeout)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(read_end)
+            entry = pwd.getpwnam(as_user)
+            os.setgroups(os.getgrouplist(as_user, entry.pw_gid))
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            reply = call_raw(socket_path, encode_frame(request), timeout)
+            os.write(write_end, json.dumps(reply).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks) or b"null")
+
+
+# ---- the daemon --------------------------------------------------------------
+
+class Daemon:
+    """A kpanel-totpd on its own socket/state/key. Use as a context manager."""
+
+    def __init__(self, pam_services=None, **config):
+        # pam_services: {name: text}; the daemon then runs under pam_wrapper and
+        # checks passwords through these service files instead of /etc/pam.d.
+        self.pam_services = pam_services
+        self.dir = tempfile.mkdtemp(prefix="kpanel-it-")
+        os.chmod(self.dir, 0o755)  # test users must reach the socket
+        self.socket = os.path.join(self.dir, "run", "kpanel-totpd.sock")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.key_file = os.path.join(self.dir, "state.key")
+        self.config_path = os.path.join(self.dir, "kpanel-totpd.conf")
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self.config = {
+            "socket": self.socket,
+            "state_dir": self.state_dir,
+            "key_file": self.key_file,
+        }
+        self.config.update({k: str(v) for k, v in config.items()})
+        self.write_config()
+        self.process = None
+
+    def write_config(self, extra_text=""):
+        with open(self.config_path, "w") as f:
+            for key, value in self.config.items():
+                f.write(f"{key} = {value}\n")
+            f.write(extra_text)
+        os.chmod(self.config_path, 0o644)
+
+    def start(self, wait=True):
+        env = dict(os.environ)
+        if self.pam_services is not None:
+            service_dir = os.path.join(self.dir, "pam.d")
+            os.makedirs(service_dir, exist_ok=True)
+            for name, text in {"other": "auth required pam_deny.so\n",
+                               **self.pam_services}.items():
+                with open(os.path.join(service_dir, name), "w") as f:
+                    f.write(text)
+            env.update(pam_wrapper_env(service_dir))
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([TOTPD, "--config", self.config_path],
+                                        stdout=log, stderr=log, env=env)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"kpanel-totpd exited {self.process.returncode}:\n{self.log()}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(self.socket)
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError(f"kpanel-totpd did not listen within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout=10.0):
+        """SIGTERM; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def call(self, request, as_user=None, timeout=10.0):
+        return call(self.socket, request, as_user, timeout)
+
+    def tool(self, *args, as_user=None, input_text=None, timeout=30):
+        """Runs kpanel-totp against this daemon; returns CompletedProcess."""
+        command = [TOOL, "--socket", self.socket, *args]
+        if as_user is not None:
+            command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--init-groups",
+                       "--reset-env", *command]
+        return subprocess.run(command, input=input_text if input_text is not None else "",
+                              capture_output=True, text=True, timeout=timeout)
+
+    def tool_json(self, *args, **kwargs):
+        result = self.tool("--json", *args, **kwargs)
+        try:
+            data = json.loads(result.stdout) if result.stdout.strip() else None
+        except json.JSONDecodeError as e:
+            raise AssertionError(f"not JSON: {result.stdout!r} (stderr {result.stderr!r})") from e
+        return result.returncode, data, result
+
+    def enroll(self, user):
+        """Enrolls `user` through the tool; returns (secret, recovery codes)."""
+        rc, begun, result = self.tool_json("enroll", "--begin", as_user=user)
+        assert rc == 0, f"enroll --begin: {rc} {result.stderr}"
+        secret = begun["secret"]
+        rc, confirmed, result = self.tool_json("enroll", "--confirm", totp(secret), as_user=user)
+        assert rc == 0, f"enroll --confirm: {rc} {result.stderr}"
+        return secret, confirmed["recovery_codes"]
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def verify_request(user, code, service="sshd", rhost="127.0.0.1", tty="ssh"):
+    return {"op": "verify", "user": user, "code": code, "service": service, "rhost": rhost,
+            "tty": tty}
+
+
+# ---- PAM ---------------------------------------------------------------------
+
+def pam_wrapper_env(service_dir):
+    """Environment that makes pam_start() read service files from `service_dir`.
+    KPANEL_PAM_PRELOAD (set by CMake) puts libasan first in sanitizer builds."""
+    env = {
+        "LD_PRELOAD": os.environ.get("KPANEL_PAM_PRELOAD", "libpam_wrapper.so"),
+        "PAM_WRAPPER": "1",
+        "PAM_WRAPPER_SERVICE_DIR": service_dir,
+    }
+    if os.environ.get("KPANEL_SANITIZE") == "1":
+        env["PAM_WRAPPER_DISABLE_DEEPBIND"] = "1"
+        # pamtester and sshd are not ours; their own leaks are not findings.
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    return env

@@ -1,0 +1,297 @@
+"""kpanel-totpd end to end: the real daemon on a temp socket, driven by the
+real tool and by raw protocol frames from real uids (SO_PEERCRED)."""
+
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import time
+import unittest
+
+import kpanel_harness as h
+
+ALICE, BOB, ADMIN = "kpt_d_alice", "kpt_d_bob", "kpt_d_admin"
+ADMIN_GROUP = "kpt_d_admins"
+
+
+def setUpModule():
+    h.require_root(None)
+    h.ensure_user(ALICE)
+    h.ensure_user(BOB)
+    h.ensure_user(ADMIN, groups=[ADMIN_GROUP])
+
+
+def tearDownModule():
+    for user in (ALICE, BOB, ADMIN):
+        h.remove_user(user)
+    h.remove_group(ADMIN_GROUP)
+
+
+class CommandLine(unittest.TestCase):
+    def test_version(self):
+        out = subprocess.run([h.TOTPD, "--version"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0)
+        self.assertRegex(out.stdout, r"^kpanel-totpd \d+\.\d+\.\d+")
+
+    def test_unknown_argument_is_a_usage_error(self):
+        out = subprocess.run([h.TOTPD, "--frobnicate"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("usage", out.stderr)
+
+    def test_check_config_valid_and_invalid(self):
+        with h.Daemon(max_failures=3) as d:
+            ok = subprocess.run([h.TOTPD, "--config", d.config_path, "--check-config"],
+                                capture_output=True, text=True)
+            self.assertEqual(ok.returncode, 0, ok.stderr)
+            self.assertIn("max_failures = 3", ok.stdout)
+            d.write_config("windwo = 2\ndigits = 9\n")
+            bad = subprocess.run([h.TOTPD, "--config", d.config_path, "--check-config"],
+                                 capture_output=True, text=True)
+            self.assertEqual(bad.returncode, 1)
+            lines = len(d.config) + 1
+            self.assertIn(f"{d.config_path}:{lines}:", bad.stderr)
+            self.assertIn(f"{d.config_path}:{lines + 1}:", bad.stderr)
+
+    def test_bad_config_refused_at_start(self):
+        with h.Daemon() as d:
+            d.write_config("bogus_key = 1\n")
+            d.start(wait=False)
+            self.assertEqual(d.process.wait(10), 1)
+            self.assertIn("bogus_key", d.log())
+
+
+class Lifecycle(unittest.TestCase):
+    def test_creates_state_dir_and_key_with_safe_modes(self):
+        with h.Daemon() as d:
+            d.start()
+            self.assertEqual(stat.S_IMODE(os.stat(d.state_dir).st_mode), 0o700)
+            key = os.stat(d.key_file)
+            self.assertEqual(stat.S_IMODE(key.st_mode), 0o600)
+            self.assertEqual(key.st_size, 32)
+            self.assertEqual(stat.S_IMODE(os.stat(d.socket).st_mode), 0o666)
+            for name in os.listdir(d.state_dir):
+                mode = stat.S_IMODE(os.stat(os.path.join(d.state_dir, name)).st_mode)
+                self.assertEqual(mode & 0o077, 0, name)
+
+    def test_refuses_a_key_file_others_can_read(self):
+        with h.Daemon() as d:
+            with open(d.key_file, "wb") as f:
+                f.write(os.urandom(32))
+            os.chmod(d.key_file, 0o644)
+            d.start(wait=False)
+            self.assertEqual(d.process.wait(10), 1)
+            self.assertIn(d.key_file, d.log())
+
+    def test_sigterm_exits_zero_and_removes_socket(self):
+        with h.Daemon() as d:
+            d.start()
+            self.assertEqual(d.stop(), 0)
+            self.assertFalse(os.path.exists(d.socket))
+
+    def test_replaces_stale_socket_but_never_a_live_one(self):
+        with h.Daemon() as d:
+            d.start()
+            d.kill()  # leaves the socket file behind
+            self.assertTrue(os.path.exists(d.socket))
+            d.start()  # stale: replaced
+            second = subprocess.run([h.TOTPD, "--config", d.config_path], capture_output=True,
+                                    text=True, timeout=10)
+            self.assertEqual(second.returncode, 1)
+            self.assertIn("already listening", second.stderr)
+            self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
+
+    def test_sighup_reloads_and_keeps_old_config_when_bad(self):
+        with h.Daemon(max_failures=5) as d:
+            d.start()
+            h.ensure_user(ALICE)
+            secret, _ = d.enroll(ALICE)
+            d.config["max_failures"] = "2"
+            d.write_config()
+            d.process.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            reply = d.call(h.verify_request(ALICE, "000000"))
+            self.assertEqual(reply.get("failures_left"), 1, reply)
+            d.write_config("nonsense\n")
+            d.process.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            self.assertIsNone(d.process.poll())
+            self.assertIn("keeping the running configuration", d.log())
+            reply = d.call(h.verify_request(ALICE, "000001"))
+            self.assertEqual(reply["status"], "locked", reply)
+            d.tool("admin", "reset", ALICE)
+
+
+class Verification(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon(max_failures=3, lockout_seconds=60, admin_group=ADMIN_GROUP).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def setUp(self):
+        self.d.tool("admin", "reset", ALICE)
+        self.d.tool("admin", "reset", BOB)
+
+    def test_right_code_once_then_replay_refused(self):
+        secret, _ = self.d.enroll(ALICE)
+        h.wait_for_next_step()
+        code = h.totp(secret)
+        self.assertEqual(self.d.call(h.verify_request(ALICE, code))["status"], "ok")
+        replay = self.d.call(h.verify_request(ALICE, code))
+        self.assertEqual(replay["status"], "wrong_code")
+
+    def test_confirming_code_counts_as_used(self):
+        rc, begun, _ = self.d.tool_json("enroll", "--begin", as_user=ALICE)
+        self.assertEqual(rc, 0)
+        code = h.totp(begun["secret"])
+        rc, _, _ = self.d.tool_json("enroll", "--confirm", code, as_user=ALICE)
+        self.assertEqual(rc, 0)
+        self.assertEqual(self.d.call(h.verify_request(ALICE, code))["status"], "wrong_code")
+
+    def test_wrong_codes_lock_then_admin_unlock(self):
+        secret, _ = self.d.enroll(ALICE)
+        for left in (2, 1):
+            reply = self.d.call(h.verify_request(ALICE, "000000"))
+            self.assertEqual(reply, {"status": "wrong_code", "result": "empty",
+                                     "failures_left": left})
+        locked = self.d.call(h.verify_request(ALICE, "000000"))
+        self.assertEqual(locked["status"], "locked")
+        self.assertGreater(locked["locked_until"], time.time() + 50)
+        # While locked even the right code is not checked.
+        h.wait_for_next_step()
+        self.assertEqual(self.d.call(h.verify_request(ALICE, h.totp(secret)))["status"], "locked")
+        rc, status, _ = self.d.tool_json("status", as_user=ALICE)
+        self.assertEqual(rc, 0)
+        self.assertIsNotNone(status["locked_until"])
+        self.assertEqual(self.d.tool("admin", "unlock", ALICE, as_user=ADMIN).returncode, 0)
+        self.assertEqual(self.d.call(h.verify_request(ALICE, h.totp(secret)))["status"], "ok")
+
+    def test_recovery_code_works_once(self):
+        _, codes = self.d.enroll(ALICE)
+        self.assertEqual(len(codes), 10)
+        typed = codes[0].lower().replace("-", " ")
+        first = self.d.call(h.verify_request(ALICE, typed))
+        self.assertEqual(first, {"status": "ok", "result": "verify", "used_recovery_code": True,
+                                 "recovery_codes_left": 9})
+        again = self.d.call(h.verify_request(ALICE, codes[0]))
+        self.assertEqual(again["status"], "wrong_code")
+        rc, status, _ = self.d.tool_json("status", as_user=ALICE)
+        self.assertEqual(status["recovery_codes_left"], 9)
+
+    def test_not_enrolled(self):
+        self.assertEqual(self.d.call(h.verify_request(BOB, "123456"))["status"], "not_enrolled")
+        rc, status, _ = self.d.tool_json("status", as_user=BOB)
+        self.assertEqual(rc, 0)
+        self.assertEqual(status, {"user": BOB, "enrolled": False, "enrolled_at": None,
+                                  "recovery_codes_left": 0, "locked_until": None})
+
+
+class Authorization(unittest.TestCase):
+    """Who may do what is decided from SO_PEERCRED, never from a field."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon(admin_group=ADMIN_GROUP).start()
+        cls.secret, _ = cls.d.enroll(ALICE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def test_user_cannot_act_on_another_account(self):
+        for request in ({"op": "status", "user": ALICE},
+                        h.verify_request(ALICE, "123456"),
+                        {"op": "enroll_begin", "user": ALICE},
+                        {"op": "admin_list"},
+                        {"op": "admin_reset", "user": ALICE},
+                        {"op": "admin_unlock", "user": ALICE}):
+            with self.subTest(op=request["op"]):
+                reply = self.d.call(request, as_user=BOB)
+                self.assertEqual(reply["status"], "forbidden", reply)
+        rc, _, _ = self.d.tool_json("--user", ALICE, "status", as_user=BOB)
+        self.assertEqual(rc, 1)
+
+    def test_own_account_and_admin_and_root(self):
+        self.assertEqual(self.d.call({"op": "status", "user": ""}, as_user=ALICE)["status"], "ok")
+        self.assertEqual(self.d.call({"op": "status", "user": ALICE}, as_user=ADMIN)["status"],
+                         "ok")
+        self.assertEqual(self.d.call({"op": "admin_list"}, as_user=ADMIN)["status"], "ok")
+        self.assertEqual(self.d.call({"op": "admin_list"})["status"], "ok")
+        rc, listed, _ = self.d.tool_json("admin", "list", as_user=ADMIN)
+        self.assertEqual(rc, 0)
+        self.assertIn(ALICE, [u["user"] for u in listed["users"]])
+
+
+class Robustness(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def assert_still_serving(self):
+        self.assertEqual(self.d.call({"op": "status", "user": ""})["status"], "ok")
+
+    def test_garbage_and_oversized_frames_are_dropped(self):
+        self.assertIsNone(h.call_raw(self.d.socket, b"GET / HTTP/1.0\r\n\r\n"))
+        huge = b"KP\x01\x00" + struct.pack(">I", 1 << 30)
+        self.assertIsNone(h.call_raw(self.d.socket, huge))
+        self.assert_still_serving()
+
+    def test_unsupported_version_and_bad_request_are_answered(self):
+        reply = h.call_raw(self.d.socket, h.encode_frame({"op": "status"}, version=9))
+        self.assertEqual(reply["status"], "unsupported_version")
+        reply = h.call_raw(self.d.socket, h.encode_frame({"op": "status", "evil": 1}))
+        self.assertEqual(reply["status"], "bad_request")
+        self.assert_still_serving()
+
+    def test_idle_connections_do_not_block_others(self):
+        idle = []
+        for _ in range(50):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.d.socket)
+            s.sendall(b"KP")  # half a header, then nothing
+            idle.append(s)
+        started = time.monotonic()
+        self.assert_still_serving()
+        self.assertLess(time.monotonic() - started, 1.0)
+        for s in idle:
+            s.close()
+
+
+class Durability(unittest.TestCase):
+    def test_state_survives_sigkill_and_secrets_are_not_in_clear(self):
+        with h.Daemon() as d:
+            d.start()
+            secret, codes = d.enroll(ALICE)
+            h.wait_for_next_step()
+            code = h.totp(secret)
+            self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "ok")
+            self.assertEqual(d.call(h.verify_request(ALICE, codes[1]))["status"], "ok")
+            d.kill()  # no chance to flush anything after the replies
+            d.start()
+            self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "wrong_code")
+            self.assertEqual(d.call(h.verify_request(ALICE, codes[1]))["status"], "wrong_code")
+            rc, status, _ = d.tool_json("status", as_user=ALICE)
+            self.assertTrue(status["enrolled"])
+            self.assertEqual(status["recovery_codes_left"], 9)
+            d.stop()
+            import base64
+            raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+            for name in os.listdir(d.state_dir):
+                with open(os.path.join(d.state_dir, name), "rb") as f:
+                    content = f.read()
+                self.assertNotIn(secret.encode(), content, name)
+                self.assertNotIn(raw, content, name)
+                for recovery in codes:
+                    self.assertNotIn(recovery.replace("-", "").encode(), content, name)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

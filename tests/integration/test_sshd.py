@@ -1,0 +1,140 @@
+"""A real SSH login end to end: stock /usr/sbin/sshd on 127.0.0.1 and a free
+port (its own config, host key and PAM stack pam_unix + our module, read
+through pam_wrapper), the real daemon, and an ssh client driven by pexpect
+answering the password and an oathtool code."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import kpanel_harness as h
+
+try:
+    import pexpect
+except ImportError:  # reported as a failure below, not skipped: CI installs it
+    pexpect = None
+
+USER = "kpt_s_alice"
+PASSWORD = "Tr0ub4dor&3-kpanel"
+MODULE = os.environ.get("KPANEL_PAM_MODULE", "")
+
+
+def setUpModule():
+    h.require_root(None)
+    if pexpect is None:
+        raise AssertionError("python3-pexpect is missing: apt-get install python3-pexpect")
+    if not MODULE:
+        raise unittest.SkipTest("KPANEL_PAM_MODULE not set (run through ctest)")
+    h.ensure_user(USER, password=PASSWORD)
+
+
+def tearDownModule():
+    h.remove_user(USER)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    def __init__(self, module_options):
+        self.dir = tempfile.mkdtemp(prefix="kpanel-sshd-")
+        self.port = free_port()
+        self.pam_dir = os.path.join(self.dir, "pam.d")
+        os.makedirs(self.pam_dir)
+        with open(os.path.join(self.pam_dir, "sshd"), "w") as f:
+            f.write("auth required pam_unix.so nodelay\n"
+                    f"auth required {MODULE} {module_options}\n"
+                    "account required pam_unix.so\n"
+                    "session required pam_permit.so\n"
+                    "password required pam_deny.so\n")
+        with open(os.path.join(self.pam_dir, "other"), "w") as f:
+            f.write("auth required pam_deny.so\n")
+        key = os.path.join(self.dir, "host_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        self.config = os.path.join(self.dir, "sshd_config")
+        with open(self.config, "w") as f:
+            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {key}\n"
+                    f"PidFile {self.dir}/sshd.pid\nUsePAM yes\n"
+                    "KbdInteractiveAuthentication yes\nPasswordAuthentication no\n"
+                    "PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n"
+                    "PermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\n")
+        os.makedirs("/run/sshd", exist_ok=True)
+        env = dict(os.environ)
+        env.update(h.pam_wrapper_env(self.pam_dir))
+        self.log = open(os.path.join(self.dir, "sshd.log"), "wb")
+        self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", self.config],
+                                        stdout=self.log, stderr=self.log, env=env)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("sshd did not start: " + self.read_log())
+
+    def read_log(self):
+        with open(os.path.join(self.dir, "sshd.log"), errors="replace") as f:
+            return f.read()
+
+    def login(self, password, code):
+        """Returns (logged_in, transcript)."""
+        child = pexpect.spawn(
+            "ssh", ["-p", str(self.port), "-o", "StrictHostKeyChecking=no",
+                    "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
+                    "-o", "PreferredAuthentications=keyboard-interactive",
+                    "-o", "NumberOfPasswordPrompts=1", "-o", "LogLevel=ERROR",
+                    f"{USER}@127.0.0.1", "echo", "LOGIN-OK-$((40+2))"],
+            encoding="utf-8", timeout=20)
+        try:
+            child.expect("[Pp]assword:")
+            child.sendline(password)
+            child.expect("Verification code: ")
+            child.sendline(code)
+            index = child.expect(["LOGIN-OK-42", "Permission denied", pexpect.EOF])
+            child.expect(pexpect.EOF)
+            return index == 0, (child.before or "")
+        finally:
+            child.close()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SshLogin(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon().start()
+        cls.sshd = Sshd(f"socket={cls.d.socket}")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sshd.stop()
+        cls.d.cleanup()
+
+    def test_password_and_code_then_replay_and_wrong_code_refused(self):
+        secret, _ = self.d.enroll(USER)
+        h.wait_for_next_step()
+        code = h.totp(secret)
+        ok, transcript = self.sshd.login(PASSWORD, code)
+        self.assertTrue(ok, transcript + self.sshd.read_log())
+        ok, _ = self.sshd.login(PASSWORD, code)
+        self.assertFalse(ok, "the same code worked twice")
+        wrong = "000000" if h.totp(secret) != "000000" else "111111"
+        ok, _ = self.sshd.login(PASSWORD, wrong)
+        self.assertFalse(ok, "a wrong code worked")
+        self.assertNotIn(code, self.d.log())  # no code in the daemon's log
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
