@@ -191,39 +191,73 @@ class Verification(unittest.TestCase):
 
 
 class Authorization(unittest.TestCase):
-    """Who may do what is decided from SO_PEERCRED, never from a field."""
+    """SPEC §1 as a table: every operation x (root, the user, another user,
+    an admin_group member), decided from SO_PEERCRED, never from a field."""
+
+    ROLES = {"root": None, "self": ALICE, "other": BOB, "admin": ADMIN}
+    # op -> roles allowed to act on ALICE's account
+    TABLE = {
+        "login_check": {"root", "self"},
+        "verify": {"root", "self"},
+        "status": {"root", "self", "admin"},
+        "enroll_begin": {"root", "self", "admin"},
+        "enroll_confirm": {"root", "self", "admin"},
+        "disable": {"root", "self", "admin"},
+        "recovery_regenerate": {"root", "self", "admin"},
+        "admin_list": {"root", "admin"},
+        "admin_reset": {"root", "admin"},
+        "admin_unlock": {"root", "admin"},
+    }
 
     @classmethod
     def setUpClass(cls):
-        cls.d = h.Daemon(admin_group=ADMIN_GROUP).start()
-        cls.secret, _ = cls.d.enroll(ALICE)
+        cls.d = h.Daemon(admin_group=ADMIN_GROUP, max_failures=100).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.d.cleanup()
 
-    def test_user_cannot_act_on_another_account(self):
-        for request in ({"op": "status", "user": ALICE},
-                        h.verify_request(ALICE, "123456"),
-                        {"op": "enroll_begin", "user": ALICE},
-                        {"op": "admin_list"},
-                        {"op": "admin_reset", "user": ALICE},
-                        {"op": "admin_unlock", "user": ALICE}):
-            with self.subTest(op=request["op"]):
-                reply = self.d.call(request, as_user=BOB)
-                self.assertEqual(reply["status"], "forbidden", reply)
+    @staticmethod
+    def request(op):
+        fields = {"user": ALICE}
+        if op in ("verify", "enroll_confirm", "recovery_regenerate"):
+            fields["code"] = "000000"
+        if op == "disable":
+            fields.update(code="000000", password="not-the-password")
+        if op == "admin_list":
+            fields = {}
+        return {"op": op, **fields}
+
+    def test_every_operation_for_every_kind_of_peer(self):
+        self.assertEqual(set(self.TABLE), {"login_check", "verify", "status", "enroll_begin",
+                                           "enroll_confirm", "disable", "recovery_regenerate",
+                                           "admin_list", "admin_reset", "admin_unlock"})
+        for op, allowed in self.TABLE.items():
+            for role, peer in self.ROLES.items():
+                with self.subTest(op=op, peer=role):
+                    reply = self.d.call(self.request(op), as_user=peer)
+                    self.assertIsNotNone(reply)
+                    if role in allowed:
+                        self.assertNotEqual(reply["status"], "forbidden", reply)
+                    else:
+                        self.assertEqual(reply["status"], "forbidden", reply)
+
+    def test_empty_user_means_the_peer_itself(self):
+        self.d.tool("admin", "reset", ALICE)
+        self.d.enroll(ALICE)
+        own = self.d.call({"op": "status", "user": ""}, as_user=ALICE)
+        self.assertEqual(own["user_status"]["user"], ALICE)
+        self.assertTrue(own["user_status"]["enrolled"])
+        bob = self.d.call({"op": "status", "user": ""}, as_user=BOB)
+        self.assertEqual(bob["user_status"]["user"], BOB)
+        self.assertFalse(bob["user_status"]["enrolled"])
+
+    def test_tool_user_flag_needs_admin(self):
         rc, _, _ = self.d.tool_json("--user", ALICE, "status", as_user=BOB)
         self.assertEqual(rc, 1)
-
-    def test_own_account_and_admin_and_root(self):
-        self.assertEqual(self.d.call({"op": "status", "user": ""}, as_user=ALICE)["status"], "ok")
-        self.assertEqual(self.d.call({"op": "status", "user": ALICE}, as_user=ADMIN)["status"],
-                         "ok")
-        self.assertEqual(self.d.call({"op": "admin_list"}, as_user=ADMIN)["status"], "ok")
-        self.assertEqual(self.d.call({"op": "admin_list"})["status"], "ok")
-        rc, listed, _ = self.d.tool_json("admin", "list", as_user=ADMIN)
+        rc, status, _ = self.d.tool_json("--user", ALICE, "status", as_user=ADMIN)
         self.assertEqual(rc, 0)
-        self.assertIn(ALICE, [u["user"] for u in listed["users"]])
+        self.assertEqual(status["user"], ALICE)
 
 
 class Robustness(unittest.TestCase):
@@ -270,14 +304,22 @@ class Durability(unittest.TestCase):
         with h.Daemon() as d:
             d.start()
             secret, codes = d.enroll(ALICE)
+            d.enroll(BOB)
             h.wait_for_next_step()
             code = h.totp(secret)
             self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "ok")
             self.assertEqual(d.call(h.verify_request(ALICE, codes[1]))["status"], "ok")
+            for _ in range(5):  # max_failures = 5: the fifth starts a lockout
+                d.call(h.verify_request(BOB, "000000"))
+            locked = d.call(h.verify_request(BOB, "000000"))
+            self.assertEqual(locked["status"], "locked")
             d.kill()  # no chance to flush anything after the replies
             d.start()
             self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "wrong_code")
             self.assertEqual(d.call(h.verify_request(ALICE, codes[1]))["status"], "wrong_code")
+            after = d.call(h.verify_request(BOB, "000000"))
+            self.assertEqual(after["status"], "locked")
+            self.assertEqual(after["locked_until"], locked["locked_until"])
             rc, status, _ = d.tool_json("status", as_user=ALICE)
             self.assertTrue(status["enrolled"])
             self.assertEqual(status["recovery_codes_left"], 9)
