@@ -8,6 +8,8 @@
 #   sudo scripts/install.sh                 install (or upgrade) and start
 #   sudo scripts/install.sh --uninstall     remove what it installed, keep state
 #   sudo scripts/install.sh --uninstall --purge   also remove /etc/kpanel-totp and state
+#   (--uninstall refuses while a PAM stack in /etc/pam.d still names the module,
+#    since removing it would lock everyone out; --force overrides)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,11 +24,12 @@ socket="$run_dir/kpanel-totpd.sock"
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root: sudo scripts/install.sh"
 
-mode=install purge=0
+mode=install purge=0 force=0
 for arg in "$@"; do
   case "$arg" in
     --uninstall) mode=uninstall ;;
     --purge) purge=1 ;;
+    --force) force=1 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) die "unknown option '$arg' (see --help)" ;;
   esac
@@ -46,6 +49,14 @@ stop_background_daemon() {
 }
 
 if [[ $mode == uninstall ]]; then
+  # The pam-auth-update profile first, so common-auth stops naming the module.
+  if command -v pam-auth-update >/dev/null && [[ -f /usr/share/pam-configs/kpanel-totp ]]; then
+    pam-auth-update --package --remove kpanel-totp
+  fi
+  # A stack that still requires a module that is gone fails every login.
+  if users_of_module=$(grep -lsE '^[^#]*pam_kpanel_totp\.so' /etc/pam.d/* 2>/dev/null) && [[ $force == 0 ]]; then
+    die "these PAM stacks still use pam_kpanel_totp.so: $(echo "$users_of_module" | tr '\n' ' ')- remove those lines first (or --force)"
+  fi
   if systemd_running; then
     systemctl disable --now kpanel-totpd.socket kpanel-totpd.service 2>/dev/null || true
   fi
@@ -56,6 +67,7 @@ if [[ $mode == uninstall ]]; then
     grep -v "^$etc_dir/" "$manifest" | grep -v '^/etc/pam.d/' | xargs -r rm -f --
   fi
   rm -f /etc/pam.d/kpanel-totp
+  if systemd_running; then systemctl daemon-reload; fi
   if [[ $purge == 1 ]]; then
     rm -rf "$etc_dir" "$state_dir"
     userdel "$daemon_user" 2>/dev/null || true
@@ -95,8 +107,9 @@ fi
 [[ -e $etc_dir/kpanel-totpd.conf ]] || install -m 0644 "$here/config/kpanel-totpd.conf" "$etc_dir/kpanel-totpd.conf"
 
 daemon_bin="$prefix/sbin/kpanel-totpd"
-if systemd_running && [[ -f $prefix/lib/systemd/system/kpanel-totpd.socket || -f /lib/systemd/system/kpanel-totpd.socket ]]; then
+if systemd_running; then
   systemctl daemon-reload
+  systemd-tmpfiles --create kpanel-totp.conf || true
   systemctl enable --now kpanel-totpd.socket
   systemctl restart kpanel-totpd.service 2>/dev/null || true
   how="systemd (kpanel-totpd.socket)"
@@ -119,5 +132,5 @@ kpanel-totp is installed; kpanel-totpd runs as $how.
 Next steps:
   1. Each user enrolls:      kpanel-totp enroll
   2. Wire in sshd and PAM:   see README.md, "Wiring sshd and PAM"
-  3. Check the host:         sudo kpanel-totp status
+  3. Check the host:         sudo kpanel-totp admin doctor
 MSG
