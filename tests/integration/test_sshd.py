@@ -43,7 +43,8 @@ def free_port():
 
 
 class Sshd:
-    def __init__(self, module_options):
+    def __init__(self, module_options, user=USER):
+        self.user = user
         self.dir = tempfile.mkdtemp(prefix="kpanel-sshd-")
         self.port = free_port()
         self.pam_dir = os.path.join(self.dir, "pam.d")
@@ -84,15 +85,19 @@ class Sshd:
         with open(os.path.join(self.dir, "sshd.log"), errors="replace") as f:
             return f.read()
 
-    def login(self, password, code):
-        """Returns (logged_in, transcript)."""
-        child = pexpect.spawn(
+    def spawn_ssh(self):
+        """ssh to this sshd as self.user, running a command that proves the login."""
+        return pexpect.spawn(
             "ssh", ["-p", str(self.port), "-o", "StrictHostKeyChecking=no",
                     "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
                     "-o", "PreferredAuthentications=keyboard-interactive",
                     "-o", "NumberOfPasswordPrompts=1", "-o", "LogLevel=ERROR",
-                    f"{USER}@127.0.0.1", "echo", "LOGIN-OK-$((40+2))"],
+                    f"{self.user}@127.0.0.1", "echo", "LOGIN-OK-$((40+2))"],
             encoding="utf-8", timeout=20)
+
+    def login(self, password, code):
+        """Returns (logged_in, transcript)."""
+        child = self.spawn_ssh()
         try:
             child.expect("[Pp]assword:")
             child.sendline(password)
