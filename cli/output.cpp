@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -132,6 +133,14 @@ void print_status(std::ostream& out, const protocol::UserStatus& status, common:
   if (status.enrollment_pending) {
     out << "Pending:             an enrollment waits for its code "
            "(kpanel-totp enroll --confirm CODE)\n";
+  }
+  if (status.last_skew_seconds) {
+    // Only root and admins receive it (the daemon never tells a guesser).
+    const std::int64_t skew = *status.last_skew_seconds;
+    out << "Phone clock:         about " << (skew < 0 ? -skew : skew) << " s "
+        << (skew < 0 ? "behind" : "ahead")
+        << " (a refused code matched outside the window; have the user set the time "
+           "automatically)\n";
   }
   if (!status.enrolled) {
     out << "Set up a code app with: kpanel-totp enroll\n";

@@ -102,6 +102,36 @@ class Lifecycle(unittest.TestCase):
             self.assertIn("already listening", second.stderr)
             self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
 
+    def test_socket_activation_and_ready_notification(self):
+        with h.Daemon() as d:
+            notify_path = os.path.join(d.dir, "notify.sock")
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(notify_path)
+            notify.settimeout(10)
+            activated = os.path.join(d.dir, "activated.sock")
+            with open(d.log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    ["systemd-socket-activate", "-l", activated, "-E",
+                     f"NOTIFY_SOCKET={notify_path}", h.TOTPD, "--config", d.config_path],
+                    stdout=log, stderr=log)
+            try:
+                deadline = time.time() + 10
+                while not os.path.exists(activated) and time.time() < deadline:
+                    time.sleep(0.02)
+                # The first connection starts the daemon on systemd's socket.
+                reply = h.call(activated, {"op": "status", "user": ""})
+                self.assertEqual(reply["status"], "ok", d.log())
+                self.assertIn(b"READY=1", notify.recv(4096))
+                self.assertFalse(os.path.exists(d.socket), "bound its own socket too")
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(10), 0, d.log())
+                # systemd owns that socket file: the daemon leaves it alone.
+                self.assertTrue(os.path.exists(activated))
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                notify.close()
+
     def test_sighup_reloads_and_keeps_old_config_when_bad(self):
         with h.Daemon(max_failures=5) as d:
             d.start()

@@ -157,3 +157,18 @@ BOOST_AUTO_TEST_CASE(uri_parameters) {
   BOOST_TEST(kpanel::cli::uri_parameter(uri, "missing").empty());
   BOOST_TEST(kpanel::cli::uri_parameter("otpauth://totp/L", "digits").empty());
 }
+
+// Only root/admin replies carry the skew; the status line shows it for them.
+BOOST_AUTO_TEST_CASE(human_status_shows_the_phone_clock_skew_to_admins) {
+  auto status = enrolled_alice();
+  status.last_skew_seconds.reset();
+  std::ostringstream without;
+  kpanel::cli::print_status(without, status, kpanel::common::from_unix(kNow));
+  BOOST_TEST(without.str().find("Phone clock") == std::string::npos);
+  status.last_skew_seconds = -150;
+  std::ostringstream with;
+  kpanel::cli::print_status(with, status, kpanel::common::from_unix(kNow));
+  BOOST_TEST(with.str().find("Phone clock:         about 150 s behind") != std::string::npos);
+  // --json keeps SPEC §6's exact keys.
+  BOOST_TEST(kpanel::cli::status_json(status).find("skew") == std::string::npos);
+}
