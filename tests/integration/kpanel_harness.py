@@ -274,7 +274,12 @@ class Daemon:
 
     def cleanup(self):
         self.kill()
+        log = self.log()
         shutil.rmtree(self.dir, ignore_errors=True)
+        # Sanitizer builds: any finding in the daemon fails the test that ran it.
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if marker in log:
+                raise AssertionError(f"kpanel-totpd reported {marker}:\n{log}")
 
     def __enter__(self):
         return self
