@@ -22,6 +22,11 @@ constexpr std::array kRecoveryCodesOptions{
                "required: replaces every recovery code; the old ones stop working"},
 };
 constexpr std::array<std::string_view, 1> kUserArgument{"USER"};
+constexpr std::array kDoctorOptions{
+    OptionSpec{"root", "DIR",
+               "read /etc and the PAM modules under DIR (tests, chroots); --socket still "
+               "names the daemon"},
+};
 
 // The command table: name, usage, summary, options, positional arguments, handler.
 constexpr std::array kCommands{
@@ -59,6 +64,13 @@ constexpr std::array kCommands{
                 run_admin_reset},
     CommandSpec{
         "admin unlock", "USER", "clear USER's lockout", {}, kUserArgument, run_admin_unlock},
+    CommandSpec{"admin doctor",
+                "[--root DIR]",
+                "check the daemon, PAM stacks and sshd settings for ways around the code or "
+                "lockouts",
+                kDoctorOptions,
+                {},
+                run_admin_doctor},
 };
 
 constexpr std::string_view kGlobalUsage = "kpanel-totp [--socket PATH] [--user NAME] [--json]";

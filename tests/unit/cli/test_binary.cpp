@@ -99,7 +99,7 @@ BOOST_AUTO_TEST_CASE(usage_error_exits_2) {
   BOOST_TEST(outcome.exit_code == 2);
   BOOST_TEST(outcome.out.empty());
   BOOST_TEST(outcome.err.starts_with("kpanel-totp: unknown option '--bogus'\n"));
-  BOOST_TEST(run("admin doctor").exit_code == 2);
+  BOOST_TEST(run("admin bogus").exit_code == 2);
 }
 
 BOOST_AUTO_TEST_CASE(version_and_help) {

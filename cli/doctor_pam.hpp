@@ -1,0 +1,85 @@
+#pragma once
+// admin doctor: the PAM side. Reads a service's stack (following @include,
+// include and substack) the way libpam does, keeps its auth lines, and checks
+// where pam_kpanel_totp.so sits in it: anything before it that can end or jump
+// over the stack, a control that lets a wrong code through, options that open
+// a gap (nullok, unavailable=ignore) or refuse every login (a typo).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cli/doctor.hpp"
+
+namespace kpanel::cli::doctor {
+
+inline constexpr std::string_view kPamDir = "/etc/pam.d";
+inline constexpr std::string_view kModuleName = "pam_kpanel_totp.so";
+
+// What libpam does with one return value of a module (pam.conf(5)).
+enum class ActionKind : std::uint8_t { ignore, bad, die, ok, done, reset, jump };
+struct Action {
+  ActionKind kind = ActionKind::bad;
+  unsigned jump = 0;  // with ActionKind::jump: lines to skip
+};
+
+struct Control {
+  std::string text;  // as written: "required", "[success=1 default=ignore]"
+  std::vector<std::pair<std::string, Action>> actions;  // value -> action, "default" too
+  std::string error;                                    // not empty: libpam rejects it
+
+  // The action for a return value ("success", "auth_err"): its own, else
+  // default's, else bad (libpam's fallback).
+  [[nodiscard]] Action of(std::string_view value) const;
+  [[nodiscard]] bool is_keyword() const noexcept { return !text.starts_with('['); }
+};
+// required, requisite, sufficient, optional or [value=action ...].
+[[nodiscard]] Control parse_control(std::string_view text);
+
+struct PamRule {
+  std::string file;  // as shown in messages
+  std::size_t line = 0;
+  bool dash = false;  // "-auth": skipped silently when the module file is missing
+  Control control;
+  std::string module;  // as written: "pam_unix.so" or an absolute path
+  std::vector<std::string> args;
+
+  [[nodiscard]] std::string where() const { return file + ":" + std::to_string(line); }
+  [[nodiscard]] std::string module_name() const;  // the file name of `module`
+  [[nodiscard]] bool is_ours() const { return module_name() == kModuleName; }
+};
+
+// One auth line, or a substack (its rules in `children`). Included files are
+// spliced in place, as libpam does.
+struct PamEntry {
+  PamRule rule;
+  bool substack = false;
+  std::vector<PamEntry> children;
+};
+
+struct PamStack {
+  std::string service;
+  std::string file;  // as shown
+  std::vector<PamEntry> auth;
+};
+
+// The tokens of one PAM line: whitespace-separated, "[...]" kept whole.
+[[nodiscard]] std::vector<std::string> split_pam_line(std::string_view line);
+
+// The auth stack of /etc/pam.d/SERVICE under the tree. nullopt when the file
+// is missing or unreadable (the latter reported as skipped). Broken lines and
+// includes are reported as findings.
+[[nodiscard]] std::optional<PamStack> load_auth_stack(const Tree& tree, std::string_view service,
+                                                      Report& report);
+
+// Checks pam_kpanel_totp.so's place in the stack. Returns false when the
+// module is not in the auth stack at all (the caller decides whether that is
+// a finding: it is for sshd).
+bool check_pam_stack(const Tree& tree, const PamStack& stack, const DaemonSettings& daemon,
+                     Report& report);
+
+}  // namespace kpanel::cli::doctor
