@@ -34,32 +34,65 @@ def require_root(test_case):
 
 # ---- users -------------------------------------------------------------------
 
-def ensure_group(name):
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        subprocess.run(["groupadd", "--system", name], check=True)
+# Every throwaway account the integration tests use: name -> (password or
+# None, supplementary groups). Under CTest one fixture creates them all before
+# any test runs and another removes them after the last, so no test changes
+# /etc/passwd while others read it (KPANEL_USERS_FIXTURE=1); run by hand, a
+# test module creates and removes its own.
+TEST_USERS = {
+    "kpt_d_alice": (None, []), "kpt_d_bob": (None, []), "kpt_d_admin": (None, ["kpt_d_admins"]),
+    "kpt_p_alice": (None, []), "kpt_p_bob": (None, []),
+    "kpt_t_alice": ("correct horse battery staple", []),
+    "kpt_t_bob": ("correct horse battery staple", []),
+    "kpt_s_alice": ("Tr0ub4dor&3-kpanel", []),
+    "kpt_r_newbie": ("Kpanel-rollout-9", []),
+    "kpt_r_glass": ("Kpanel-rollout-9", ["kpt_r_exempt"]),
+    "kpt_o_alice": (None, []),
+}
+FIXTURE = os.environ.get("KPANEL_USERS_FIXTURE") == "1"
 
 
-def ensure_user(name, password=None, groups=()):
+def password_of(name):
+    return TEST_USERS[name][0]
+
+
+def _create_user(name):
+    password, groups = TEST_USERS[name]
     try:
         pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
     for group in groups:
-        ensure_group(group)
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            subprocess.run(["groupadd", "--system", group], check=True)
         subprocess.run(["usermod", "-aG", group, name], check=True)
     if password is not None:
         subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
 
 
-def remove_user(name):
+def _delete_user(name):
     subprocess.run(["userdel", "--remove", name], stderr=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL)
+    for group in TEST_USERS[name][1]:
+        subprocess.run(["groupdel", group], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
-def remove_group(name):
-    subprocess.run(["groupdel", name], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+def ensure_users(*names):
+    """setUpModule: the accounts exist (made here unless the fixture made them)."""
+    for name in names:
+        if FIXTURE:
+            pwd.getpwnam(name)  # KeyError: the fixture list is missing it
+        else:
+            _create_user(name)
+
+
+def remove_users(*names):
+    """tearDownModule: removes them unless the CTest fixture owns them."""
+    if not FIXTURE:
+        for name in names:
+            _delete_user(name)
 
 
 def uid_of(name):
@@ -308,3 +341,17 @@ def pam_wrapper_env(service_dir):
         # pamtester and sshd are not ours; their own leaks are not findings.
         env["ASAN_OPTIONS"] = "detect_leaks=0"
     return env
+
+
+if __name__ == "__main__":
+    # CTest fixtures: `kpanel_harness.py setup` / `kpanel_harness.py cleanup`.
+    import sys
+    action = sys.argv[1] if len(sys.argv) > 1 else ""
+    if action == "setup":
+        for user in TEST_USERS:
+            _create_user(user)
+    elif action == "cleanup":
+        for user in TEST_USERS:
+            _delete_user(user)
+    else:
+        sys.exit("usage: kpanel_harness.py setup|cleanup")

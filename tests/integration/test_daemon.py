@@ -18,15 +18,11 @@ ADMIN_GROUP = "kpt_d_admins"
 
 def setUpModule():
     h.require_root(None)
-    h.ensure_user(ALICE)
-    h.ensure_user(BOB)
-    h.ensure_user(ADMIN, groups=[ADMIN_GROUP])
+    h.ensure_users(ALICE, BOB, ADMIN)
 
 
 def tearDownModule():
-    for user in (ALICE, BOB, ADMIN):
-        h.remove_user(user)
-    h.remove_group(ADMIN_GROUP)
+    h.remove_users(ALICE, BOB, ADMIN)
 
 
 class CommandLine(unittest.TestCase):
@@ -135,7 +131,6 @@ class Lifecycle(unittest.TestCase):
     def test_sighup_reloads_and_keeps_old_config_when_bad(self):
         with h.Daemon(max_failures=5) as d:
             d.start()
-            h.ensure_user(ALICE)
             secret, _ = d.enroll(ALICE)
             d.config["max_failures"] = "2"
             d.write_config()

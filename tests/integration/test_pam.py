@@ -19,13 +19,11 @@ def setUpModule():
     h.require_root(None)
     if not MODULE:
         raise unittest.SkipTest("KPANEL_PAM_MODULE not set (run through ctest)")
-    h.ensure_user(ALICE)
-    h.ensure_user(BOB)
+    h.ensure_users(ALICE, BOB)
 
 
 def tearDownModule():
-    h.remove_user(ALICE)
-    h.remove_user(BOB)
+    h.remove_users(ALICE, BOB)
 
 
 class Pam:

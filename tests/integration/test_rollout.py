@@ -13,7 +13,7 @@ from test_sshd import Sshd
 
 NEWBIE, BREAKGLASS = "kpt_r_newbie", "kpt_r_glass"
 EXEMPT_GROUP = "kpt_r_exempt"
-PASSWORD = "Kpanel-rollout-9"
+PASSWORD = h.password_of(NEWBIE)
 
 PAST = "2020-01-01"
 FUTURE_DAYS = 10
@@ -28,14 +28,11 @@ def setUpModule():
     h.require_root(None)
     if not MODULE:
         raise unittest.SkipTest("KPANEL_PAM_MODULE not set (run through ctest)")
-    h.ensure_user(NEWBIE, password=PASSWORD)
-    h.ensure_user(BREAKGLASS, password=PASSWORD, groups=[EXEMPT_GROUP])
+    h.ensure_users(NEWBIE, BREAKGLASS)
 
 
 def tearDownModule():
-    h.remove_user(NEWBIE)
-    h.remove_user(BREAKGLASS)
-    h.remove_group(EXEMPT_GROUP)
+    h.remove_users(NEWBIE, BREAKGLASS)
 
 
 class Policy(unittest.TestCase):

@@ -19,7 +19,7 @@ except ImportError:  # reported as a failure below, not skipped: CI installs it
     pexpect = None
 
 USER = "kpt_s_alice"
-PASSWORD = "Tr0ub4dor&3-kpanel"
+PASSWORD = h.password_of(USER)
 MODULE = os.environ.get("KPANEL_PAM_MODULE", "")
 
 
@@ -29,11 +29,11 @@ def setUpModule():
         raise AssertionError("python3-pexpect is missing: apt-get install python3-pexpect")
     if not MODULE:
         raise unittest.SkipTest("KPANEL_PAM_MODULE not set (run through ctest)")
-    h.ensure_user(USER, password=PASSWORD)
+    h.ensure_users(USER)
 
 
 def tearDownModule():
-    h.remove_user(USER)
+    h.remove_users(USER)
 
 
 def free_port():

@@ -13,7 +13,7 @@ import zlib
 import kpanel_harness as h
 
 ALICE, BOB = "kpt_t_alice", "kpt_t_bob"
-PASSWORD = "correct horse battery staple"
+PASSWORD = h.password_of(ALICE)
 URI_RE = re.compile(
     r"^otpauth://totp/Kapsule:(?P<user>[^?]+)%40(?P<host>[^?]+)\?secret=(?P<secret>[A-Z2-7]{32})"
     r"&issuer=Kapsule&algorithm=SHA1&digits=6&period=30$")
@@ -22,13 +22,11 @@ PASSWORD_SERVICE = "auth required pam_unix.so nodelay\naccount required pam_unix
 
 def setUpModule():
     h.require_root(None)
-    h.ensure_user(ALICE, password=PASSWORD)
-    h.ensure_user(BOB, password=PASSWORD)
+    h.ensure_users(ALICE, BOB)
 
 
 def tearDownModule():
-    h.remove_user(ALICE)
-    h.remove_user(BOB)
+    h.remove_users(ALICE, BOB)
 
 
 def zbar(path):
