@@ -219,6 +219,11 @@ int run_admin_doctor(Context& context, const CommandLine& line) {
   const DaemonOutcome daemon_outcome = check_daemon(context, daemon, report);
   doctor::check_key_file(tree, daemon.key_file, report);
   check_pam_and_sshd(tree, daemon, report);
+  if (tree.is_host()) {
+    doctor::check_time_sync(report);
+  } else {
+    report.skipped("time sync: not checked under --root (the tree has no clock)");
+  }
 
   if (context.global().json) {
     context.out() << finding_json(report) << '\n';

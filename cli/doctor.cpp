@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <pwd.h>
+#include <sys/timex.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -398,6 +399,22 @@ bool check_socket_file(const std::filesystem::path& path, Report& report) {
               owner_name(info.st_uid));
   }
   return trusted;
+}
+
+void check_time_sync(Report& report) {
+  timex clock_state{};
+  const int state = ::adjtimex(&clock_state);
+  if (state == -1) {
+    report.skipped("time sync: adjtimex failed, not checked");
+    return;
+  }
+  if (state == TIME_ERROR || (clock_state.status & STA_UNSYNC) != 0) {
+    report.warning("time",
+                   "the system clock is not synchronized: codes are checked against it; run "
+                   "chrony or systemd-timesyncd (timedatectl set-ntp true)");
+    return;
+  }
+  report.ok("the system clock is synchronized");
 }
 
 }  // namespace kpanel::cli::doctor

@@ -115,6 +115,11 @@ struct DaemonSettings {
 // The secret-encryption key: exists, regular file, 0600 or stricter, owned by
 // root or kpanel-totp, 32 bytes.
 void check_key_file(const Tree& tree, std::string_view logical, Report& report);
+
+// Codes are checked against the host's clock: warns when the kernel says no
+// time service disciplines it (adjtimex STA_UNSYNC), e.g. chrony or
+// systemd-timesyncd not running. Host only: a --root tree has no clock.
+void check_time_sync(Report& report);
 // The daemon socket as a file: a socket, mode 0666, owned by root or
 // kpanel-totp, its directory searchable by everyone. Returns false when the
 // file is there but the module and the tool would refuse it (owner, type), so
