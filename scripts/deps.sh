@@ -10,6 +10,7 @@ KPANEL_TEST_PACKAGES=(
   libboost-test-dev clang-tidy-16 clang-format
   libpam-wrapper libpamtest0-dev pamtester oathtool zbar-tools
   openssh-server openssh-client python3 python3-pexpect groff-base systemd
+  clang-16 libclang-rt-16-dev
 )
 
 # Installs the packages that are not installed yet; apt-get update first, once.

@@ -32,3 +32,10 @@ if [[ $sanitize == 1 ]]; then
   echo "== build and test with ASan+UBSan =="
   run_suite "${KPANEL_SANITIZE_BUILD_DIR:-$here/build-sanitize}" -DKPANEL_SANITIZE=ON
 fi
+
+# libFuzzer targets (clang): a short run of each over its seed corpus; any
+# crash fails the suite. scripts/fuzz.sh [SECONDS] runs them long.
+if command -v clang++-16 >/dev/null; then
+  echo "== libFuzzer targets, 10 s each =="
+  "$here/scripts/fuzz.sh" 10
+fi
