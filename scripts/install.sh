@@ -67,6 +67,9 @@ if [[ $mode == uninstall ]]; then
     grep -v "^$etc_dir/" "$manifest" | grep -v '^/etc/pam.d/' | xargs -r rm -f --
   fi
   rm -f /etc/pam.d/kpanel-totp
+  # The files are gone; their directories (pristine copies, the background
+  # daemon's socket/pid/log directory) go too.
+  rm -rf "$prefix/share/kpanel-totp" "$run_dir"
   if systemd_running; then systemctl daemon-reload; fi
   if [[ $purge == 1 ]]; then
     rm -rf "$etc_dir" "$state_dir"
@@ -82,7 +85,11 @@ fi
 source "$here/scripts/deps.sh"
 kpanel_install_packages "${KPANEL_BUILD_PACKAGES[@]}"
 
+# Release at -O2 (Debian's level): GCC 12 at CMake's default -O3 reports a false
+# -Wrestrict inside libstdc++'s std::string (GCC PR 105651), which -Werror turns
+# into a failed build of cli/arguments.cpp.
 cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" \
+  -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
   -DCMAKE_INSTALL_SYSCONFDIR=/etc -DKPANEL_BUILD_TESTS=OFF
 cmake --build "$build_dir" -j "$(nproc)"
 cmake --install "$build_dir"
