@@ -13,6 +13,8 @@
 #include <csignal>
 #include <utility>
 
+#include "common/unique_fd.hpp"
+
 namespace kpanel::cli::doctor {
 
 namespace {
@@ -402,25 +404,6 @@ bool same_finding(const Finding& a, const Finding& b) {
   return a.severity == b.severity && a.message == b.message && a.file == b.file && a.line == b.line;
 }
 
-// Closes a descriptor when it goes.
-class Fd {
- public:
-  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() noexcept {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 std::optional<SshdConfig> load_sshd_config(const Tree& tree, Report& report) {
@@ -467,8 +450,8 @@ std::expected<std::string, std::string> run_sshd_t(const std::string& sshd,
   if (::pipe2(out_pipe.data(), O_CLOEXEC) != 0) {
     return std::unexpected(std::string("pipe: ") + errno_text(errno));
   }
-  Fd read_end(out_pipe[0]);
-  Fd write_end(out_pipe[1]);
+  common::UniqueFd read_end(out_pipe[0]);
+  common::UniqueFd write_end(out_pipe[1]);
   posix_spawn_file_actions_t actions{};
   if (::posix_spawn_file_actions_init(&actions) != 0) {
     return std::unexpected("cannot start sshd");

@@ -9,6 +9,8 @@
 #include <csignal>
 #include <memory>
 
+#include "common/unique_fd.hpp"
+
 namespace kpanel::cli {
 
 std::expected<common::SecureString, PromptError> read_line(int fd) {
@@ -111,24 +113,6 @@ class EchoOff {
   std::array<struct sigaction, kRestoreSignals.size()> previous_{};
 };
 
-class Fd {
- public:
-  explicit Fd(int fd) noexcept : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&&) = delete;
-  Fd& operator=(Fd&&) = delete;
-  [[nodiscard]] int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
-
 void write_all(int fd, std::string_view text) {
   while (!text.empty()) {
     const ssize_t n = ::write(fd, text.data(), text.size());
@@ -146,7 +130,7 @@ void write_all(int fd, std::string_view text) {
 
 std::expected<common::SecureString, PromptError> TerminalPrompter::ask_secret(
     std::string_view prompt) {
-  const Fd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
+  const common::UniqueFd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
   // No controlling terminal (rare when stdin is one): use stdin and stderr.
   const int in = tty.get() >= 0 ? tty.get() : STDIN_FILENO;
   const int out = tty.get() >= 0 ? tty.get() : STDERR_FILENO;

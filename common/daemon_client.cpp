@@ -16,6 +16,8 @@
 #include <span>
 #include <vector>
 
+#include "common/unique_fd.hpp"
+
 namespace kpanel::common {
 namespace {
 
@@ -25,24 +27,6 @@ using Step = std::expected<void, ClientError>;
 
 constexpr std::size_t kMaxPasswdBuffer = std::size_t{1024} * 1024;
 constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours{24};
-
-class Socket {
- public:
-  explicit Socket(int fd) noexcept : fd_(fd) {}
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  Socket(Socket&&) = delete;
-  Socket& operator=(Socket&&) = delete;
-  ~Socket() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  [[nodiscard]] int fd() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
 
 // The daemon's system user, if this host has one. Root is trusted regardless.
 std::optional<uid_t> daemon_uid() {
@@ -194,16 +178,16 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
     return Failure(ClientError::untrusted_peer);
   }
 
-  const Socket socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (socket.fd() < 0) {
+  const common::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (socket.get() < 0) {
     return Failure(ClientError::io_error);
   }
-  if (Step connected = connect_before(socket.fd(), address, deadline); !connected) {
+  if (Step connected = connect_before(socket.get(), address, deadline); !connected) {
     return Failure(connected.error());
   }
   ucred peer{};
   socklen_t peer_size = sizeof peer;
-  if (::getsockopt(socket.fd(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 ||
+  if (::getsockopt(socket.get(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) != 0 ||
       peer_size != sizeof peer) {
     return Failure(ClientError::io_error);
   }
@@ -211,11 +195,11 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
     return Failure(ClientError::untrusted_peer);
   }
 
-  if (Step sent = send_all(socket.fd(), frame.view(), deadline); !sent) {
+  if (Step sent = send_all(socket.get(), frame.view(), deadline); !sent) {
     return Failure(sent.error());
   }
   std::array<std::uint8_t, protocol::kHeaderSize> header{};
-  if (Step got = receive_exactly(socket.fd(), header, deadline); !got) {
+  if (Step got = receive_exactly(socket.get(), header, deadline); !got) {
     return Failure(got.error());
   }
   // The cap is checked here, before the body is allocated.
@@ -224,7 +208,7 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
     return Failure(ClientError::protocol_error);
   }
   SecureBytes body(parsed->body_length);
-  if (Step got = receive_exactly(socket.fd(), body.mutable_view(), deadline); !got) {
+  if (Step got = receive_exactly(socket.get(), body.mutable_view(), deadline); !got) {
     return Failure(got.error());
   }
   auto response = protocol::decode_response(body.view());

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/totp.hpp"
+#include "common/unique_fd.hpp"
 
 // Syntax (documented for admins in config/kpanel-totpd.conf):
 // - one `key = value` per line; whitespace around key and value is trimmed;
@@ -787,23 +788,6 @@ class Parser {
   std::vector<Problem> problems_;
 };
 
-// Closes on every path out of load_config.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  [[nodiscard]] int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 std::string errno_message(int error) { return std::generic_category().message(error); }
 
 std::string octal_mode(mode_t mode) {
@@ -838,7 +822,7 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
     }
     return problem("cannot open: " + errno_message(error));
   }
-  const FileDescriptor fd{raw_fd};
+  const common::UniqueFd fd{raw_fd};
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {
     return problem("cannot stat: " + errno_message(errno));

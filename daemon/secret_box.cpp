@@ -17,32 +17,10 @@
 #include <system_error>
 
 #include "common/random.hpp"
+#include "common/unique_fd.hpp"
 
 namespace kpanel::daemon {
 namespace {
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&&) = delete;
-  UniqueFd& operator=(UniqueFd&&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
-  // close(2)'s result matters after writing: it can report a deferred write error.
-  int close() noexcept {
-    const int result = ::close(fd_);
-    fd_ = -1;
-    return result;
-  }
-
- private:
-  int fd_;
-};
 
 struct CipherCtxDeleter {
   void operator()(EVP_CIPHER_CTX* ctx) const noexcept { EVP_CIPHER_CTX_free(ctx); }
@@ -83,15 +61,15 @@ ssize_t read_full(int fd, std::span<std::uint8_t> out) noexcept {
 // Without this a crash right after creating the key could lose the directory
 // entry while secrets sealed with the key are already on disk.
 bool fsync_directory(const std::filesystem::path& dir) noexcept {
-  const UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const common::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   return fd.valid() && ::fsync(fd.get()) == 0;
 }
 
 // `raced` is set when the file appeared since we looked.
 std::expected<common::SecureBytes, std::string> create_key_file(
     const std::filesystem::path& key_file, bool& raced) {
-  UniqueFd fd(::open(key_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                     S_IRUSR | S_IWUSR));
+  common::UniqueFd fd(::open(key_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                             S_IRUSR | S_IWUSR));
   const int open_error = errno;
   const std::string name = key_file.string();
   if (!fd.valid()) {
@@ -167,7 +145,8 @@ std::expected<common::SecureBytes, std::string> load_or_create_key(
   // Two tries: a postinst may create the file between our open and our create.
   for (int attempt = 0; attempt < 2; ++attempt) {
     // O_NONBLOCK so a FIFO planted at the path cannot hang the start.
-    const UniqueFd fd(::open(key_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    const common::UniqueFd fd(
+        ::open(key_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     if (fd.valid()) return read_key_file(key_file, fd.get());
     const int error = errno;
     if (error == ELOOP) {

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/unique_fd.hpp"
+
 namespace kpanel::daemon {
 namespace {
 
@@ -134,23 +136,6 @@ StoreError io_error(std::string message) {
 std::string aad_for(std::string_view slot, std::string_view user) {
   return "kpanel-totp/v1/" + std::string(slot) + "/" + std::string(user);
 }
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&&) = delete;
-  UniqueFd& operator=(UniqueFd&&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 struct StatementDeleter {
   void operator()(sqlite3_stmt* statement) const noexcept { sqlite3_finalize(statement); }
@@ -299,7 +284,7 @@ bool same_hashes(const std::vector<RecoveryCodeRecord>& a,
 
 std::expected<void, StoreError> check_private_dir(const std::filesystem::path& dir, bool created) {
   const std::string name = dir.string();
-  const UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  const common::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) {
     const int error = errno;
     // With O_DIRECTORY, Linux reports a symlink as ENOTDIR rather than ELOOP.
@@ -340,7 +325,7 @@ std::expected<void, StoreError> check_private_dir(const std::filesystem::path& d
 }
 
 bool fsync_path(const std::filesystem::path& path, int flags) noexcept {
-  const UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC));
+  const common::UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC));
   return fd.valid() && ::fsync(fd.get()) == 0;
 }
 
@@ -402,7 +387,7 @@ std::expected<void, StoreError> prepare_database_file(const std::filesystem::pat
   const auto exists = check_private_file(db);
   if (!exists) return std::unexpected(exists.error());
   if (!*exists) {
-    const UniqueFd fd(
+    const common::UniqueFd fd(
         ::open(db.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, kPrivateFile));
     if (!fd.valid() && errno != EEXIST) {
       const int error = errno;
