@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <expected>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -220,6 +221,24 @@ std::optional<RecoveryBatch> make_recovery_codes(unsigned count) {
     batch.records.push_back(RecoveryCodeRecord{std::move(*hash), false});
   }
   batch.codes = std::move(*codes);
+  return batch;
+}
+
+// Hashing recovery codes (scrypt) is too slow to do inside a store update, so
+// a batch is made beforehand, judged on the record as loaded, and only for a
+// code about to be accepted against `key`. nullopt inside: no batch needed
+// (the update decides again; should the record have changed, it makes one).
+// Unexpected: making the batch failed.
+std::expected<std::optional<RecoveryBatch>, Status> batch_for_code(
+    std::span<const std::uint8_t> key, const common::TotpParams& params, const UserRecord& record,
+    std::string_view typed, const Policy& policy, TimePoint now) {
+  if (!match_totp(key, params, typed, record.last_step, policy.window, now).step) {
+    return std::nullopt;
+  }
+  auto batch = make_recovery_codes(policy.recovery_codes);
+  if (!batch) {
+    return std::unexpected(Status::internal_error);
+  }
   return batch;
 }
 
@@ -590,21 +609,17 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
       return store_failed(audit_, event, loaded.error());
     }
 
-    // A first enrollment gets recovery codes. Hashing them is slow, so it is
-    // done before the update, and only for a code that is about to be accepted.
+    // A first enrollment gets recovery codes, hashed before the update.
     std::optional<RecoveryBatch> batch;
     if (const auto& record = *loaded; record && record->pending && !record->active &&
                                       now < record->pending->expires_at &&
                                       !is_locked(*record, now)) {
-      const TotpMatch match =
-          match_totp(record->pending->secret.view(), record->pending->params, request.code.view(),
-                     record->last_step, policy->window, now);
-      if (match.step) {
-        batch = make_recovery_codes(policy->recovery_codes);
-        if (!batch) {
-          return internal_failure(audit_, event, "making recovery codes failed");
-        }
+      auto made = batch_for_code(record->pending->secret.view(), record->pending->params, *record,
+                                 request.code.view(), *policy, now);
+      if (!made) {
+        return internal_failure(audit_, event, "making recovery codes failed");
       }
+      batch = std::move(*made);
     }
 
     Attempt attempt;
@@ -777,19 +792,14 @@ Response Rules::regenerate_recovery_codes(
       return store_failed(audit_, event, loaded.error());
     }
 
-    // As in enroll_confirm: hash the new codes before the update, for a code
-    // that is about to be accepted.
     std::optional<RecoveryBatch> batch;
     if (const auto& record = *loaded; record && record->active && !is_locked(*record, now)) {
-      const TotpMatch match =
-          match_totp(record->active->secret.view(), record->active->params, request.code.view(),
-                     record->last_step, policy->window, now);
-      if (match.step) {
-        batch = make_recovery_codes(policy->recovery_codes);
-        if (!batch) {
-          return internal_failure(audit_, event, "making recovery codes failed");
-        }
+      auto made = batch_for_code(record->active->secret.view(), record->active->params, *record,
+                                 request.code.view(), *policy, now);
+      if (!made) {
+        return internal_failure(audit_, event, "making recovery codes failed");
       }
+      batch = std::move(*made);
     }
 
     Attempt attempt;
