@@ -227,6 +227,11 @@ class DebianPackage(unittest.TestCase):
         self.assertMode("/usr/sbin/kpanel-totpd", 0o755)
         self.assertMode("/usr/bin/kpanel-totp", 0o755)
         self.assertMode(MODULE, 0o644)
+        # Debian policy: shipped binaries are stripped (debug info goes in -dbgsym).
+        for binary in ("/usr/sbin/kpanel-totpd", "/usr/bin/kpanel-totp", MODULE):
+            sections = run("readelf", "-S", "-W", binary).stdout
+            self.assertIn(".text", sections, binary)
+            self.assertNotIn(".debug_info", sections, f"{binary} is not stripped")
         self.assertMode(ETC_DIR, 0o755)
         self.assertMode(os.path.join(ETC_DIR, "state.key"), 0o600, DAEMON_USER)
         self.assertEqual(os.path.getsize(os.path.join(ETC_DIR, "state.key")), 32)
