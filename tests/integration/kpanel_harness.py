@@ -51,6 +51,13 @@ TEST_USERS = {
     # the daemon's own account in the hardening test (like kpanel-totp: group shadow)
     "kpt_k_daemon": (None, ["shadow"]),
     "kpt_k_alice": ("Kpanel-hardened-7", []),
+    # crash consistency (many users: each one's codes are used once per step)
+    **{f"kpt_c_{i:02d}": (None, []) for i in range(30)},
+    # abuse: abusive clients spread over several uids, one legitimate user
+    **{f"kpt_a_{i:02d}": (None, []) for i in range(20)},
+    "kpt_a_alice": (None, []),
+    # storage faults
+    "kpt_f_alice": (None, []),
 }
 FIXTURE = os.environ.get("KPANEL_USERS_FIXTURE") == "1"
 

@@ -46,7 +46,6 @@ class Sshd:
     def __init__(self, module_options, user=USER):
         self.user = user
         self.dir = tempfile.mkdtemp(prefix="kpanel-sshd-")
-        self.port = free_port()
         self.pam_dir = os.path.join(self.dir, "pam.d")
         os.makedirs(self.pam_dir)
         with open(os.path.join(self.pam_dir, "sshd"), "w") as f:
@@ -60,26 +59,41 @@ class Sshd:
         key = os.path.join(self.dir, "host_ed25519")
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
         self.config = os.path.join(self.dir, "sshd_config")
+        os.makedirs("/run/sshd", exist_ok=True)
+        # A port that was free a moment ago can be taken by then (other tests,
+        # the PostgreSQL fixture): only sshd's own "Server listening" line
+        # proves the port is ours, so wait for it and retry on a bind failure.
+        for _ in range(5):
+            self.port = free_port()
+            if self._start(key):
+                return
+        raise AssertionError("sshd did not start: " + self.read_log())
+
+    def _start(self, key):
         with open(self.config, "w") as f:
             f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {key}\n"
                     f"PidFile {self.dir}/sshd.pid\nUsePAM yes\n"
                     "KbdInteractiveAuthentication yes\nPasswordAuthentication no\n"
                     "PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n"
                     "PermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\n")
-        os.makedirs("/run/sshd", exist_ok=True)
         env = dict(os.environ)
         env.update(h.pam_wrapper_env(self.pam_dir))
         self.log = open(os.path.join(self.dir, "sshd.log"), "wb")
         self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", self.config],
                                         stdout=self.log, stderr=self.log, env=env)
+        listening = f"Server listening on 127.0.0.1 port {self.port}."
         deadline = time.time() + 10
         while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("sshd did not start: " + self.read_log())
+            if listening in self.read_log():
+                return True
+            if self.process.poll() is not None:  # bind failed: sshd exits
+                break
+            time.sleep(0.05)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.log.close()
+        return False
 
     def read_log(self):
         with open(os.path.join(self.dir, "sshd.log"), errors="replace") as f:
