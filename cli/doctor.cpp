@@ -36,7 +36,7 @@ std::string octal(mode_t mode) {
   for (std::size_t i = 0; i < 4; ++i) {
     buffer[3 - i] = static_cast<char>('0' + ((value >> (3 * i)) & 7U));
   }
-  return std::string(buffer.data(), 4);
+  return {buffer.data(), 4};
 }
 
 bool trusted_owner(uid_t uid) {
@@ -192,7 +192,8 @@ std::vector<std::string> Tree::glob(std::string_view logical_pattern) const {
   std::vector<std::string> out;
   const std::string pattern = real(logical_pattern).string();
   glob_t found{};
-  if (::glob(pattern.c_str(), 0, nullptr, &found) == 0) {
+  // glob(3) is not thread safe; the tool is single-threaded.
+  if (::glob(pattern.c_str(), 0, nullptr, &found) == 0) {  // NOLINT(concurrency-mt-unsafe)
     const std::string prefix = host_ ? std::string() : root_.string();
     for (std::size_t i = 0; i < found.gl_pathc; ++i) {
       std::string path(found.gl_pathv[i]);  // NOLINT(*-pointer-arithmetic): glob's array

@@ -1,6 +1,7 @@
 #include "cli/doctor_pam.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -350,14 +351,11 @@ bool module_installed(const Tree& tree, const PamRule& rule) {
     return tree.exists(rule.module);
   }
   // Debian: /lib/<multiarch>/security (= /usr/lib/... with merged /usr).
-  for (const std::string_view dir :
-       {"/lib/*-linux-gnu*/security/", "/usr/lib/*-linux-gnu*/security/", "/lib/security/",
-        "/usr/lib/security/", "/lib64/security/", "/usr/lib64/security/"}) {
-    if (!tree.glob(std::string(dir) + rule.module).empty()) {
-      return true;
-    }
-  }
-  return false;
+  return std::ranges::any_of(
+      std::initializer_list<std::string_view>{
+          "/lib/*-linux-gnu*/security/", "/usr/lib/*-linux-gnu*/security/", "/lib/security/",
+          "/usr/lib/security/", "/lib64/security/", "/usr/lib64/security/"},
+      [&](std::string_view dir) { return !tree.glob(std::string(dir) + rule.module).empty(); });
 }
 
 class StackChecker {
@@ -734,7 +732,7 @@ std::vector<std::string> split_pam_line(std::string_view line) {
     if (line[i] == '[') {
       // Up to the first ']' that is not escaped; unterminated: the rest of the line.
       ++i;
-      while (i < line.size() && !(line[i] == ']' && line[i - 1] != '\\')) {
+      while (i < line.size() && (line[i] != ']' || line[i - 1] == '\\')) {
         ++i;
       }
       i = std::min(i + 1, line.size());

@@ -50,7 +50,7 @@ std::string lower(std::string_view text) {
 }
 
 const Keyword* find_keyword(std::string_view name) {
-  const auto found = std::ranges::find(kKeywords, name, &Keyword::name);
+  const auto* const found = std::ranges::find(kKeywords, name, &Keyword::name);
   return found == kKeywords.end() ? nullptr : &*found;
 }
 
@@ -450,7 +450,7 @@ std::expected<std::string, std::string> run_sshd_t(const std::string& sshd,
   if (::pipe2(out_pipe.data(), O_CLOEXEC) != 0) {
     return std::unexpected(std::string("pipe: ") + errno_text(errno));
   }
-  common::UniqueFd read_end(out_pipe[0]);
+  const common::UniqueFd read_end(out_pipe[0]);
   common::UniqueFd write_end(out_pipe[1]);
   posix_spawn_file_actions_t actions{};
   if (::posix_spawn_file_actions_init(&actions) != 0) {
