@@ -24,6 +24,7 @@ target_include_directories(kpanel_pam SYSTEM INTERFACE ${PAM_INCLUDE_DIR})
 target_link_libraries(kpanel_pam INTERFACE ${PAM_LIBRARY})
 
 kpanel_require_pkg(SQLITE3 sqlite3 libsqlite3-dev)
+kpanel_require_pkg(LIBPQ libpq libpq-dev)
 kpanel_require_pkg(LIBSYSTEMD libsystemd libsystemd-dev)
 kpanel_require_pkg(QRENCODE libqrencode libqrencode-dev)
 kpanel_require_pkg(LIBPNG libpng libpng-dev)

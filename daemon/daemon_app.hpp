@@ -3,6 +3,7 @@
 // listen, serve until SIGTERM, reload on SIGHUP. main.cpp only parses argv.
 
 #include <filesystem>
+#include <string>
 
 namespace kpanel::daemon {
 
@@ -13,6 +14,12 @@ struct DaemonOptions {
 
 // --check-config: 0 when valid, 1 otherwise, every problem on stderr as FILE:LINE: message.
 [[nodiscard]] int check_config(const DaemonOptions& options) noexcept;
+
+// --migrate-to-postgresql DSN: copies this host's SQLite state (the config's
+// state_dir, sealed with its key_file) into the shared PostgreSQL store.
+// 0 when every enrolled user is there, 1 on a conflict or an error.
+[[nodiscard]] int migrate_to_postgresql(const DaemonOptions& options,
+                                        const std::string& dsn) noexcept;
 
 // Serves until SIGTERM/SIGINT; 0 after a clean stop, 1 when it cannot start.
 [[nodiscard]] int run_daemon(const DaemonOptions& options) noexcept;

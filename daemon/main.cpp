@@ -1,5 +1,6 @@
-// kpanel-totpd [--config FILE] [--check-config] [--version]   (SPEC §3)
+// kpanel-totpd [--config FILE] [--check-config] [--migrate-to-postgresql DSN] [--version]
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -10,9 +11,13 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: kpanel-totpd [--config FILE] [--check-config] [--version]\n"
+    "usage: kpanel-totpd [--config FILE] [--check-config] [--migrate-to-postgresql DSN] "
+    "[--version]\n"
     "  --config FILE    configuration file (default /etc/kpanel-totp/kpanel-totpd.conf)\n"
     "  --check-config   check the configuration, print it, and exit (0 valid, 1 not)\n"
+    "  --migrate-to-postgresql DSN\n"
+    "                   copy this host's state (state_dir, key_file) into the shared\n"
+    "                   PostgreSQL store at DSN, then exit (0 done, 1 conflicts or errors)\n"
     "  --version        print the version and exit\n";
 
 int usage_error(std::string_view message) {
@@ -26,6 +31,7 @@ int usage_error(std::string_view message) {
 int main(int argc, char** argv) {
   kpanel::daemon::DaemonOptions options{.config_path = kpanel::daemon::kDefaultConfigPath};
   bool check = false;
+  std::optional<std::string> migrate_dsn;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];  // NOLINT(*-pointer-arithmetic)
     if (arg == "--version") {
@@ -38,6 +44,11 @@ int main(int argc, char** argv) {
     }
     if (arg == "--check-config") {
       check = true;
+    } else if (arg == "--migrate-to-postgresql") {
+      if (i + 1 >= argc || std::string_view(argv[i + 1]).empty()) {  // NOLINT(*-pointer-arithmetic)
+        return usage_error("--migrate-to-postgresql needs a libpq connection string");
+      }
+      migrate_dsn = argv[++i];  // NOLINT(*-pointer-arithmetic)
     } else if (arg == "--config" || arg.starts_with("--config=")) {
       std::string_view value;
       if (arg == "--config") {
@@ -53,5 +64,9 @@ int main(int argc, char** argv) {
       return usage_error(std::string("unknown argument: ").append(arg));
     }
   }
+  if (check && migrate_dsn) {
+    return usage_error("--check-config and --migrate-to-postgresql do not combine");
+  }
+  if (migrate_dsn) return kpanel::daemon::migrate_to_postgresql(options, *migrate_dsn);
   return check ? kpanel::daemon::check_config(options) : kpanel::daemon::run_daemon(options);
 }

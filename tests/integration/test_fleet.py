@@ -1,0 +1,329 @@
+"""A fleet: two daemons ("host A", "host B": own sockets, state dirs, the same
+key) on one PostgreSQL database. Enrollment, replay state, lockouts and
+recovery codes hold across hosts; one code raced to both hosts is accepted
+once; a database outage refuses logins cleanly and heals without restarting
+the daemons; --migrate-to-postgresql brings a host's SQLite state along.
+
+Runs against the CTest fixture's cluster (tests/CMakeLists.txt:
+postgresql_setup); the outage test starts a cluster of its own, so stopping
+it disturbs no other test."""
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import kpanel_harness as h
+import pg_cluster
+
+ALICE, BOB, CAROL, DAVE, ERIN, RACE = (
+    "kpt_fl_alice", "kpt_fl_bob", "kpt_fl_carol", "kpt_fl_dave", "kpt_fl_erin", "kpt_fl_race")
+USERS = (ALICE, BOB, CAROL, DAVE, ERIN, RACE)
+MODULE = os.environ.get("KPANEL_PAM_MODULE", "")
+RACE_ROUNDS = 100
+DSN = None
+
+
+def setUpModule():
+    global DSN
+    h.require_root(None)
+    if not MODULE:
+        raise unittest.SkipTest("KPANEL_PAM_MODULE not set (run through ctest)")
+    DSN = pg_cluster.fixture_dsn()
+    if DSN is None:
+        print("\n*** test_fleet SKIPPED: no PostgreSQL server (run through ctest, whose "
+              "postgresql_setup fixture starts one, or set KPANEL_TEST_POSTGRESQL_DSN)")
+        raise unittest.SkipTest("no PostgreSQL server")
+    h.ensure_users(*USERS)
+
+
+def tearDownModule():
+    h.remove_users(*USERS)
+
+
+def psql(dsn, sql):
+    result = subprocess.run([os.path.join(pg_cluster.bin_dir(), "psql"), "-X", "-q", "-At",
+                             "-v", "ON_ERROR_STOP=1", dsn, "-c", sql],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"psql: {result.stderr}")
+    return result.stdout
+
+
+def fresh_schema(dsn):
+    """A schema of this test's own in the database; the DSN that uses it."""
+    name = "fleet_" + secrets.token_hex(6)
+    psql(dsn, f"CREATE SCHEMA {name}")
+    return f"{dsn} options='-csearch_path={name}'"
+
+
+def code_after(secret, step):
+    """The code of the first step after `step` that is not in the past."""
+    return h.totp(secret, at=max(h.step_of(), step + 1) * 30 + 1)
+
+
+def wrong_code(secret):
+    """A code that is right for no step near now."""
+    near = {h.totp(secret, at=time.time() + 30 * offset) for offset in range(-3, 4)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
+
+
+class Pam:
+    """Service files in a temp dir, read by pam_start() through pam_wrapper."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kpanel-pam-fleet-")
+        with open(os.path.join(self.dir, "other"), "w") as f:
+            f.write("auth required pam_deny.so\naccount required pam_deny.so\n")
+
+    def service(self, name, socket_path):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(f"auth required {MODULE} socket={socket_path}\n")
+            f.write("account required pam_permit.so\n")
+        return name
+
+    def authenticate(self, service, user, *answers):
+        env = dict(os.environ)
+        env.update(h.pam_wrapper_env(self.dir))
+        result = subprocess.run(
+            ["pamtester", "-v", "-I", "rhost=192.0.2.7", "-I", "tty=ssh", service, user,
+             "authenticate"],
+            input="".join(a + "\n" for a in answers), capture_output=True, text=True,
+            env=env, timeout=30)
+        return result.returncode == 0, result.stdout + result.stderr
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fleet(dsn, **config):
+    """Host A and host B on `dsn`, sharing A's key; both started."""
+    a = h.Daemon(store="postgresql", postgresql_dsn=dsn, **config).start()
+    b = h.Daemon(store="postgresql", postgresql_dsn=dsn, **config)
+    shutil.copy(a.key_file, b.key_file)  # every host of a fleet has the same key
+    os.chmod(b.key_file, 0o600)
+    return a, b.start()
+
+
+def enroll_root(daemon, user):
+    """Enrolls through raw frames as root; returns (secret, recovery codes, step used)."""
+    begun = daemon.call({"op": "enroll_begin", "user": user})
+    assert begun["status"] == "ok", begun
+    secret = begun["secret_base32"]
+    step = h.step_of()
+    confirmed = daemon.call({"op": "enroll_confirm", "user": user,
+                             "code": h.totp(secret, at=step * 30 + 1)})
+    assert confirmed["status"] == "ok", confirmed
+    return secret, confirmed["codes"], step
+
+
+class TwoHosts(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dsn = fresh_schema(DSN)
+        cls.a, cls.b = fleet(cls.dsn, max_failures=3, lockout_seconds=120, recovery_codes=3)
+        cls.pam = Pam()
+        cls.svc_b = cls.pam.service("kp-fleet-b", cls.b.socket)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.cleanup()
+        cls.b.cleanup()
+        cls.pam.cleanup()
+
+    def setUp(self):
+        for user in USERS:
+            self.a.tool("admin", "reset", user)
+
+    def test_enrolled_on_a_logs_in_through_pam_on_b_and_the_code_is_spent_on_both(self):
+        secret, _ = self.a.enroll(ALICE)
+        # The confirming code's step is spent; the next one is fresh.
+        code = code_after(secret, h.step_of())
+        ok, out = self.pam.authenticate(self.svc_b, ALICE, code)
+        self.assertTrue(ok, out)
+        self.assertIn("Verification code", out)
+        reply = self.a.call(h.verify_request(ALICE, code))
+        self.assertEqual(reply["status"], "wrong_code", "code used on B accepted on A")
+        ok, out = self.pam.authenticate(self.svc_b, ALICE, code)
+        self.assertFalse(ok, "code replayed on B: " + out)
+
+    def test_a_code_accepted_on_a_is_refused_on_b(self):
+        secret, _, step = enroll_root(self.a, CAROL)
+        code = code_after(secret, step)
+        self.assertEqual(self.a.call(h.verify_request(CAROL, code))["status"], "ok")
+        self.assertEqual(self.b.call(h.verify_request(CAROL, code))["status"], "wrong_code")
+
+    def test_failures_on_a_and_b_add_up_to_one_lockout(self):
+        secret, _, step = enroll_root(self.a, BOB)
+        wrong = wrong_code(secret)
+        for daemon in (self.a, self.b):
+            self.assertEqual(daemon.call(h.verify_request(BOB, wrong))["status"], "wrong_code")
+        third = self.a.call(h.verify_request(BOB, wrong))["status"]
+        self.assertIn(third, ("wrong_code", "locked"))
+        # Locked everywhere: even the right code is refused on B.
+        reply = self.b.call(h.verify_request(BOB, code_after(secret, step)))
+        self.assertEqual(reply["status"], "locked", reply)
+        rc, status, _ = self.b.tool_json("--user", BOB, "status")
+        self.assertEqual(rc, 0)
+        self.assertIsNotNone(status["locked_until"])
+
+    def test_a_recovery_code_used_on_b_is_gone_on_a(self):
+        _, codes, _ = enroll_root(self.a, DAVE)
+        reply = self.b.call(h.verify_request(DAVE, codes[0]))
+        self.assertEqual(reply["status"], "ok", reply)
+        self.assertEqual(reply["recovery_codes_left"], 2)
+        self.assertEqual(self.a.call(h.verify_request(DAVE, codes[0]))["status"], "wrong_code")
+        rc, status, _ = self.a.tool_json("--user", DAVE, "status")
+        self.assertEqual((rc, status["recovery_codes_left"]), (0, 2))
+
+    def test_one_code_raced_to_both_hosts_is_accepted_exactly_once(self):
+        started = time.time()
+        for round_ in range(RACE_ROUNDS):
+            self.a.call({"op": "admin_reset", "user": RACE})
+            secret, _, step = enroll_root(self.a if round_ % 2 else self.b, RACE)
+            request = h.encode_frame(h.verify_request(RACE, code_after(secret, step)))
+            replies = [None, None]
+            barrier = threading.Barrier(2)
+
+            def send(index, daemon):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(10)
+                    sock.connect(daemon.socket)
+                    barrier.wait()
+                    sock.sendall(request)
+                    replies[index] = h.read_frame(sock)
+
+            threads = [threading.Thread(target=send, args=(i, d))
+                       for i, d in enumerate((self.a, self.b))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            statuses = sorted(r["status"] for r in replies)
+            self.assertEqual(statuses, ["ok", "wrong_code"], f"round {round_}: {replies}")
+        print(f"{RACE_ROUNDS} races in {time.time() - started:.1f}s", flush=True)
+
+
+class Outage(unittest.TestCase):
+    """PostgreSQL stops under running daemons, then comes back."""
+
+    def setUp(self):
+        self.cluster = pg_cluster.Cluster().init().start().create_role_and_database()
+        self.a, self.b = fleet(self.cluster.dsn(), recovery_codes=1)
+        self.pam = Pam()
+        self.svc_b = self.pam.service("kp-fleet-outage", self.b.socket)
+
+    def tearDown(self):
+        self.a.cleanup()
+        self.b.cleanup()
+        self.pam.cleanup()
+        self.cluster.destroy()
+
+    def test_logins_are_refused_while_the_database_is_down_and_work_again_after(self):
+        secret, _, step = enroll_root(self.a, ERIN)
+        self.cluster.stop()
+        code = code_after(secret, step)
+        ok, out = self.pam.authenticate(self.svc_b, ERIN, code)
+        self.assertFalse(ok, "login let through while the database is down: " + out)
+        self.assertIn("two-factor authentication store is unavailable", out)
+        for daemon in (self.a, self.b):
+            started = time.time()
+            reply = daemon.call(h.verify_request(ERIN, code))
+            self.assertEqual(reply["status"], "store_unavailable", reply)
+            self.assertLess(time.time() - started, 5.0, "a refusal waited on the database")
+        rc, _, result = self.a.tool_json("--user", ERIN, "status")
+        self.assertEqual(rc, 1, result.stderr)
+        for daemon in (self.a, self.b):
+            self.assertIsNone(daemon.process.poll(), "daemon exited:\n" + daemon.log())
+        self.assertIn("refusing logins until the database is back", self.b.log())
+        self.assertNotIn(secret, self.a.log() + self.b.log())
+
+        self.cluster.start()  # same port, same data: as after a failover or restart
+        deadline = time.time() + 30
+        while True:
+            ok, out = self.pam.authenticate(self.svc_b, ERIN, code_after(secret, step))
+            if ok or time.time() > deadline:
+                break
+            self.assertIn("unavailable", out)  # never a wrong code meanwhile
+            time.sleep(0.5)
+        self.assertTrue(ok, "no login after the database came back: " + out + self.b.log())
+        self.assertIn("connected again", self.b.log())
+        rc, status, result = self.a.tool_json("--user", ERIN, "status")
+        self.assertEqual((rc, status and status["enrolled"]), (0, True), result.stderr)
+
+    def test_a_daemon_started_while_the_database_is_down_comes_up_and_serves_once_it_is_back(self):
+        _, codes, _ = enroll_root(self.a, ERIN)
+        self.cluster.stop()
+        c = h.Daemon(store="postgresql", postgresql_dsn=self.cluster.dsn())
+        try:
+            shutil.copy(self.a.key_file, c.key_file)
+            os.chmod(c.key_file, 0o600)
+            c.start()  # listening, not exited
+            self.assertEqual(c.call(h.verify_request(ERIN, codes[0]))["status"],
+                             "store_unavailable")
+            self.cluster.start()
+            deadline = time.time() + 30
+            while True:
+                reply = c.call(h.verify_request(ERIN, codes[0]))
+                if reply["status"] != "store_unavailable" or time.time() > deadline:
+                    break
+                time.sleep(0.5)
+            self.assertEqual(reply["status"], "ok", c.log())
+            self.assertEqual(self.b.call(h.verify_request(ERIN, codes[0]))["status"],
+                             "wrong_code")
+        finally:
+            c.cleanup()
+
+
+class Migration(unittest.TestCase):
+    def test_a_sqlite_host_joins_the_fleet_without_enrolling_again(self):
+        dsn = fresh_schema(DSN)
+        with h.Daemon(recovery_codes=2) as local:
+            local.start()
+            secret, codes, step = enroll_root(local, ERIN)
+            self.assertEqual(local.call(h.verify_request(ERIN, codes[0]))["status"], "ok")
+            local.stop()
+            migrate = [h.TOTPD, "--config", local.config_path, "--migrate-to-postgresql", dsn]
+            first = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+            self.assertEqual(first.returncode, 0, first.stderr)
+            self.assertIn("1 copied", first.stdout)
+            again = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+            self.assertEqual(again.returncode, 0, again.stderr)
+            self.assertIn("0 copied, 1 already there", again.stdout)
+            self.assertNotIn("password", first.stdout + first.stderr)
+
+            local.config.update(store="postgresql", postgresql_dsn=dsn)
+            local.write_config()
+            local.start()
+            # The step and recovery code used before the move stay used.
+            self.assertEqual(local.call(h.verify_request(ERIN, codes[0]))["status"],
+                             "wrong_code")
+            self.assertEqual(
+                local.call(h.verify_request(ERIN, h.totp(secret, at=step * 30 + 1)))["status"],
+                "wrong_code")
+            self.assertEqual(
+                local.call(h.verify_request(ERIN, code_after(secret, step)))["status"], "ok")
+
+            # Another host (same key) where the same user enrolled another phone:
+            # the shared enrollment is kept and the conflict named.
+            with h.Daemon() as other:
+                shutil.copy(local.key_file, other.key_file)
+                os.chmod(other.key_file, 0o600)
+                other.start()
+                enroll_root(other, ERIN)
+                other.stop()
+                result = subprocess.run(
+                    [h.TOTPD, "--config", other.config_path, "--migrate-to-postgresql", dsn],
+                    capture_output=True, text=True, timeout=60)
+                self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+                self.assertIn(f"{ERIN}: enrolled in the shared store with another secret",
+                              result.stderr)
+                self.assertIn("1 conflicting", result.stdout)
+
+if __name__ == "__main__":
+    unittest.main()

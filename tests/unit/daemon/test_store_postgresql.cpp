@@ -1,0 +1,260 @@
+#define BOOST_TEST_MODULE daemon store postgresql
+// What the rules suite (test_rules, every backend) cannot show: two daemons
+// ("hosts") on one database, a connection lost under the store, a database
+// that is not there, and copying a host's state into the shared store.
+// Needs a PostgreSQL server (the CTest fixture); without one: SKIPPED.
+#include <libpq-fe.h>
+
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <latch>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/recovery_code.hpp"
+#include "daemon/fleet_migration.hpp"
+#include "daemon/secret_box.hpp"
+#include "daemon/store_postgresql.hpp"
+#include "support/memory_store.hpp"
+#include "support/store_backends.hpp"
+
+namespace kpanel::daemon::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool skipped() {
+  if (backend_available<PostgresqlBackend>()) return false;
+  BOOST_WARN_MESSAGE(false,
+                     "SKIPPED: no PostgreSQL server (set KPANEL_TEST_POSTGRESQL_DSN or "
+                     "run through ctest)");
+  return true;
+}
+
+SecretBox test_box() {
+  auto box = SecretBox::from_key(test_store_key());
+  BOOST_REQUIRE(box.has_value());
+  return std::move(*box);
+}
+
+UserRecord enrolled_record(const std::string& user, std::uint8_t secret_byte) {
+  UserRecord record;
+  record.user = user;
+  common::SecureBytes secret(20);
+  for (auto& b : secret.mutable_view()) b = secret_byte;
+  record.active =
+      Enrollment{std::move(secret), common::TotpParams{}, common::from_unix(1'800'000'000)};
+  record.last_step = 60'000'000;
+  record.recovery_codes = {{"hash-a", false}, {"hash-b", true}};
+  return record;
+}
+
+void put(Store& store, const UserRecord& record) {
+  const auto done = store.update(record.user, [&](UserRecord& r) {
+    r = record;
+    return true;
+  });
+  BOOST_REQUIRE(done.has_value());
+}
+
+// Runs SQL as the test role on the backend's schema (test setup only).
+void run_sql(const std::string& dsn, const std::string& sql) {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  const std::unique_ptr<PGconn, decltype(&PQfinish)> owned(conn, &PQfinish);
+  BOOST_REQUIRE_EQUAL(PQstatus(conn), CONNECTION_OK);
+  const std::unique_ptr<PGresult, decltype(&PQclear)> result(PQexec(conn, sql.c_str()), &PQclear);
+  const auto status = PQresultStatus(result.get());
+  BOOST_REQUIRE_MESSAGE(status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK,
+                        PQresultErrorMessage(result.get()));
+}
+
+BOOST_AUTO_TEST_CASE(two_hosts_updating_one_user_at_once_are_serialized) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto host_a = backend.open();
+  const auto host_b = backend.open();
+  put(*host_a, enrolled_record("alice", 7));
+  // Each host claims the next step the way verify does; only one may win.
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::int64_t step = 60'000'001 + round;
+    std::latch start(2);
+    std::array<bool, 2> accepted{};
+    const auto claim = [&](Store& store, bool& won) {
+      start.arrive_and_wait();
+      const auto done = store.update("alice", [&](UserRecord& r) {
+        if (r.last_step && *r.last_step >= step) return false;
+        r.last_step = step;
+        won = true;
+        return true;
+      });
+      BOOST_TEST(done.has_value());
+    };
+    std::thread a([&] { claim(*host_a, accepted[0]); });
+    std::thread b([&] { claim(*host_b, accepted[1]); });
+    a.join();
+    b.join();
+    BOOST_TEST((accepted[0] != accepted[1]),
+               "round " << round << ": accepted " << accepted[0] << " and " << accepted[1]);
+  }
+  const auto loaded = host_b->load("alice");
+  BOOST_REQUIRE(loaded.has_value() && loaded->has_value());
+  BOOST_TEST(*(*loaded)->last_step == 60'000'000 + kRounds);
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_killed_under_the_store_is_replaced_without_an_error) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto store = backend.open();
+  put(*store, enrolled_record("alice", 7));
+  // As after a database restart: every pooled session is gone. The store
+  // reconnects on its own; the next calls work.
+  run_sql(backend.dsn(),
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+          "pid <> pg_backend_pid() AND application_name = '" +
+              backend.schema() + "'");
+  std::this_thread::sleep_for(100ms);
+  const auto loaded = store->load("alice");
+  BOOST_TEST(loaded.has_value());
+  const auto updated = store->update("alice", [](UserRecord& r) {
+    r.failures = 1;
+    return true;
+  });
+  BOOST_TEST(updated.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(an_unreachable_database_is_unavailable_and_refused_fast) {
+  // Port 1 on localhost: nothing listens, so connecting fails at once.
+  const auto started = std::chrono::steady_clock::now();
+  auto store =
+      PostgresqlStore::open("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2", test_box());
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST((store.error().kind == StoreErrorKind::unavailable));
+  BOOST_TEST(store.error().message.find("cannot connect") != std::string::npos);
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 3s));
+}
+
+BOOST_AUTO_TEST_CASE(the_daemon_starts_without_its_database_and_refuses_until_it_is_there) {
+  auto store = PostgresqlStore::open("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2",
+                                     test_box(), PostgresqlOptions{.start_without_database = true});
+  BOOST_REQUIRE(store.has_value());
+  // Within the backoff the refusal does not even try the network.
+  const auto loaded = (*store)->load("alice");
+  BOOST_REQUIRE(!loaded.has_value());
+  BOOST_TEST((loaded.error().kind == StoreErrorKind::unavailable));
+  const auto updated = (*store)->update("alice", [](UserRecord&) {
+    BOOST_FAIL("a change ran without a database");
+    return true;
+  });
+  BOOST_TEST((!updated.has_value() && updated.error().kind == StoreErrorKind::unavailable));
+}
+
+BOOST_AUTO_TEST_CASE(a_dsn_password_is_never_in_an_error) {
+  auto store = PostgresqlStore::open(
+      "host=127.0.0.1 port=1 dbname=x user=x password=hunter2-secret connect_timeout=2",
+      test_box());
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("hunter2") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_key_is_refused_at_open) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  put(*backend.open(), enrolled_record("alice", 7));
+  common::SecureBytes other(SecretBox::kKeyBytes);
+  auto box = SecretBox::from_key(std::move(other));
+  BOOST_REQUIRE(box.has_value());
+  auto store = PostgresqlStore::open(backend.dsn(), std::move(*box));
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST((store.error().kind == StoreErrorKind::key));
+}
+
+BOOST_AUTO_TEST_CASE(a_host_with_another_key_is_refused_even_before_anyone_enrolled) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  (void)backend.open();  // the first host: its key is the fleet's
+  common::SecureBytes other(SecretBox::kKeyBytes);
+  auto box = SecretBox::from_key(std::move(other));
+  BOOST_REQUIRE(box.has_value());
+  auto store = PostgresqlStore::open(backend.dsn(), std::move(*box));
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST((store.error().kind == StoreErrorKind::key));
+  BOOST_TEST(store.error().message.find("same key_file") != std::string::npos);
+  BOOST_TEST(backend.open() != nullptr);  // the right key still opens
+}
+
+BOOST_AUTO_TEST_CASE(a_schema_from_a_newer_daemon_is_refused) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  (void)backend.open();
+  run_sql(backend.dsn(), "UPDATE kpanel_totp_schema SET version = 99");
+  auto store = PostgresqlStore::open(backend.dsn(), test_box());
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("newer kpanel-totpd") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(migration_copies_merges_and_refuses_conflicts_idempotently) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto shared = backend.open();
+  MemoryStore host;
+  put(host, enrolled_record("alice", 1));  // only here: copied
+  put(host, enrolled_record("bob", 2));    // the same enrollment there: merged
+  put(host, enrolled_record("carol", 3));  // another secret there: conflict
+  UserRecord pending_only;
+  pending_only.user = "dave";
+  pending_only.failures = 2;
+  put(host, pending_only);  // nothing enrolled: skipped
+
+  UserRecord bob_there = enrolled_record("bob", 2);
+  bob_there.last_step = 59'999'999;
+  bob_there.recovery_codes = {{"hash-a", true}, {"hash-b", false}};
+  put(*shared, bob_there);
+  put(*shared, enrolled_record("carol", 9));
+
+  const auto first = migrate_store(host, *shared);
+  BOOST_REQUIRE(first.has_value());
+  BOOST_TEST(first->copied == 1U);
+  BOOST_TEST(first->present == 1U);
+  BOOST_TEST(first->skipped == 1U);
+  BOOST_TEST(first->conflicts == std::vector<std::string>{"carol"});
+
+  const auto alice = shared->load("alice");
+  BOOST_REQUIRE(alice.has_value() && alice->has_value());
+  BOOST_TEST(((*alice)->active->secret == enrolled_record("alice", 1).active->secret));
+  BOOST_TEST((*alice)->recovery_codes.size() == 2U);
+  const auto bob = shared->load("bob");
+  BOOST_REQUIRE(bob.has_value() && bob->has_value());
+  BOOST_TEST(*(*bob)->last_step == 60'000'000);  // the later of both
+  BOOST_TEST((*bob)->recovery_codes[0].used);    // used there stays used
+  BOOST_TEST((*bob)->recovery_codes[1].used);    // used here is used there too
+  const auto carol = shared->load("carol");
+  BOOST_REQUIRE(carol.has_value() && carol->has_value());
+  BOOST_TEST(((*carol)->active->secret == enrolled_record("carol", 9).active->secret));
+
+  const auto again = migrate_store(host, *shared);
+  BOOST_REQUIRE(again.has_value());
+  BOOST_TEST(again->copied == 0U);
+  BOOST_TEST(again->present == 2U);
+  BOOST_TEST(again->conflicts.size() == 1U);
+}
+
+BOOST_AUTO_TEST_CASE(list_is_sorted_bytewise_with_codes_matched) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto store = backend.open();
+  for (const char* name : {"b", "B", "a_", "a", "Z"}) put(*store, enrolled_record(name, 4));
+  const auto listed = store->list();
+  BOOST_REQUIRE(listed.has_value());
+  std::vector<std::string> names;
+  for (const auto& r : *listed) {
+    names.push_back(r.user);
+    BOOST_TEST(r.recovery_codes.size() == 2U);
+  }
+  BOOST_TEST(names == (std::vector<std::string>{"B", "Z", "a", "a_", "b"}));
+}
+
+}  // namespace
+}  // namespace kpanel::daemon::test
