@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -28,8 +27,13 @@ using Step = std::expected<void, ClientError>;
 constexpr std::size_t kMaxPasswdBuffer = std::size_t{1024} * 1024;
 constexpr std::chrono::milliseconds kLongestTimeout = std::chrono::hours{24};
 
-// The daemon's system user, if this host has one. Root is trusted regardless.
-std::optional<uid_t> daemon_uid() {
+// Stands for "this host has no daemon user": (uid_t)-1 is never a real uid.
+constexpr uid_t kNoUid = static_cast<uid_t>(-1);
+
+// The daemon's system user, or kNoUid. Root is trusted regardless. A plain
+// uid, not std::optional: g++ -O2 compared an empty optional's uninitialized
+// payload before testing it, which valgrind reports (valgrind_pam_flows).
+uid_t daemon_uid() {
   const std::string name(kDaemonUserName);
   const long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
   std::size_t size = hint > 0 ? static_cast<std::size_t>(hint) : 1024;
@@ -43,14 +47,14 @@ std::optional<uid_t> daemon_uid() {
       continue;
     }
     if (rc != 0 || found == nullptr) {
-      return std::nullopt;
+      return kNoUid;
     }
     return entry.pw_uid;
   }
 }
 
-bool trusted(uid_t uid, std::optional<uid_t> daemon) noexcept {
-  return uid == 0 || (daemon.has_value() && uid == *daemon);
+bool trusted(uid_t uid, uid_t daemon) noexcept {
+  return uid == 0 || (daemon != kNoUid && uid == daemon);
 }
 
 // Milliseconds left before the deadline, rounded up; 0 once it has passed.
@@ -168,7 +172,7 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
   std::copy(path.begin(), path.end(), std::begin(address.sun_path));
 
   // Check the socket file, then (after connecting) the process behind it.
-  const std::optional<uid_t> daemon = daemon_uid();
+  const uid_t daemon = daemon_uid();
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0) {
     return Failure(errno == ENOENT || errno == ENOTDIR ? ClientError::unreachable

@@ -33,6 +33,9 @@ struct ServerLimits {
   // No single local user can take all the slots (root is the PAM module
   // inside sshd and login: it is not capped per uid).
   std::size_t max_connections_per_uid = 64;
+  // Slots of max_connections only root may use: unprivileged users together
+  // (as many uids as they like) never lock the PAM module out.
+  std::size_t root_reserve = 64;
 };
 
 class Server {
@@ -62,7 +65,8 @@ class Server {
   friend class Connection;
 
   void accept_next();
-  void on_accepted(boost::asio::local::stream_protocol::socket socket);
+  void accept_ready();
+  void on_accepted(int fd);
   void release(uid_t uid) noexcept;
 
   boost::asio::io_context& io_;

@@ -236,7 +236,7 @@ class CrashConsistency(unittest.TestCase):
 
     def load_enroll(self, user):
         s = self.state
-        if s.enrolled[user] not in (None,):
+        if s.enrolled[user] is not None:  # enrolled: reset it (the disable)
             s.enrolled[user] = "unknown"
             reply = self.call({"op": "admin_reset", "user": user})
             if reply["status"] in ("ok", "not_enrolled"):
