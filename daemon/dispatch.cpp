@@ -106,13 +106,17 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
   try {
     const Row& entry = kTable.at(request.index());
     const bool root = peer.uid == 0;
-    const std::optional<std::string> self = accounts_.name_for_uid(peer.uid);
+    const std::string* named = named_user(request);
+    // Root may act on anyone, so its own name matters only for a request that
+    // names nobody; skipping that passwd lookup keeps it off every PAM login.
+    const bool needs_self = !root || (named != nullptr && named->empty());
+    const std::optional<std::string> self =
+        needs_self ? accounts_.name_for_uid(peer.uid) : std::nullopt;
     const auto policy = rules_.policy();
     const bool admin = root || (self && !policy->admin_group.empty() &&
                                 accounts_.is_member(*self, policy->admin_group));
     const Caller caller{peer.uid, admin};
 
-    const std::string* named = named_user(request);
     std::string target;
     if (named != nullptr) {
       target = !named->empty() ? *named : self.value_or("");

@@ -79,9 +79,9 @@ Response refuse(AuditLog& log, AuditEvent event, Status status) {
   return reply(status);
 }
 
+// The failure itself is logged once, by LoggedStore (store_health.hpp), not
+// once per refused request.
 Response store_failed(AuditLog& log, AuditEvent event, const StoreError& error) {
-  log.error("state store failed (" + std::string(to_string(event.kind)) + " for " + event.user +
-            "): " + error.message);
   event.store_error = error.kind;
   return refuse(log, std::move(event), Status::store_unavailable);
 }
@@ -485,13 +485,17 @@ Response Rules::verify(const Caller& caller, const std::string& user,
     const TimePoint now = clock_.now();
     AuditEvent event = make_event(AuditEventKind::verify, caller, user, request.service,
                                   request.rhost, request.tty);
-    const auto loaded = store_.load(user);
-    if (!loaded) {
-      return store_failed(audit_, event, loaded.error());
-    }
+    // Only a typed recovery code needs the record ahead of the update (to
+    // hash outside it); a TOTP code, the usual case, goes straight to it.
     std::optional<std::string> recovery_hash;
-    if (const auto& record = *loaded; record && record->active && !is_locked(*record, now)) {
-      recovery_hash = find_recovery_hash(*record, request.code.view());
+    if (common::looks_like_recovery_code(request.code.view())) {
+      const auto loaded = store_.load(user);
+      if (!loaded) {
+        return store_failed(audit_, event, loaded.error());
+      }
+      if (const auto& record = *loaded; record && record->active && !is_locked(*record, now)) {
+        recovery_hash = find_recovery_hash(*record, request.code.view());
+      }
     }
 
     // Check and consume in one update: of concurrent requests with one code,

@@ -3,9 +3,15 @@
 // synchronous=FULL so a committed update survives a crash or power loss.
 // TOTP secrets are sealed with the SecretBox (AAD "kpanel-totp/v1/<slot>/<user>").
 //
-// Two connections: updates go through the writer (one at a time, BEGIN
-// IMMEDIATE), loads and lists through a reader, which in WAL mode is never
-// blocked by a writer waiting for its fsync.
+// Two connections: updates go through the writer, loads and lists through a
+// reader, which in WAL mode is never blocked by a writer waiting for its fsync.
+//
+// Group commit: updates that arrive while one transaction is being made
+// durable queue up; the next one applies them all, each inside its own
+// savepoint (a change that fails or throws undoes only itself), with one
+// BEGIN IMMEDIATE ... COMMIT and so one fsync. Each caller returns only after
+// the COMMIT that holds its change, so every update is still durable before
+// its reply. The batch is bounded by the callers: the daemon's worker pool.
 
 #include <cstdint>
 #include <expected>
@@ -13,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "daemon/secret_box.hpp"
 #include "daemon/store.hpp"
@@ -45,14 +52,21 @@ class SqliteStore final : public Store {
 
   [[nodiscard]] const std::filesystem::path& database_path() const noexcept { return path_; }
 
-  class Connection;  // a sqlite3 handle and its prepared statements (store_sqlite.cpp)
+  class Connection;     // a sqlite3 handle and its prepared statements (store_sqlite.cpp)
+  struct QueuedUpdate;  // one caller's update waiting for a group commit (store_sqlite.cpp)
 
  private:
   SqliteStore(std::filesystem::path path, SecretBox box, std::unique_ptr<Connection> writer,
               std::unique_ptr<Connection> reader);
 
+  // Applies `batch` in one transaction and fills in each one's outcome.
+  void commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept;
+
   std::filesystem::path path_;
   SecretBox box_;
+  std::mutex queue_mutex_;
+  std::vector<QueuedUpdate*> queue_;  // guarded by queue_mutex_
+  bool committing_ = false;           // a caller is applying a batch; guarded by queue_mutex_
   std::mutex writer_mutex_;
   std::unique_ptr<Connection> writer_;
   std::mutex reader_mutex_;

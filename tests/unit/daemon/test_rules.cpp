@@ -25,8 +25,23 @@ using protocol::LoginDecision;
 using protocol::Response;
 using protocol::Status;
 
-// Every test runs once per store backend.
-#define RULES_TEST(name) BOOST_AUTO_TEST_CASE_TEMPLATE(name, Backend, StoreBackends)
+// Every test runs once per store backend; on one with no server (PostgreSQL
+// outside CTest's fixture) it says SKIPPED instead.
+#define RULES_TEST(name)                                        \
+  template <typename Backend>                                   \
+  void name##_body();                                           \
+  BOOST_AUTO_TEST_CASE_TEMPLATE(name, Backend, StoreBackends) { \
+    if (!backend_available<Backend>()) {                        \
+      BOOST_WARN_MESSAGE(false,                                 \
+                         "SKIPPED: no PostgreSQL server "       \
+                         "(set KPANEL_TEST_POSTGRESQL_DSN "     \
+                         "or run through ctest)");              \
+      return;                                                   \
+    }                                                           \
+    name##_body<Backend>();                                     \
+  }                                                             \
+  template <typename Backend>                                   \
+  void name##_body()
 
 const Caller kSelf{kAlice, false};
 const Caller kRoot{0, true};
@@ -902,7 +917,9 @@ BOOST_AUTO_TEST_CASE(a_failing_store_gives_store_unavailable_never_a_crash) {
   BOOST_TEST(h.rules().admin_reset(kRoot, kUser, {}).status == Status::store_unavailable);
   BOOST_TEST(h.rules().admin_unlock(kRoot, kUser, {}).status == Status::store_unavailable);
   BOOST_TEST((h.audit.last(AuditEventKind::verify)->store_error == StoreErrorKind::io));
-  BOOST_TEST(h.audit.errors().size() == 10U);
+  // Each refusal is an audit event; the failure itself is logged once, by
+  // LoggedStore (test_store_health), not by the rules for every request.
+  BOOST_TEST(h.audit.errors().empty());
   store.fail_with(std::nullopt);
   BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
 }
@@ -934,7 +951,9 @@ BOOST_AUTO_TEST_CASE(an_exception_inside_a_handler_is_an_internal_error) {
   BOOST_TEST(rules.login_check(kRoot, kUser, {}).status == Status::internal_error);
   BOOST_TEST(rules.admin_list(kRoot, {}).status == Status::internal_error);
   BOOST_TEST(rules.admin_reset(kRoot, kUser, {}).status == Status::internal_error);
-  BOOST_TEST(audit.errors().at(0).find("load exploded") != std::string::npos);
+  // verify with a TOTP code goes straight to update; the others load first.
+  BOOST_TEST(audit.errors().at(0).find("update exploded") != std::string::npos);
+  BOOST_TEST(audit.errors().at(1).find("load exploded") != std::string::npos);
 }
 
 }  // namespace

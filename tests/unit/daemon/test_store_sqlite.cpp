@@ -633,6 +633,81 @@ BOOST_AUTO_TEST_CASE(concurrent_increments_of_one_counter_are_never_lost) {
   BOOST_TEST(get(*open_store(dir.path()), "alice").failures == start + kThreads * kEach);
 }
 
+// Group commit: updates that queue up while another commits go into one
+// transaction; each must still fail, throw or commit on its own.
+BOOST_AUTO_TEST_CASE(updates_committed_together_fail_or_succeed_each_on_their_own) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  const std::vector<std::string> names{"alice", "bob", "carol", "dave", "erin"};
+  for (const auto& name : names) put(*store, full_record(name));
+  const std::uint32_t start = get(*store, "carol").failures;
+
+  // alice's change holds the writer until the others have queued behind it.
+  std::latch release(1);
+  std::thread holder([&] {
+    BOOST_TEST(store
+                   ->update("alice",
+                            [&](UserRecord& record) {
+                              release.wait();
+                              ++record.failures;
+                              return true;
+                            })
+                   .has_value());
+  });
+  std::this_thread::sleep_for(50ms);
+  bool bob_threw = false;
+  std::expected<void, StoreError> carol;
+  std::expected<void, StoreError> dave;
+  std::expected<void, StoreError> erin;
+  std::vector<std::thread> queued;
+  queued.emplace_back([&] {
+    try {
+      (void)store->update("bob", [](UserRecord& record) -> bool {
+        record.failures = 42;
+        throw std::runtime_error("boom");
+      });
+    } catch (const std::runtime_error&) {
+      bob_threw = true;
+    }
+  });
+  queued.emplace_back([&] {
+    carol = store->update("carol", [](UserRecord& record) {
+      ++record.failures;
+      return true;
+    });
+  });
+  queued.emplace_back([&] {
+    dave = store->update("dave", [](UserRecord& record) {
+      record.failures = 7;
+      record.active->params.digits = 9;  // refused by the table's CHECK
+      return true;
+    });
+  });
+  queued.emplace_back([&] {
+    erin = store->update("erin", [](UserRecord& record) {
+      record.failures = 99;
+      return false;
+    });
+  });
+  std::this_thread::sleep_for(100ms);
+  release.count_down();
+  holder.join();
+  for (auto& thread : queued) thread.join();
+
+  BOOST_TEST(bob_threw);
+  BOOST_TEST(carol.has_value());
+  BOOST_TEST_REQUIRE(!dave.has_value());
+  BOOST_TEST((dave.error().kind == StoreErrorKind::corrupt), dave.error().message);
+  BOOST_TEST(erin.has_value());
+  store.reset();
+  const auto reopened = open_store(dir.path());
+  BOOST_TEST(get(*reopened, "alice").failures == full_record("alice").failures + 1);
+  BOOST_TEST(get(*reopened, "carol").failures == start + 1);
+  check_same(get(*reopened, "bob"), full_record("bob"));
+  check_same(get(*reopened, "dave"), full_record("dave"));
+  check_same(get(*reopened, "erin"), full_record("erin"));
+}
+
 BOOST_AUTO_TEST_CASE(a_write_lock_held_elsewhere_gives_busy_not_a_hang) {
   const TempDir dir;
   auto store = open_store(dir.path());
