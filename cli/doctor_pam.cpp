@@ -1,11 +1,11 @@
 #include "cli/doctor_pam.hpp"
 
 #include <algorithm>
-#include <initializer_list>
 #include <array>
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 
 #include "common/daemon_client.hpp"

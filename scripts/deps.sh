@@ -3,14 +3,15 @@
 
 KPANEL_BUILD_PACKAGES=(
   build-essential cmake pkg-config
-  libpam0g-dev libssl-dev libqrencode-dev libpng-dev libsqlite3-dev libsystemd-dev
+  libpam0g-dev libssl-dev libqrencode-dev libpng-dev libsqlite3-dev libsystemd-dev libpq-dev
   libboost-dev nlohmann-json3-dev
 )
 KPANEL_TEST_PACKAGES=(
   libboost-test-dev clang-tidy-16 clang-format
   libpam-wrapper libpamtest0-dev pamtester oathtool zbar-tools
   openssh-server openssh-client python3 python3-pexpect groff-base systemd
-  clang-16 libclang-rt-16-dev
+  clang-16 libclang-rt-16-dev valgrind postgresql
+  libpam-google-authenticator
 )
 
 # Installs the packages that are not installed yet; apt-get update first, once.

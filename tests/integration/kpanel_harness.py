@@ -58,6 +58,8 @@ TEST_USERS = {
     "kpt_a_alice": (None, []),
     # storage faults
     "kpt_f_alice": (None, []),
+    # fleet: two daemons on one PostgreSQL database
+    **{f"kpt_fl_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "race")},
 }
 FIXTURE = os.environ.get("KPANEL_USERS_FIXTURE") == "1"
 
