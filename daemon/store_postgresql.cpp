@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "daemon/audit.hpp"
+#include "daemon/store_row.hpp"
 
 namespace kpanel::daemon {
 namespace {
@@ -72,30 +73,6 @@ static_assert(kMigrations.size() == static_cast<std::size_t>(kPostgresqlSchemaVe
 // Serializes schema migrations of every daemon on the database ("kpanel").
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(118074854811756)";
 
-// Column order of every users query; UserColumn indexes it.
-constexpr std::string_view kUserColumns =
-    "active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
-    "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds";
-
-enum UserColumn : int {
-  kActiveSecret,
-  kActiveAlgorithm,
-  kActiveDigits,
-  kActivePeriod,
-  kEnrolledAt,
-  kPendingSecret,
-  kPendingAlgorithm,
-  kPendingDigits,
-  kPendingPeriod,
-  kPendingExpiresAt,
-  kLastStep,
-  kFailures,
-  kLockoutLevel,
-  kLockedUntil,
-  kLastSkewSeconds,
-};
-
 constexpr const char* kUpdateUser = R"sql(
 UPDATE kpanel_totp_users SET
   active_secret = $2, active_algorithm = $3, active_digits = $4, active_period = $5,
@@ -108,23 +85,6 @@ WHERE name = $1
 // A row that vanished between our INSERT and SELECT … FOR UPDATE (another
 // host deleted an emptied record) is looked for again, this often at most.
 constexpr int kRowAttempts = 5;
-
-// Where a sealed secret belongs; part of its authentication (as in SQLite).
-std::string aad_for(std::string_view slot, std::string_view user) {
-  return "kpanel-totp/v1/" + std::string(slot) + "/" + std::string(user);
-}
-
-bool is_empty(const UserRecord& record) {
-  return !record.active && !record.pending && record.recovery_codes.empty() &&
-         record.failures == 0 && record.lockout_level == 0 && !record.locked_until &&
-         !record.last_step;
-}
-
-bool same_hashes(const std::vector<RecoveryCodeRecord>& a,
-                 const std::vector<RecoveryCodeRecord>& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](const auto& x, const auto& y) { return x.hash == y.hash; });
-}
 
 // libpq's messages end in a newline and may span lines; the log wants one.
 std::string one_line(const char* text) {
@@ -218,13 +178,6 @@ std::optional<std::string> optional_text(const PGresult* result, int row, int co
                      static_cast<std::size_t>(PQgetlength(result, row, column)));
 }
 
-std::optional<std::uint32_t> to_u32(std::optional<std::int64_t> value) {
-  if (!value || *value < 0 || *value > std::numeric_limits<std::uint32_t>::max()) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint32_t>(*value);
-}
-
 // A bytea column (text result format: PostgreSQL's hex escape).
 std::optional<std::vector<std::uint8_t>> bytes_of(const PGresult* result, int row, int column) {
   if (is_null(result, row, column)) return std::nullopt;
@@ -238,14 +191,9 @@ std::optional<std::vector<std::uint8_t>> bytes_of(const PGresult* result, int ro
 }
 
 std::optional<common::TotpParams> params_at(const PGresult* result, int row, int first) {
-  const auto name = optional_text(result, row, first);
-  const auto algorithm = name ? common::parse_algorithm(*name) : std::nullopt;
-  const auto digits = to_u32(optional_integer(result, row, first + 1));
-  const auto period = to_u32(optional_integer(result, row, first + 2));
-  if (!algorithm || !digits || !period || *digits < 6 || *digits > 8 || *period == 0) {
-    return std::nullopt;
-  }
-  return common::TotpParams{*algorithm, *digits, *period};
+  return store_row::totp_params(optional_text(result, row, first),
+                                optional_integer(result, row, first + 1),
+                                optional_integer(result, row, first + 2));
 }
 
 // A user's row as stored: the record (secrets opened) and the sealed secrets,
@@ -271,36 +219,38 @@ StoreError key_error(std::string_view slot, std::string_view user) {
 std::expected<StoredRow, StoreError> decode_user(const PGresult* result, int row, int first,
                                                  std::string user, const SecretBox& box) {
   StoredRow out;
-  const auto column = [first](UserColumn c) { return first + static_cast<int>(c); };
-  if (auto sealed = bytes_of(result, row, column(kActiveSecret))) {
+  const auto column = [first](store_row::Column c) { return first + static_cast<int>(c); };
+  if (auto sealed = bytes_of(result, row, column(store_row::kActiveSecret))) {
     out.active_sealed = std::move(*sealed);
-    const auto params = params_at(result, row, column(kActiveAlgorithm));
-    const auto enrolled_at = optional_integer(result, row, column(kEnrolledAt));
+    const auto params = params_at(result, row, column(store_row::kActiveAlgorithm));
+    const auto enrolled_at = optional_integer(result, row, column(store_row::kEnrolledAt));
     if (!params || !enrolled_at) return std::unexpected(invalid_row(user, "bad TOTP parameters"));
-    auto secret = box.open(out.active_sealed, aad_for("active", user));
+    auto secret = box.open(out.active_sealed, store_row::sealed_secret_aad("active", user));
     if (!secret) return std::unexpected(key_error("active", user));
     out.record.active = Enrollment{std::move(*secret), *params, common::from_unix(*enrolled_at)};
   }
-  if (auto sealed = bytes_of(result, row, column(kPendingSecret))) {
+  if (auto sealed = bytes_of(result, row, column(store_row::kPendingSecret))) {
     out.pending_sealed = std::move(*sealed);
-    const auto params = params_at(result, row, column(kPendingAlgorithm));
-    const auto expires_at = optional_integer(result, row, column(kPendingExpiresAt));
+    const auto params = params_at(result, row, column(store_row::kPendingAlgorithm));
+    const auto expires_at = optional_integer(result, row, column(store_row::kPendingExpiresAt));
     if (!params || !expires_at) return std::unexpected(invalid_row(user, "bad TOTP parameters"));
-    auto secret = box.open(out.pending_sealed, aad_for("pending", user));
+    auto secret = box.open(out.pending_sealed, store_row::sealed_secret_aad("pending", user));
     if (!secret) return std::unexpected(key_error("pending", user));
     out.record.pending =
         PendingEnrollment{std::move(*secret), *params, common::from_unix(*expires_at)};
   }
-  const auto failures = to_u32(optional_integer(result, row, column(kFailures)));
-  const auto lockout_level = to_u32(optional_integer(result, row, column(kLockoutLevel)));
+  const auto failures =
+      store_row::to_u32(optional_integer(result, row, column(store_row::kFailures)));
+  const auto lockout_level =
+      store_row::to_u32(optional_integer(result, row, column(store_row::kLockoutLevel)));
   if (!failures || !lockout_level) return std::unexpected(invalid_row(user, "bad counters"));
-  out.record.last_step = optional_integer(result, row, column(kLastStep));
+  out.record.last_step = optional_integer(result, row, column(store_row::kLastStep));
   out.record.failures = *failures;
   out.record.lockout_level = *lockout_level;
-  if (const auto until = optional_integer(result, row, column(kLockedUntil))) {
+  if (const auto until = optional_integer(result, row, column(store_row::kLockedUntil))) {
     out.record.locked_until = common::from_unix(*until);
   }
-  out.record.last_skew_seconds = optional_integer(result, row, column(kLastSkewSeconds));
+  out.record.last_skew_seconds = optional_integer(result, row, column(store_row::kLastSkewSeconds));
   out.record.user = std::move(user);
   return out;
 }
@@ -472,7 +422,7 @@ std::expected<std::vector<std::uint8_t>, StoreError> seal_for(
       *loaded_secret == secret) {
     return *loaded_sealed;
   }
-  auto sealed = box.seal(secret.view(), aad_for(slot, user));
+  auto sealed = box.seal(secret.view(), store_row::sealed_secret_aad(slot, user));
   if (!sealed) {
     return std::unexpected(
         store_error(StoreErrorKind::key, "cannot seal a secret: " + sealed.error()));
@@ -483,7 +433,7 @@ std::expected<std::vector<std::uint8_t>, StoreError> seal_for(
 std::expected<void, StoreError> write_codes(Connection& connection, std::string_view user,
                                             const std::vector<RecoveryCodeRecord>& codes,
                                             const std::vector<RecoveryCodeRecord>& before) {
-  if (same_hashes(codes, before)) {
+  if (store_row::same_hashes(codes, before)) {
     for (std::size_t i = 0; i < codes.size(); ++i) {
       if (codes[i].used == before[i].used) continue;
       Params params;
@@ -527,7 +477,7 @@ std::expected<void, StoreError> write_user(Connection& connection, const SecretB
                                            const StoredRow& before) {
   Params key;
   key.text(user);
-  if (is_empty(record)) {
+  if (store_row::is_empty(record)) {
     // Recovery codes go by ON DELETE CASCADE.
     auto done =
         connection.exec("DELETE FROM kpanel_totp_users WHERE name = $1", key, "deleting a user");
@@ -681,7 +631,7 @@ std::expected<void, StoreError> check_key(Connection& connection, const SecretBo
   const bool active = !is_null(rows->get(), 0, 1);
   const std::string_view slot = active ? "active" : "pending";
   const auto sealed = bytes_of(rows->get(), 0, active ? 1 : 2);
-  if (!sealed || !box.open(*sealed, aad_for(slot, user))) {
+  if (!sealed || !box.open(*sealed, store_row::sealed_secret_aad(slot, user))) {
     return std::unexpected(key_error(slot, user));
   }
   return {};
@@ -926,7 +876,7 @@ std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {
         started = true;
         Transaction transaction(connection);
         // COLLATE "C": byte order, std::string's, whatever the database's locale.
-        const std::string users = "SELECT name, " + std::string(kUserColumns) +
+        const std::string users = "SELECT name, " + std::string(store_row::kUserColumns) +
                                   " FROM kpanel_totp_users ORDER BY name COLLATE \"C\"";
         auto rows = connection.exec(users.c_str(), "listing users");
         if (!rows) return std::unexpected(rows.error());

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/unique_fd.hpp"
+#include "daemon/store_row.hpp"
 
 namespace kpanel::daemon {
 namespace {
@@ -79,31 +80,7 @@ CREATE TABLE recovery_codes (
 };
 static_assert(kMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 
-// Column order of every users query; UserColumn indexes it.
-constexpr std::string_view kUserColumns =
-    "active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
-    "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds";
-
-enum UserColumn : int {
-  kActiveSecret,
-  kActiveAlgorithm,
-  kActiveDigits,
-  kActivePeriod,
-  kEnrolledAt,
-  kPendingSecret,
-  kPendingAlgorithm,
-  kPendingDigits,
-  kPendingPeriod,
-  kPendingExpiresAt,
-  kLastStep,
-  kFailures,
-  kLockoutLevel,
-  kLockedUntil,
-  kLastSkewSeconds,
-};
-
-// Parameters in write_user's bind order: user, then kUserColumns' order.
+// Parameters in write_user's bind order: user, then store_row::kUserColumns' order.
 constexpr const char* kUpsertUser = R"sql(
 INSERT INTO users (user, active_secret, active_algorithm, active_digits, active_period,
                    enrolled_at, pending_secret, pending_algorithm, pending_digits,
@@ -133,11 +110,6 @@ std::string octal_mode(mode_t mode) {
 
 StoreError io_error(std::string message) {
   return StoreError{StoreErrorKind::io, std::move(message)};
-}
-
-// Where a sealed secret belongs; part of its authentication.
-std::string aad_for(std::string_view slot, std::string_view user) {
-  return "kpanel-totp/v1/" + std::string(slot) + "/" + std::string(user);
 }
 
 struct StatementDeleter {
@@ -240,23 +212,11 @@ std::vector<std::uint8_t> blob_of(sqlite3_stmt* statement, int column) {
   return {data, data + size};
 }
 
-std::optional<std::uint32_t> to_u32(std::optional<std::int64_t> value) {
-  if (!value || *value < 0 || *value > std::numeric_limits<std::uint32_t>::max()) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint32_t>(*value);
-}
-
 // TOTP parameters from the algorithm, digits and period columns at `first`.
 std::optional<common::TotpParams> params_at(sqlite3_stmt* statement, int first) {
-  const auto name = optional_text(statement, first);
-  const auto algorithm = name ? common::parse_algorithm(*name) : std::nullopt;
-  const auto digits = to_u32(optional_integer(statement, first + 1));
-  const auto period = to_u32(optional_integer(statement, first + 2));
-  if (!algorithm || !digits || !period || *digits < 6 || *digits > 8 || *period == 0) {
-    return std::nullopt;
-  }
-  return common::TotpParams{*algorithm, *digits, *period};
+  return store_row::totp_params(optional_text(statement, first),
+                                optional_integer(statement, first + 1),
+                                optional_integer(statement, first + 2));
 }
 
 // A user's row as stored: the record (secrets opened) and the sealed secrets,
@@ -266,22 +226,6 @@ struct StoredRow {
   std::vector<std::uint8_t> active_sealed;
   std::vector<std::uint8_t> pending_sealed;
 };
-
-// Deleting such a record loses nothing (the same test as the memory store's).
-bool is_empty(const UserRecord& record) {
-  return !record.active && !record.pending && record.recovery_codes.empty() &&
-         record.failures == 0 && record.lockout_level == 0 && !record.locked_until &&
-         !record.last_step;
-}
-
-bool same_hashes(const std::vector<RecoveryCodeRecord>& a,
-                 const std::vector<RecoveryCodeRecord>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].hash != b[i].hash) return false;
-  }
-  return true;
-}
 
 // ---- the state directory and its files --------------------------------------------
 
@@ -476,7 +420,7 @@ class SqliteStore::Connection {
 
   // Caches the statements; after migrations, since they name the tables.
   std::expected<void, StoreError> prepare_statements() {
-    const std::string users = "SELECT " + std::string(kUserColumns) + " FROM users";
+    const std::string users = "SELECT " + std::string(store_row::kUserColumns) + " FROM users";
     const std::array<std::pair<Statement*, std::string>, 17> sql{{
         {&begin_deferred, "BEGIN"},
         {&begin_immediate, "BEGIN IMMEDIATE"},
@@ -487,7 +431,8 @@ class SqliteStore::Connection {
         {&rollback_to_savepoint, "ROLLBACK TO one_update"},
         {&select_user, users + " WHERE user = ?1"},
         {&select_codes, "SELECT hash, used FROM recovery_codes WHERE user = ?1 ORDER BY idx"},
-        {&select_users, "SELECT user, " + std::string(kUserColumns) + " FROM users ORDER BY user"},
+        {&select_users,
+         "SELECT user, " + std::string(store_row::kUserColumns) + " FROM users ORDER BY user"},
         {&select_all_codes, "SELECT user, hash, used FROM recovery_codes ORDER BY user, idx"},
         {&upsert_user, kUpsertUser},
         {&delete_user, "DELETE FROM users WHERE user = ?1"},
@@ -659,39 +604,41 @@ std::expected<StoredRow, StoreError> decode_user(const Connection& connection,
                                                  sqlite3_stmt* statement, int first,
                                                  std::string user, const SecretBox& box) {
   StoredRow row;
-  const auto column = [first](UserColumn c) { return first + static_cast<int>(c); };
-  if (sqlite3_column_type(statement, column(kActiveSecret)) != SQLITE_NULL) {
-    row.active_sealed = blob_of(statement, column(kActiveSecret));
-    const auto params = params_at(statement, column(kActiveAlgorithm));
-    const auto enrolled_at = optional_time(statement, column(kEnrolledAt));
+  const auto column = [first](store_row::Column c) { return first + static_cast<int>(c); };
+  if (sqlite3_column_type(statement, column(store_row::kActiveSecret)) != SQLITE_NULL) {
+    row.active_sealed = blob_of(statement, column(store_row::kActiveSecret));
+    const auto params = params_at(statement, column(store_row::kActiveAlgorithm));
+    const auto enrolled_at = optional_time(statement, column(store_row::kEnrolledAt));
     if (!params || !enrolled_at) {
       return std::unexpected(connection.invalid_row(user, "bad TOTP parameters"));
     }
-    auto secret = box.open(row.active_sealed, aad_for("active", user));
+    auto secret = box.open(row.active_sealed, store_row::sealed_secret_aad("active", user));
     if (!secret) return std::unexpected(key_error(connection, "active", user));
     row.record.active = Enrollment{std::move(*secret), *params, *enrolled_at};
   }
-  if (sqlite3_column_type(statement, column(kPendingSecret)) != SQLITE_NULL) {
-    row.pending_sealed = blob_of(statement, column(kPendingSecret));
-    const auto params = params_at(statement, column(kPendingAlgorithm));
-    const auto expires_at = optional_time(statement, column(kPendingExpiresAt));
+  if (sqlite3_column_type(statement, column(store_row::kPendingSecret)) != SQLITE_NULL) {
+    row.pending_sealed = blob_of(statement, column(store_row::kPendingSecret));
+    const auto params = params_at(statement, column(store_row::kPendingAlgorithm));
+    const auto expires_at = optional_time(statement, column(store_row::kPendingExpiresAt));
     if (!params || !expires_at) {
       return std::unexpected(connection.invalid_row(user, "bad TOTP parameters"));
     }
-    auto secret = box.open(row.pending_sealed, aad_for("pending", user));
+    auto secret = box.open(row.pending_sealed, store_row::sealed_secret_aad("pending", user));
     if (!secret) return std::unexpected(key_error(connection, "pending", user));
     row.record.pending = PendingEnrollment{std::move(*secret), *params, *expires_at};
   }
-  const auto failures = to_u32(optional_integer(statement, column(kFailures)));
-  const auto lockout_level = to_u32(optional_integer(statement, column(kLockoutLevel)));
+  const auto failures =
+      store_row::to_u32(optional_integer(statement, column(store_row::kFailures)));
+  const auto lockout_level =
+      store_row::to_u32(optional_integer(statement, column(store_row::kLockoutLevel)));
   if (!failures || !lockout_level) {
     return std::unexpected(connection.invalid_row(user, "bad counters"));
   }
-  row.record.last_step = optional_integer(statement, column(kLastStep));
+  row.record.last_step = optional_integer(statement, column(store_row::kLastStep));
   row.record.failures = *failures;
   row.record.lockout_level = *lockout_level;
-  row.record.locked_until = optional_time(statement, column(kLockedUntil));
-  row.record.last_skew_seconds = optional_integer(statement, column(kLastSkewSeconds));
+  row.record.locked_until = optional_time(statement, column(store_row::kLockedUntil));
+  row.record.last_skew_seconds = optional_integer(statement, column(store_row::kLastSkewSeconds));
   row.record.user = std::move(user);
   return row;
 }
@@ -745,7 +692,7 @@ std::expected<std::vector<std::uint8_t>, StoreError> seal_for(
       *loaded_secret == secret) {
     return *loaded_sealed;
   }
-  auto sealed = box.seal(secret.view(), aad_for(slot, user));
+  auto sealed = box.seal(secret.view(), store_row::sealed_secret_aad(slot, user));
   if (!sealed) {
     return std::unexpected(StoreError{
         StoreErrorKind::key,
@@ -757,7 +704,7 @@ std::expected<std::vector<std::uint8_t>, StoreError> seal_for(
 std::expected<void, StoreError> write_codes(Connection& connection, std::string_view user,
                                             const std::vector<RecoveryCodeRecord>& codes,
                                             const std::vector<RecoveryCodeRecord>& before) {
-  if (same_hashes(codes, before)) {
+  if (store_row::same_hashes(codes, before)) {
     // The common case (a code used, or nothing changed): flip flags in place.
     for (std::size_t i = 0; i < codes.size(); ++i) {
       if (codes[i].used == before[i].used) continue;
@@ -798,7 +745,7 @@ std::expected<void, StoreError> write_codes(Connection& connection, std::string_
 std::expected<void, StoreError> write_user(Connection& connection, const SecretBox& box,
                                            std::string_view user, const UserRecord& record,
                                            const StoredRow* before) {
-  if (is_empty(record)) {
+  if (store_row::is_empty(record)) {
     if (before == nullptr) return {};
     const StatementUse use(connection.delete_user);  // recovery codes go by ON DELETE CASCADE
     if (const int rc = Binder(use.get()).text(user).result(); rc != SQLITE_OK) {
@@ -917,7 +864,7 @@ std::expected<void, StoreError> check_key(Connection& connection, const SecretBo
   const bool active = sqlite3_column_type(use.get(), 1) != SQLITE_NULL;
   const auto sealed = blob_of(use.get(), active ? 1 : 2);
   const std::string_view slot = active ? "active" : "pending";
-  if (!box.open(sealed, aad_for(slot, user))) {
+  if (!box.open(sealed, store_row::sealed_secret_aad(slot, user))) {
     return std::unexpected(key_error(connection, slot, user));
   }
   return {};

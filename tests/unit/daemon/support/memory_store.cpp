@@ -2,16 +2,12 @@
 
 #include <utility>
 
+#include "daemon/store_row.hpp"
+
 namespace kpanel::daemon::test {
 namespace {
 
 StoreError error_of(StoreErrorKind kind) { return StoreError{kind, "injected test failure"}; }
-
-bool is_empty(const UserRecord& record) {
-  return !record.active && !record.pending && record.recovery_codes.empty() &&
-         record.failures == 0 && record.lockout_level == 0 && !record.locked_until &&
-         !record.last_step;
-}
 
 }  // namespace
 
@@ -41,7 +37,7 @@ std::expected<void, StoreError> MemoryStore::update(
   if (!change(record)) {
     return {};
   }
-  if (is_empty(record)) {
+  if (store_row::is_empty(record)) {
     if (const auto found = state_->records.find(user); found != state_->records.end()) {
       state_->records.erase(found);
     }
