@@ -13,18 +13,17 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
 import kpanel_harness as h
 import pg_cluster
+from test_pam import MODULE, Pam
 
 ALICE, BOB, CAROL, DAVE, ERIN, RACE = (
     "kpt_fl_alice", "kpt_fl_bob", "kpt_fl_carol", "kpt_fl_dave", "kpt_fl_erin", "kpt_fl_race")
 USERS = (ALICE, BOB, CAROL, DAVE, ERIN, RACE)
-MODULE = os.environ.get("KPANEL_PAM_MODULE", "")
 RACE_ROUNDS = 100
 DSN = None
 
@@ -73,34 +72,6 @@ def wrong_code(secret):
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
 
 
-class Pam:
-    """Service files in a temp dir, read by pam_start() through pam_wrapper."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="kpanel-pam-fleet-")
-        with open(os.path.join(self.dir, "other"), "w") as f:
-            f.write("auth required pam_deny.so\naccount required pam_deny.so\n")
-
-    def service(self, name, socket_path):
-        with open(os.path.join(self.dir, name), "w") as f:
-            f.write(f"auth required {MODULE} socket={socket_path}\n")
-            f.write("account required pam_permit.so\n")
-        return name
-
-    def authenticate(self, service, user, *answers):
-        env = dict(os.environ)
-        env.update(h.pam_wrapper_env(self.dir))
-        result = subprocess.run(
-            ["pamtester", "-v", "-I", "rhost=192.0.2.7", "-I", "tty=ssh", service, user,
-             "authenticate"],
-            input="".join(a + "\n" for a in answers), capture_output=True, text=True,
-            env=env, timeout=30)
-        return result.returncode == 0, result.stdout + result.stderr
-
-    def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def fleet(dsn, **config):
     """Host A and host B on `dsn`, sharing A's key; both started."""
     a = h.Daemon(store="postgresql", postgresql_dsn=dsn, **config).start()
@@ -128,7 +99,7 @@ class TwoHosts(unittest.TestCase):
         cls.dsn = fresh_schema(DSN)
         cls.a, cls.b = fleet(cls.dsn, max_failures=3, lockout_seconds=120, recovery_codes=3)
         cls.pam = Pam()
-        cls.svc_b = cls.pam.service("kp-fleet-b", cls.b.socket)
+        cls.svc_b = cls.pam.service("kp-fleet-b", f"socket={cls.b.socket}")
 
     @classmethod
     def tearDownClass(cls):
@@ -216,7 +187,7 @@ class Outage(unittest.TestCase):
         self.cluster = pg_cluster.Cluster().init().start().create_role_and_database()
         self.a, self.b = fleet(self.cluster.dsn(), recovery_codes=1)
         self.pam = Pam()
-        self.svc_b = self.pam.service("kp-fleet-outage", self.b.socket)
+        self.svc_b = self.pam.service("kp-fleet-outage", f"socket={self.b.socket}")
 
     def tearDown(self):
         self.a.cleanup()
