@@ -162,11 +162,30 @@ def _read_exactly(sock, n):
     return data
 
 
+def connect(socket_path, timeout=10.0):
+    """connect() as the module and the tool do: while the daemon's listen
+    backlog is full, AF_UNIX connect fails with EAGAIN at once (a socket with
+    a timeout is non-blocking); they retry until their deadline, so do we."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_path)
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.002)
+        except BaseException:
+            sock.close()
+            raise
+
+
 def call_raw(socket_path, payload: bytes, timeout=10.0):
     """Sends raw bytes, returns the decoded reply or None when the daemon closed."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(socket_path)
+    with connect(socket_path, timeout) as sock:
         sock.sendall(payload)
         try:
             return read_frame(sock)
