@@ -33,6 +33,9 @@ class UniqueFd {
     fd_ = fd;
   }
 
+  // Hands the descriptor to a new owner (e.g. an asio socket); this one forgets it.
+  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
+
   // For a descriptor that was written to: close(2) can report a deferred
   // write error, which the caller must see.
   int close() noexcept {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/secure_buffer.hpp"
+#include "common/unique_fd.hpp"
 #include "daemon/audit.hpp"
 
 namespace kpanel::daemon {
@@ -226,12 +227,7 @@ void Server::accept_ready() {
 
 void Server::on_accepted(int fd) {
   // Closed on every way out but the last, where the asio socket takes it.
-  struct Owned {
-    int fd;
-    ~Owned() {
-      if (fd >= 0) ::close(fd);
-    }
-  } owned{fd};
+  common::UniqueFd owned(fd);
   ucred cred{};
   socklen_t length = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0 || length != sizeof cred) {
@@ -256,7 +252,7 @@ void Server::on_accepted(int fd) {
   std::shared_ptr<Connection> connection;
   try {
     local_socket socket(io_, asio::local::stream_protocol(), fd);
-    owned.fd = -1;
+    static_cast<void>(owned.release());
     connection = std::make_shared<Connection>(*this, std::move(socket), peer);
   } catch (const std::exception& e) {
     log_error(std::string("connection setup failed: ") + e.what());
