@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
 #include <cerrno>
 #include <cstdint>
 #include <exception>
@@ -146,7 +147,10 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
 
   void close() noexcept {
     boost::system::error_code ignored;
-    deadline_.cancel();
+    try {
+      deadline_.cancel();  // throws only when the reactor fails; the socket must close anyway
+    } catch (const boost::system::system_error&) {
+    }
     socket_.shutdown(local_socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
