@@ -108,6 +108,10 @@ int serve(const DaemonOptions& options) {
   Dispatcher dispatcher(rules, accounts);
 
   asio::io_context io(1);
+  // Handled from before the socket exists: a client (or systemd) may see it
+  // listening at once, and a SIGTERM then must be a clean stop, not death
+  // by the default action. A signal that comes early waits for async_wait.
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   auto listening = open_listen_socket(io, config->socket);
   if (!listening) {
     log_error(listening.error());
@@ -122,7 +126,6 @@ int serve(const DaemonOptions& options) {
         return dispatcher.handle(peer, request);
       });
 
-  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signal) {
         if (ec) return;

@@ -86,6 +86,20 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
             self.assertFalse(os.path.exists(d.socket))
 
+    def test_sigterm_right_after_listening_still_exits_zero(self):
+        # The socket accepts before the daemon is fully up; a SIGTERM in that
+        # moment (systemd stopping a unit it just started) must still be a
+        # clean stop, not death by the default action.
+        for _ in range(20):
+            with h.Daemon() as d:
+                d.start(wait=False)
+                deadline = time.time() + 10
+                while not os.path.exists(d.socket) and time.time() < deadline:
+                    self.assertIsNone(d.process.poll(), d.log())
+                    time.sleep(0.0005)
+                d.process.send_signal(signal.SIGTERM)
+                self.assertEqual(d.process.wait(10), 0, d.log())
+
     def test_replaces_stale_socket_but_never_a_live_one(self):
         with h.Daemon() as d:
             d.start()
