@@ -607,6 +607,12 @@ std::optional<std::string_view> nearest_key(std::string_view name) {
   std::optional<std::string_view> best;
   std::size_t best_distance = kMaxSuggestDistance + 1;
   for (const Key& key : kKeys) {
+    // The distance is at least the difference in length: skip the table.
+    const std::size_t longer = std::max(name.size(), key.name.size());
+    const std::size_t shorter = std::min(name.size(), key.name.size());
+    if (longer - shorter > kMaxSuggestDistance) {
+      continue;
+    }
     const std::size_t distance = edit_distance(name, key.name);
     if (distance < best_distance) {
       best = key.name;

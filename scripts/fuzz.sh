@@ -6,6 +6,8 @@
 # (sanitizer report, failed property, timeout, OOM) or did not run.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#        scripts/fuzz.sh --runs EXECUTIONS [TARGET...]   (each target until it has
+#        run EXECUTIONS inputs, however long that takes: the README's figures)
 # Environment: KPANEL_FUZZ_BUILD_DIR (default build-fuzz), KPANEL_FUZZ_JOBS
 # (build parallelism, default nproc), CC/CXX (default clang-16/clang++-16).
 # Needs: apt-get install clang-16 libclang-rt-16-dev (plus the usual build deps,
@@ -17,12 +19,21 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-seconds="${1:-600}"
-if [[ ! "$seconds" =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2
+usage() {
+  echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...] | --runs EXECUTIONS [TARGET...]" >&2
   exit 2
+}
+runs=0
+if [[ "${1:-}" == --runs ]]; then
+  runs="${2:-}"
+  [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
+  seconds=0  # no time limit: -runs ends each target
+  shift 2
+else
+  seconds="${1:-600}"
+  [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || usage
+  shift || true
 fi
-shift || true
 
 all_targets=(fuzz_frame fuzz_request fuzz_response fuzz_config fuzz_base32 fuzz_otpauth_uri
              fuzz_recovery_code)
@@ -45,10 +56,14 @@ start=$SECONDS
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKPANEL_FUZZ=ON \
       -DKPANEL_BUILD_TESTS=OFF -DKPANEL_SANITIZE=OFF >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j "$jobs"
-echo "== built in $((SECONDS - start)) s; fuzzing ${#targets[@]} target(s) for ${seconds} s each =="
+if [[ $runs -gt 0 ]]; then
+  echo "== built in $((SECONDS - start)) s; fuzzing ${#targets[@]} target(s) for $runs executions each =="
+else
+  echo "== built in $((SECONDS - start)) s; fuzzing ${#targets[@]} target(s) for ${seconds} s each =="
+fi
 
 run_root="$build/fuzz-run"
-declare -A execs=() crashes=() verdict=() corpus_size=()
+declare -A execs=() crashes=() verdict=() corpus_size=() elapsed=()
 failed=0
 for target in "${targets[@]}"; do
   dir="$run_root/$target"
@@ -60,11 +75,14 @@ for target in "${targets[@]}"; do
   echo "-- $target"
   rc=0
   ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
-  "$build/fuzz/$target" -max_total_time="$seconds" -max_len="${max_len[$target]:-4096}" \
+  target_start=$SECONDS
+  "$build/fuzz/$target" -max_total_time="$seconds" -runs="$((runs > 0 ? runs : -1))" \
+      -max_len="${max_len[$target]:-4096}" \
       -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$dir/" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
   n="$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)"
   execs[$target]="${n:-?}"
+  elapsed[$target]=$((SECONDS - target_start))
   found="$(find "$dir" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
                                               -o -name 'oom-*' -o -name 'slow-unit-*' \) | wc -l)"
   crashes[$target]="$found"
@@ -82,7 +100,9 @@ echo
 printf '%-20s %12s %10s %8s %8s  %s\n' target executions exec/s crashes corpus result
 for target in "${targets[@]}"; do
   rate='?'
-  if [[ "${execs[$target]}" =~ ^[0-9]+$ ]]; then rate=$((execs[$target] / seconds)); fi
+  if [[ "${execs[$target]}" =~ ^[0-9]+$ ]]; then
+    rate=$((execs[$target] / (elapsed[$target] > 0 ? elapsed[$target] : 1)))
+  fi
   printf '%-20s %12s %10s %8s %8s  %s\n' "$target" "${execs[$target]}" "$rate" \
          "${crashes[$target]}" "${corpus_size[$target]}" "${verdict[$target]}"
 done

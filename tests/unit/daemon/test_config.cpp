@@ -243,6 +243,10 @@ BOOST_AUTO_TEST_CASE(unknown_keys_with_and_without_a_suggestion) {
              "t.conf:1: unknown key \"lockout seconds\" (did you mean \"lockout_seconds\"?)");
   BOOST_TEST(problem("Window = 1") ==
              "t.conf:1: unknown key \"Window\" (did you mean \"window\"?)");
+  // Two edits apart, lengths two apart: still suggested (both ends of the bound).
+  BOOST_TEST(problem("windows2 = 1") ==
+             "t.conf:1: unknown key \"windows2\" (did you mean \"window\"?)");
+  BOOST_TEST(problem("wind = 1") == "t.conf:1: unknown key \"wind\" (did you mean \"window\"?)");
   BOOST_TEST(problem("colour = blue") == "t.conf:1: unknown key \"colour\"");
   BOOST_TEST(problem("issuers_name = x") == "t.conf:1: unknown key \"issuers_name\"");
 }
