@@ -5,12 +5,19 @@
 // It measures; it asserts nothing about speed.
 //
 // Usage: kpanel_bench [--smoke] [--dir PARENT] [--duration SECONDS]
+//                     [--daemon KPANEL_TOTPD] [--postgresql-dsn-file FILE]
 //   --smoke     a few seconds, small user counts (CTest label "bench")
 //   --dir       where the throwaway directory goes (default /var/tmp: on disk,
 //               like /var/lib/kpanel-totp; /tmp may be tmpfs)
 //   --daemon    another kpanel-totpd build to measure (before/after comparisons)
+//   --postgresql-dsn-file  also measure (a) and (b) with store = postgresql on
+//               the database this libpq connection string names (read from a
+//               file: a DSN may hold a password, which argv would show to
+//               every user). The suite works in a schema of its own there and
+//               drops it afterwards.
 
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -45,6 +52,7 @@
 #include "common/random.hpp"
 #include "common/totp.hpp"
 #include "daemon/secret_box.hpp"
+#include "daemon/store_postgresql.hpp"
 #include "daemon/store_sqlite.hpp"
 
 namespace kpanel::bench {
@@ -60,6 +68,7 @@ struct Options {
   fs::path parent = "/var/tmp";
   double duration = 3.0;  // seconds per throughput run
   fs::path daemon = KPANEL_BENCH_DAEMON;
+  std::string postgresql_dsn;  // empty: SQLite only
 };
 
 // ---- users ------------------------------------------------------------------------
@@ -105,20 +114,32 @@ std::string wrong_code_for(const BenchUser& user, std::int64_t step) {
   return wrong;
 }
 
-// Writes users [from, to) through SqliteStore::update, the daemon's own path,
-// from several threads (so a store that batches commits can batch them).
-bool seed(const fs::path& state_dir, const fs::path& key_file, std::vector<BenchUser>& users,
-          std::size_t from, std::size_t to) {
+// The store kpanel-totpd will open: SQLite in `state_dir`, or PostgreSQL at
+// `dsn` when it is not empty; secrets sealed with the key in `key_file`.
+std::unique_ptr<daemon::Store> open_store(const fs::path& state_dir, const fs::path& key_file,
+                                          const std::string& dsn) {
   auto box = daemon::SecretBox::load_or_create(key_file);
   if (!box) {
     (void)std::fprintf(stderr, "kpanel_bench: key: %s\n", box.error().c_str());
-    return false;
+    return nullptr;
   }
-  auto store = daemon::SqliteStore::open(state_dir, std::move(*box));
-  if (!store) {
-    (void)std::fprintf(stderr, "kpanel_bench: store: %s\n", store.error().message.c_str());
-    return false;
-  }
+  const auto opened = [](auto store) -> std::unique_ptr<daemon::Store> {
+    if (!store) {
+      (void)std::fprintf(stderr, "kpanel_bench: store: %s\n", store.error().message.c_str());
+      return nullptr;
+    }
+    return std::move(*store);
+  };
+  if (dsn.empty()) return opened(daemon::SqliteStore::open(state_dir, std::move(*box)));
+  return opened(daemon::PostgresqlStore::open(dsn, std::move(*box)));
+}
+
+// Writes users [from, to) through Store::update, the daemon's own path, from
+// several threads (so a store that batches commits can batch them).
+bool seed(const fs::path& state_dir, const fs::path& key_file, const std::string& dsn,
+          std::vector<BenchUser>& users, std::size_t from, std::size_t to) {
+  const auto store = open_store(state_dir, key_file, dsn);
+  if (!store) return false;
   for (std::size_t i = users.size(); i < to; ++i) {
     auto secret = common::random_bytes(20);
     if (!secret) return false;
@@ -133,7 +154,7 @@ bool seed(const fs::path& state_dir, const fs::path& key_file, std::vector<Bench
     threads.emplace_back([&] {
       for (std::size_t i = next++; i < to && !failed; i = next++) {
         const BenchUser& user = users[i];
-        auto done = (*store)->update(user.name, [&](daemon::UserRecord& record) {
+        auto done = store->update(user.name, [&](daemon::UserRecord& record) {
           record.active = daemon::Enrollment{user.secret, kParams, now};
           return true;
         });
@@ -152,7 +173,9 @@ bool seed(const fs::path& state_dir, const fs::path& key_file, std::vector<Bench
 
 class Daemon {
  public:
-  Daemon(fs::path binary, fs::path dir) : binary_(std::move(binary)), dir_(std::move(dir)) {}
+  // `postgresql_dsn` empty: store = sqlite in state_dir().
+  Daemon(fs::path binary, fs::path dir, std::string postgresql_dsn = {})
+      : binary_(std::move(binary)), dir_(std::move(dir)), dsn_(std::move(postgresql_dsn)) {}
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
   Daemon(Daemon&&) = delete;
@@ -162,6 +185,7 @@ class Daemon {
   [[nodiscard]] fs::path socket() const { return dir_ / "kpanel-totpd.sock"; }
   [[nodiscard]] fs::path state_dir() const { return dir_ / "state"; }
   [[nodiscard]] fs::path key_file() const { return dir_ / "state.key"; }
+  [[nodiscard]] const std::string& postgresql_dsn() const { return dsn_; }
 
   bool start() {
     const fs::path config = dir_ / "kpanel-totpd.conf";
@@ -172,6 +196,7 @@ class Daemon {
       out << "socket = " << socket().string() << "\nstate_dir = " << state_dir().string()
           << "\nkey_file = " << key_file().string() << "\nmax_failures = 100\n"
           << "lockout_seconds = 1\nlockout_max_seconds = 1\n";
+      if (!dsn_.empty()) out << "store = postgresql\npostgresql_dsn = " << dsn_ << "\n";
     }
     ::chmod(config.c_str(), 0600);
     const std::string log = (dir_ / "daemon.log").string();
@@ -259,6 +284,7 @@ class Daemon {
  private:
   fs::path binary_;
   fs::path dir_;
+  std::string dsn_;
   pid_t pid_ = -1;
 };
 
@@ -690,6 +716,112 @@ void progress(const std::string& what) {
   (void)std::fprintf(stderr, "kpanel_bench: %s\n", what.c_str());
 }
 
+// ---- PostgreSQL ----------------------------------------------------------------
+
+// Runs one statement on `dsn`: its first value ("" if none), or nullopt with
+// the server's message on stderr.
+std::optional<std::string> postgresql_exec(const std::string& dsn, const std::string& sql) {
+  const std::unique_ptr<PGconn, decltype(&PQfinish)> connection(PQconnectdb(dsn.c_str()),
+                                                                &PQfinish);
+  if (PQstatus(connection.get()) != CONNECTION_OK) {
+    (void)std::fprintf(stderr, "kpanel_bench: postgresql: %s", PQerrorMessage(connection.get()));
+    return std::nullopt;
+  }
+  // NOTICEs ("drop cascades to table …") are not the table's business.
+  PQsetNoticeProcessor(
+      connection.get(), [](void*, const char*) {}, nullptr);
+  const std::unique_ptr<PGresult, decltype(&PQclear)> result(PQexec(connection.get(), sql.c_str()),
+                                                             &PQclear);
+  const ExecStatusType status = PQresultStatus(result.get());
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    (void)std::fprintf(stderr, "kpanel_bench: postgresql: %s: %s", sql.c_str(),
+                       PQresultErrorMessage(result.get()));
+    return std::nullopt;
+  }
+  if (status == PGRES_TUPLES_OK && PQntuples(result.get()) > 0 && PQnfields(result.get()) > 0) {
+    return std::string(PQgetvalue(result.get(), 0, 0));
+  }
+  return std::string{};
+}
+
+// `dsn` with search_path set to `schema`, in either form libpq takes.
+std::string with_search_path(const std::string& dsn, const std::string& schema) {
+  if (dsn.starts_with("postgresql://") || dsn.starts_with("postgres://")) {
+    return dsn + (dsn.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" +
+           schema;
+  }
+  return dsn + " options='-csearch_path=" + schema + "'";
+}
+
+// A schema of the suite's own, dropped (with everything the daemon made in
+// it) when the suite is done with it.
+class ScratchSchema {
+ public:
+  explicit ScratchSchema(std::string dsn) : dsn_(std::move(dsn)) {
+    auto suffix = common::random_bytes(6);
+    if (!suffix) return;
+    const std::string name = "kpanel_bench_" + hex(suffix->view());
+    if (postgresql_exec(dsn_, "CREATE SCHEMA " + name)) name_ = name;
+  }
+  ScratchSchema(const ScratchSchema&) = delete;
+  ScratchSchema& operator=(const ScratchSchema&) = delete;
+  ScratchSchema(ScratchSchema&&) = delete;
+  ScratchSchema& operator=(ScratchSchema&&) = delete;
+  ~ScratchSchema() {
+    if (!name_.empty()) (void)postgresql_exec(dsn_, "DROP SCHEMA " + name_ + " CASCADE");
+  }
+  [[nodiscard]] bool made() const { return !name_.empty(); }
+  [[nodiscard]] std::string dsn() const { return with_search_path(dsn_, name_); }
+
+ private:
+  std::string dsn_;
+  std::string name_;
+};
+
+struct PostgresqlRuns {
+  std::string server;  // version and the settings that decide durability
+  double seed_seconds = 0;
+  Latencies round_trips;
+  std::vector<std::pair<int, Throughput>> throughput;
+};
+
+// (a) and (b) again with store = postgresql: `users` users of their own, a
+// daemon of its own (dir/postgresql).
+std::optional<PostgresqlRuns> postgresql_runs(const Options& options, const fs::path& dir,
+                                              std::size_t user_count, std::size_t samples,
+                                              double seconds, std::size_t warm_up_writes) {
+  const ScratchSchema schema(options.postgresql_dsn);
+  if (!schema.made()) return std::nullopt;
+  const std::string dsn = schema.dsn();
+  PostgresqlRuns out;
+  const auto setting = [&](const char* name) {
+    return postgresql_exec(dsn, std::string("SHOW ") + name).value_or("?");
+  };
+  out.server = "PostgreSQL " + setting("server_version") + ", fsync " + setting("fsync") +
+               ", synchronous_commit " + setting("synchronous_commit");
+  std::vector<BenchUser> users;
+  ReplayState replay(user_count);
+  Daemon daemon(options.daemon, dir / "postgresql", dsn);
+  fs::create_directories(daemon.state_dir());
+  fs::permissions(dir / "postgresql", fs::perms::owner_all);
+  fs::permissions(daemon.state_dir(), fs::perms::owner_all);
+  progress(fmt("PostgreSQL: seeding %zu users", user_count));
+  const auto seed_start = Clock::now();
+  if (!seed(daemon.state_dir(), daemon.key_file(), dsn, users, 0, user_count)) return std::nullopt;
+  out.seed_seconds = std::chrono::duration<double>(Clock::now() - seed_start).count();
+  if (!daemon.start()) return std::nullopt;
+  warm_up(daemon, users, 0, user_count, warm_up_writes);
+  progress("PostgreSQL: (a) round trips");
+  out.round_trips = round_trips(daemon, RightCodes(users, replay, 0, user_count), samples);
+  for (const int clients : {1, 8, 64}) {
+    progress(fmt("PostgreSQL: (b) %d clients", clients));
+    out.throughput.emplace_back(clients,
+                                throughput(daemon, users, replay, 0, user_count, clients, seconds));
+  }
+  daemon.stop();
+  return out;
+}
+
 // ---- the suite -----------------------------------------------------------------------
 
 int run(const Options& options) {
@@ -726,7 +858,7 @@ int run(const Options& options) {
 
   // Scale 1: few users.
   progress(fmt("seeding %zu users", small));
-  if (!seed(daemon.state_dir(), daemon.key_file(), users, 0, small)) return fail("seeding");
+  if (!seed(daemon.state_dir(), daemon.key_file(), {}, users, 0, small)) return fail("seeding");
   if (!daemon.start()) return fail("starting kpanel-totpd");
   warm_up(daemon, users, 0, small, warm_up_writes);
   const Latencies a_small = round_trips(daemon, RightCodes(users, replay, 0, small), samples);
@@ -737,7 +869,8 @@ int run(const Options& options) {
   // so no range reuses another's.
   progress(fmt("seeding up to %zu users", medium));
   const auto seed_start = Clock::now();
-  if (!seed(daemon.state_dir(), daemon.key_file(), users, small, medium)) return fail("seeding");
+  if (!seed(daemon.state_dir(), daemon.key_file(), {}, users, small, medium))
+    return fail("seeding");
   const double seed_seconds = std::chrono::duration<double>(Clock::now() - seed_start).count();
   if (!daemon.start()) return fail("starting kpanel-totpd");
   const std::size_t pam_first = medium - pam_users;
@@ -761,7 +894,8 @@ int run(const Options& options) {
 
   // Scale 3: many users.
   progress(fmt("seeding up to %zu users", large));
-  if (!seed(daemon.state_dir(), daemon.key_file(), users, medium, large)) return fail("seeding");
+  if (!seed(daemon.state_dir(), daemon.key_file(), {}, users, medium, large))
+    return fail("seeding");
   if (!daemon.start()) return fail("starting kpanel-totpd");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const long idle_rss = daemon.rss_kib();
@@ -773,6 +907,13 @@ int run(const Options& options) {
   const Throughput e_run = throughput(daemon, users, replay, 0, large, 64, seconds);
   const long after_rss = daemon.rss_kib();
   daemon.stop();
+
+  // The same (a) and (b) on the fleet store, when there is a database.
+  std::optional<PostgresqlRuns> pg;
+  if (!options.postgresql_dsn.empty()) {
+    pg = postgresql_runs(options, dir, medium, samples, seconds, warm_up_writes / 10);
+    if (!pg) return fail("the PostgreSQL runs");
+  }
 
   // ---- rows
   rows.push_back({fmt("(a) verify round trip, 1 client, %zu users: p50 / p99 / max", medium),
@@ -788,6 +929,22 @@ int run(const Options& options) {
                         run.daemon_cpu_us, run.client_cpu_us),
                     has_target ? "≥ 20000/s" : "-",
                     has_target ? verdict(run.per_second >= 20'000) : "-"});
+  }
+  if (pg) {
+    rows.push_back({"PostgreSQL store (store = postgresql): the server", pg->server, "-", "-"});
+    rows.push_back({fmt("(a) PostgreSQL store, verify round trip, 1 client, %zu users: p50 / p99 "
+                        "/ max",
+                        medium),
+                    latency_text(pg->round_trips), "-", "-"});
+    for (const auto& [clients, run] : pg->throughput) {
+      rows.push_back({fmt("(b) PostgreSQL store, durable verifications/s, %d client%s, %zu users",
+                          clients, clients == 1 ? "" : "s", medium),
+                      fmt("%.0f/s (%zu requests, %zu accepted, %zu locked, %zu errors; CPU per "
+                          "verification: daemon %.0f µs, clients %.0f µs)",
+                          run.per_second, run.total, run.accepted, run.locked, run.errors,
+                          run.daemon_cpu_us, run.client_cpu_us),
+                      "-", "-"});
+    }
   }
   const auto pam_text = [](const PamRow& row) {
     if (!row.ran) return std::string("not run");
@@ -830,6 +987,10 @@ int run(const Options& options) {
        latency_text(f.legit), "p99 ≤ 10 ms", verdict(f.legit.at(0.99) <= 10'000)});
   rows.push_back({"seeding (SqliteStore::update, 8 threads)",
                   fmt("%zu users in %.1f s", medium - small, seed_seconds), "-", "-"});
+  if (pg) {
+    rows.push_back({"seeding (PostgresqlStore::update, 8 threads)",
+                    fmt("%zu users in %.1f s", medium, pg->seed_seconds), "-", "-"});
+  }
 
   print_table(machine_line(dir), rows);
   std::error_code ignored;
@@ -852,10 +1013,16 @@ int main(int argc, char** argv) {
       options.daemon = argv[++i];
     } else if (arg == "--duration" && i + 1 < argc) {
       options.duration = std::strtod(argv[++i], nullptr);
+    } else if (arg == "--postgresql-dsn-file" && i + 1 < argc) {
+      std::ifstream in(argv[++i]);
+      if (!std::getline(in, options.postgresql_dsn) || options.postgresql_dsn.empty()) {
+        (void)std::fprintf(stderr, "kpanel_bench: no DSN in %s\n", argv[i]);
+        return 2;
+      }
     } else {
       (void)std::fprintf(stderr,
                          "usage: kpanel_bench [--smoke] [--dir PARENT] [--duration SECONDS] "
-                         "[--daemon KPANEL_TOTPD]\n");
+                         "[--daemon KPANEL_TOTPD] [--postgresql-dsn-file FILE]\n");
       return 2;
     }
   }

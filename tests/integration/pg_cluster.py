@@ -47,9 +47,10 @@ class Cluster:
         if self.bin is None:
             raise RuntimeError("PostgreSQL server not installed: apt-get install postgresql")
         # Under /tmp when root: the unprivileged owner must reach it, which a
-        # root-only $TMPDIR would not let it.
-        self.dir = directory or tempfile.mkdtemp(
-            prefix="kpanel-pg-", dir="/tmp" if os.geteuid() == 0 else None)
+        # root-only $TMPDIR would not let it. KPANEL_PG_PARENT overrides (the
+        # benchmark puts its cluster on disk, where /tmp may be tmpfs).
+        parent = os.environ.get("KPANEL_PG_PARENT") or ("/tmp" if os.geteuid() == 0 else None)
+        self.dir = directory or tempfile.mkdtemp(prefix="kpanel-pg-", dir=parent)
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgresql.log")
         self.port = port
