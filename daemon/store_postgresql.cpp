@@ -1,7 +1,5 @@
 #include "daemon/store_postgresql.hpp"
 
-#include <libpq-fe.h>
-
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -13,6 +11,7 @@
 #include <utility>
 
 #include "daemon/audit.hpp"
+#include "daemon/libpq.hpp"
 #include "daemon/store_row.hpp"
 
 namespace kpanel::daemon {
@@ -112,8 +111,13 @@ StoreErrorKind kind_of(std::string_view sqlstate) noexcept {
   return StoreErrorKind::io;
 }
 
+// libpq's functions. Every path here starts at PostgresqlStore::open(), which
+// refuses to open a store when libpq could not be loaded, so value() never
+// throws here in practice; if it did, the request handler's catch answers.
+const libpq::Functions& pq() { return *libpq::load().value(); }
+
 struct ResultDeleter {
-  void operator()(PGresult* result) const noexcept { PQclear(result); }
+  void operator()(PGresult* result) const noexcept { pq().clear(result); }
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
@@ -159,13 +163,13 @@ class Params {
 // ---- reading result values --------------------------------------------------------
 
 bool is_null(const PGresult* result, int row, int column) {
-  return PQgetisnull(result, row, column) != 0;
+  return pq().getisnull(result, row, column) != 0;
 }
 
 std::optional<std::int64_t> optional_integer(const PGresult* result, int row, int column) {
   if (is_null(result, row, column)) return std::nullopt;
-  const char* text = PQgetvalue(result, row, column);
-  const std::string_view view(text, static_cast<std::size_t>(PQgetlength(result, row, column)));
+  const char* text = pq().getvalue(result, row, column);
+  const std::string_view view(text, static_cast<std::size_t>(pq().getlength(result, row, column)));
   std::int64_t value = 0;
   const auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
   if (error != std::errc{} || end != view.data() + view.size()) return std::nullopt;
@@ -174,19 +178,19 @@ std::optional<std::int64_t> optional_integer(const PGresult* result, int row, in
 
 std::optional<std::string> optional_text(const PGresult* result, int row, int column) {
   if (is_null(result, row, column)) return std::nullopt;
-  return std::string(PQgetvalue(result, row, column),
-                     static_cast<std::size_t>(PQgetlength(result, row, column)));
+  return std::string(pq().getvalue(result, row, column),
+                     static_cast<std::size_t>(pq().getlength(result, row, column)));
 }
 
 // A bytea column (text result format: PostgreSQL's hex escape).
 std::optional<std::vector<std::uint8_t>> bytes_of(const PGresult* result, int row, int column) {
   if (is_null(result, row, column)) return std::nullopt;
   std::size_t length = 0;
-  unsigned char* raw = PQunescapeBytea(
-      reinterpret_cast<const unsigned char*>(PQgetvalue(result, row, column)), &length);
+  unsigned char* raw = pq().unescape_bytea(
+      reinterpret_cast<const unsigned char*>(pq().getvalue(result, row, column)), &length);
   if (raw == nullptr) return std::nullopt;
   std::vector<std::uint8_t> bytes(raw, raw + length);
-  PQfreemem(raw);
+  pq().freemem(raw);
   return bytes;
 }
 
@@ -272,7 +276,7 @@ class PostgresqlStore::Connection {
   Connection& operator=(const Connection&) = delete;
   Connection(Connection&&) = delete;
   Connection& operator=(Connection&&) = delete;
-  ~Connection() { PQfinish(conn_); }
+  ~Connection() { pq().finish(conn_); }
 
   static std::expected<std::unique_ptr<Connection>, StoreError> connect(
       const std::string& dsn, const PostgresqlOptions& options) {
@@ -290,14 +294,14 @@ class PostgresqlStore::Connection {
     const std::array<const char*, 8> values{
         connect_timeout.c_str(), "10", "5", "3", "15000", "kpanel-totpd", dsn.c_str(), nullptr};
     std::unique_ptr<Connection> connection(
-        new Connection(PQconnectdbParams(keywords.data(), values.data(), 1)));
+        new Connection(pq().connectdb_params(keywords.data(), values.data(), 1)));
     if (connection->conn_ == nullptr) {
       return std::unexpected(store_error(StoreErrorKind::unavailable, "out of memory"));
     }
-    if (PQstatus(connection->conn_) != CONNECTION_OK) {
+    if (pq().status(connection->conn_) != CONNECTION_OK) {
       return std::unexpected(
           store_error(StoreErrorKind::unavailable,
-                      "cannot connect: " + one_line(PQerrorMessage(connection->conn_))));
+                      "cannot connect: " + one_line(pq().error_message(connection->conn_))));
     }
     // A hung database must not hold a worker for long; a session left idle
     // inside a transaction (a daemon stopped mid-update) must not hold row locks.
@@ -310,18 +314,18 @@ class PostgresqlStore::Connection {
     return connection;
   }
 
-  [[nodiscard]] bool broken() const noexcept { return PQstatus(conn_) != CONNECTION_OK; }
+  [[nodiscard]] bool broken() const noexcept { return pq().status(conn_) != CONNECTION_OK; }
 
   // A statement without parameters (constant SQL only: BEGIN, migrations).
   std::expected<Result, StoreError> exec(const char* sql, std::string_view doing) {
-    return check(Result(PQexec(conn_, sql)), doing);
+    return check(Result(pq().exec(conn_, sql)), doing);
   }
 
   // A parameterized statement; results in text format.
   std::expected<Result, StoreError> exec(const char* sql, const Params& params,
                                          std::string_view doing) {
-    return check(Result(PQexecParams(conn_, sql, params.count(), nullptr, params.values(),
-                                     params.lengths(), params.formats(), 0)),
+    return check(Result(pq().exec_params(conn_, sql, params.count(), nullptr, params.values(),
+                                         params.lengths(), params.formats(), 0)),
                  doing);
   }
 
@@ -330,14 +334,14 @@ class PostgresqlStore::Connection {
 
   std::expected<Result, StoreError> check(Result result, std::string_view doing) {
     const ExecStatusType status =
-        result != nullptr ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+        result != nullptr ? pq().result_status(result.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
     const char* state =
-        result != nullptr ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
+        result != nullptr ? pq().result_error_field(result.get(), PG_DIAG_SQLSTATE) : nullptr;
     StoreErrorKind kind = kind_of(state != nullptr ? state : "");
     if (broken()) kind = StoreErrorKind::unavailable;
     const char* detail =
-        result != nullptr ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn_);
+        result != nullptr ? pq().result_error_message(result.get()) : pq().error_message(conn_);
     return std::unexpected(store_error(kind, one_line(detail) + " (" + std::string(doing) + ")"));
   }
 
@@ -400,12 +404,12 @@ std::expected<std::optional<StoredRow>, StoreError> read_user(Connection& connec
   auto rows =
       connection.exec(for_update ? kSelectUserForUpdate : kSelectUser, key, "reading a user");
   if (!rows) return std::unexpected(rows.error());
-  if (PQntuples(rows->get()) == 0) return std::optional<StoredRow>{};
+  if (pq().ntuples(rows->get()) == 0) return std::optional<StoredRow>{};
   auto decoded = decode_user(rows->get(), 0, 0, std::string(user), box);
   if (!decoded) return std::unexpected(decoded.error());
   auto codes = connection.exec(kSelectCodes, key, "reading recovery codes");
   if (!codes) return std::unexpected(codes.error());
-  for (int i = 0; i < PQntuples(codes->get()); ++i) {
+  for (int i = 0; i < pq().ntuples(codes->get()); ++i) {
     auto code = decode_code(codes->get(), i, 0);
     if (!code) return std::unexpected(invalid_row(user, "a bad recovery code"));
     decoded->record.recovery_codes.push_back(std::move(*code));
@@ -535,7 +539,7 @@ std::expected<void, StoreError> check_fleet_key(Connection& connection, const Se
   const std::string aad = "kpanel-totp/v1/key-check";
   auto rows = connection.exec("SELECT sealed FROM kpanel_totp_key_check", "checking the key");
   if (!rows) return std::unexpected(rows.error());
-  if (PQntuples(rows->get()) == 0) {
+  if (pq().ntuples(rows->get()) == 0) {
     const std::span canary(reinterpret_cast<const std::uint8_t*>(kCanary.data()), kCanary.size());
     auto sealed = box.seal(canary, aad);
     if (!sealed) {
@@ -626,7 +630,7 @@ std::expected<void, StoreError> check_key(Connection& connection, const SecretBo
       " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1",
       "checking the key");
   if (!rows) return std::unexpected(rows.error());
-  if (PQntuples(rows->get()) == 0) return {};
+  if (pq().ntuples(rows->get()) == 0) return {};
   const std::string user = optional_text(rows->get(), 0, 0).value_or("");
   const bool active = !is_null(rows->get(), 0, 1);
   const std::string_view slot = active ? "active" : "pending";
@@ -649,6 +653,10 @@ PostgresqlStore::~PostgresqlStore() = default;
 std::expected<std::unique_ptr<PostgresqlStore>, StoreError> PostgresqlStore::open(
     std::string dsn, SecretBox box, PostgresqlOptions options) {
   options.max_connections = std::max<std::size_t>(options.max_connections, 1);
+  // Not `unavailable`: a missing libpq is no outage to wait out.
+  if (auto loaded = libpq::load(); !loaded) {
+    return std::unexpected(store_error(StoreErrorKind::io, loaded.error()));
+  }
   std::unique_ptr<PostgresqlStore> store(
       new PostgresqlStore(std::move(dsn), std::move(box), options));
   auto connection = Connection::connect(store->dsn_, store->options_);
@@ -881,7 +889,7 @@ std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {
         auto rows = connection.exec(users.c_str(), "listing users");
         if (!rows) return std::unexpected(rows.error());
         std::vector<UserRecord> records;
-        for (int i = 0; i < PQntuples(rows->get()); ++i) {
+        for (int i = 0; i < pq().ntuples(rows->get()); ++i) {
           auto name = optional_text(rows->get(), i, 0);
           if (!name) return std::unexpected(invalid_row("", "no name"));
           auto row = decode_user(rows->get(), i, 1, std::move(*name), box_);
@@ -895,7 +903,7 @@ std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {
             "listing users");
         if (!codes) return std::unexpected(codes.error());
         std::size_t next = 0;
-        for (int i = 0; i < PQntuples(codes->get()); ++i) {
+        for (int i = 0; i < pq().ntuples(codes->get()); ++i) {
           const auto name = optional_text(codes->get(), i, 0).value_or("");
           while (next < records.size() && records[next].user < name) ++next;
           auto code = decode_code(codes->get(), i, 1);

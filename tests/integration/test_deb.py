@@ -220,6 +220,11 @@ class DebianPackage(unittest.TestCase):
         return out.returncode == 0, out.stdout + out.stderr
 
     def test_install_enroll_login_remove_purge(self):
+        # libpq is loaded at run time for store = postgresql: recommended, and
+        # not a dependency shlibdeps could have derived from the daemon.
+        fields = run("dpkg-deb", "-f", state["deb"], "Depends", "Recommends").stdout
+        self.assertIn("Recommends: libpq5", fields)
+        self.assertNotIn("libpq", fields.split("Recommends:")[0])
         # --- install ---------------------------------------------------------
         out = self.dpkg("-i", state["deb"])
         self.assertIn("systemd is not running", out.stdout)  # says how to start it

@@ -123,6 +123,11 @@ class TwoHosts(unittest.TestCase):
         ok, out = self.pam.authenticate(self.svc_b, ALICE, code)
         self.assertFalse(ok, "code replayed on B: " + out)
 
+    def test_the_postgresql_store_loads_libpq(self):
+        for daemon in (self.a, self.b):
+            with open(f"/proc/{daemon.process.pid}/maps") as f:
+                self.assertIn("libpq.so.5", f.read())
+
     def test_a_code_accepted_on_a_is_refused_on_b(self):
         secret, _, step = enroll_root(self.a, CAROL)
         code = code_after(secret, step)
