@@ -843,16 +843,21 @@ std::expected<void, StoreError> PostgresqlStore::update(
       }
       started = true;
       Transaction transaction(connection);
-      // The row must exist to be locked; an insert racing ours waits for it.
-      if (auto inserted = connection.exec(
-              "INSERT INTO kpanel_totp_users (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", key,
-              "starting an update");
-          !inserted) {
-        return std::unexpected(inserted.error());
-      }
       // Locked until COMMIT: every other host's update of this user waits here.
       auto stored = read_user(connection, user, box_, true);
       if (!stored) return std::unexpected(stored.error());
+      if (!*stored) {
+        // No row to lock yet: make one (an insert racing ours waits for it)
+        // and read it locked. Only a user's first update pays this.
+        if (auto inserted = connection.exec(
+                "INSERT INTO kpanel_totp_users (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                key, "starting an update");
+            !inserted) {
+          return std::unexpected(inserted.error());
+        }
+        stored = read_user(connection, user, box_, true);
+        if (!stored) return std::unexpected(stored.error());
+      }
       if (!*stored) {
         // Deleted by another host after our insert saw it: look again.
         if (attempt < kRowAttempts) continue;
