@@ -46,7 +46,7 @@ std::expected<DaemonConfig, ConfigProblems> load(const DaemonOptions& options) {
 }
 
 void print_problems(const ConfigProblems& problems) {
-  for (const auto& problem : problems) std::fprintf(stderr, "%s\n", problem.c_str());
+  for (const auto& problem : problems) (void)std::fprintf(stderr, "%s\n", problem.c_str());
 }
 
 // Handlers block on fsync, scrypt and PAM; more workers than cores keeps one
@@ -100,7 +100,7 @@ int serve(const DaemonOptions& options) {
   }
 
   const common::SystemClock clock;
-  SystemAccountDirectory accounts;
+  const SystemAccountDirectory accounts;
   PamPasswordChecker passwords(config->password_service);
   SyslogAuditLog audit;
   LoggedStore logged_store(**store, audit);
@@ -175,6 +175,8 @@ int serve(const DaemonOptions& options) {
 
 }  // namespace
 
+bool stdout_written() noexcept { return std::fflush(stdout) == 0 && std::ferror(stdout) == 0; }
+
 int check_config(const DaemonOptions& options) noexcept {
   try {
     const auto config = load(options);
@@ -182,11 +184,11 @@ int check_config(const DaemonOptions& options) noexcept {
       print_problems(config.error());
       return 1;
     }
-    std::fprintf(stderr, "%s: ok\n", options.config_path.c_str());
-    std::fputs(describe_config(*config).c_str(), stdout);
-    return 0;
+    (void)std::fprintf(stderr, "%s: ok\n", options.config_path.c_str());
+    (void)std::fputs(describe_config(*config).c_str(), stdout);
+    return stdout_written() ? 0 : 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kpanel-totpd: %s\n", e.what());
+    (void)std::fprintf(stderr, "kpanel-totpd: %s\n", e.what());
     return 1;
   }
 }
@@ -245,10 +247,11 @@ int migrate_to_postgresql(const DaemonOptions& options, const std::string& dsn) 
 
 int run_daemon(const DaemonOptions& options) noexcept {
   try {
-    std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error code, not a signal
+    (void)std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error code, not a signal
     // glibc gives each busy thread its own malloc arena (up to 8 per core);
     // the workers' short-lived allocations fit in two, at a fraction of the RSS.
-    mallopt(M_ARENA_MAX, 2);
+    // Before any thread starts, where mallopt is safe.
+    (void)mallopt(M_ARENA_MAX, 2);  // NOLINT(concurrency-mt-unsafe)
     openlog("kpanel-totpd", LOG_PID, LOG_AUTHPRIV);
     return serve(options);
   } catch (const std::exception& e) {

@@ -21,6 +21,10 @@ struct DaemonOptions {
 [[nodiscard]] int migrate_to_postgresql(const DaemonOptions& options,
                                         const std::string& dsn) noexcept;
 
+// Whether everything printed to stdout reached it: where the output is the
+// answer (--version, --check-config), a full disk or closed pipe is an error.
+[[nodiscard]] bool stdout_written() noexcept;
+
 // Serves until SIGTERM/SIGINT; 0 after a clean stop, 1 when it cannot start.
 [[nodiscard]] int run_daemon(const DaemonOptions& options) noexcept;
 

@@ -21,8 +21,8 @@ constexpr const char* kUsage =
     "  --version        print the version and exit\n";
 
 int usage_error(std::string_view message) {
-  std::fprintf(stderr, "kpanel-totpd: %.*s\n%s", static_cast<int>(message.size()), message.data(),
-               kUsage);
+  (void)std::fprintf(stderr, "kpanel-totpd: %.*s\n%s", static_cast<int>(message.size()),
+                     message.data(), kUsage);
   return 2;
 }
 
@@ -35,12 +35,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];  // NOLINT(*-pointer-arithmetic)
     if (arg == "--version") {
-      std::printf("kpanel-totpd %s\n", kpanel::kVersion);
-      return 0;
+      (void)std::printf("kpanel-totpd %s\n", kpanel::kVersion);
+      return kpanel::daemon::stdout_written() ? 0 : 1;
     }
     if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
+      (void)std::fputs(kUsage, stdout);
+      return kpanel::daemon::stdout_written() ? 0 : 1;
     }
     if (arg == "--check-config") {
       check = true;

@@ -31,6 +31,14 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(out.returncode, 0)
         self.assertRegex(out.stdout, r"^kpanel-totpd \d+\.\d+\.\d+")
 
+    def test_output_that_cannot_be_written_is_an_error(self):
+        # The output is the answer: `--check-config > /dev/full` must not say 0.
+        with h.Daemon() as d, open("/dev/full", "w") as full:
+            for args in (["--version"], ["--help"],
+                         ["--config", d.config_path, "--check-config"]):
+                out = subprocess.run([h.TOTPD, *args], stdout=full, stderr=subprocess.PIPE)
+                self.assertEqual(out.returncode, 1, args)
+
     def test_unknown_argument_is_a_usage_error(self):
         out = subprocess.run([h.TOTPD, "--frobnicate"], capture_output=True, text=True)
         self.assertEqual(out.returncode, 2)
