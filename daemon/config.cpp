@@ -449,6 +449,11 @@ std::string mask_dsn_keywords(std::string_view dsn) {
         k += (dsn[k] == '\\' && k + 1 < dsn.size()) ? 2 : 1;
       }
       k = std::min(k + 1, dsn.size());
+      // libpq ends the value here and refuses anything stuck to it; a secret's
+      // mask still runs to whitespace, so `password='hun'ter2` shows no "ter2".
+      while (is_secret_keyword(key) && k < dsn.size() && !is_space(dsn[k])) {
+        ++k;
+      }
     } else {
       while (k < dsn.size() && !is_space(dsn[k])) {
         k += (dsn[k] == '\\' && k + 1 < dsn.size()) ? 2 : 1;
