@@ -43,6 +43,8 @@ std::expected<const Functions*, std::string> load_once() {
   bind(functions.getlength, "PQgetlength");
   bind(functions.unescape_bytea, "PQunescapeBytea");
   bind(functions.freemem, "PQfreemem");
+  bind(functions.conninfo_parse, "PQconninfoParse");
+  bind(functions.conninfo_free, "PQconninfoFree");
   if (!missing.empty()) {
     ::dlclose(library);
     return std::unexpected(std::string(kSoname) + " lacks " + missing +

@@ -30,6 +30,8 @@ struct Functions {
   decltype(&::PQgetlength) getlength;
   decltype(&::PQunescapeBytea) unescape_bytea;
   decltype(&::PQfreemem) freemem;
+  decltype(&::PQconninfoParse) conninfo_parse;
+  decltype(&::PQconninfoFree) conninfo_free;
 };
 
 // The shared object loaded (once, thread-safe; never unloaded).

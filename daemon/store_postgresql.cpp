@@ -278,6 +278,23 @@ class PostgresqlStore::Connection {
   Connection& operator=(Connection&&) = delete;
   ~Connection() { pq().finish(conn_); }
 
+  // Whether libpq can parse `dsn` (keywords or a URI). Its reasons are not
+  // passed on: they quote the string, a URI's password included, and this
+  // error goes to the log.
+  static std::expected<void, StoreError> check_syntax(const std::string& dsn) {
+    char* reason = nullptr;
+    PQconninfoOption* parsed = pq().conninfo_parse(dsn.c_str(), &reason);
+    if (reason != nullptr) pq().freemem(reason);
+    if (parsed == nullptr) {
+      return std::unexpected(store_error(
+          StoreErrorKind::io,
+          "postgresql_dsn is not a valid libpq connection string (libpq's reason is not "
+          "logged, as it quotes the string; try the string with psql)"));
+    }
+    pq().conninfo_free(parsed);
+    return {};
+  }
+
   static std::expected<std::unique_ptr<Connection>, StoreError> connect(
       const std::string& dsn, const PostgresqlOptions& options) {
     // Our defaults come first: the DSN (expanded from dbname) overrides them.
@@ -657,6 +674,8 @@ std::expected<std::unique_ptr<PostgresqlStore>, StoreError> PostgresqlStore::ope
   if (auto loaded = libpq::load(); !loaded) {
     return std::unexpected(store_error(StoreErrorKind::io, loaded.error()));
   }
+  // A malformed DSN is a config error to refuse at start, not an outage.
+  if (auto valid = Connection::check_syntax(dsn); !valid) return std::unexpected(valid.error());
   std::unique_ptr<PostgresqlStore> store(
       new PostgresqlStore(std::move(dsn), std::move(box), options));
   auto connection = Connection::connect(store->dsn_, store->options_);

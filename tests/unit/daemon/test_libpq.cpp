@@ -21,7 +21,8 @@ BOOST_AUTO_TEST_CASE(loads_every_function_once) {
         reinterpret_cast<const void*>(f.clear), reinterpret_cast<const void*>(f.ntuples),
         reinterpret_cast<const void*>(f.getisnull), reinterpret_cast<const void*>(f.getvalue),
         reinterpret_cast<const void*>(f.getlength), reinterpret_cast<const void*>(f.unescape_bytea),
-        reinterpret_cast<const void*>(f.freemem)}) {
+        reinterpret_cast<const void*>(f.freemem), reinterpret_cast<const void*>(f.conninfo_parse),
+        reinterpret_cast<const void*>(f.conninfo_free)}) {
     BOOST_TEST(slot != nullptr);
   }
   const auto second = libpq::load();

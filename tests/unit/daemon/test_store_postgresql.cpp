@@ -159,6 +159,23 @@ BOOST_AUTO_TEST_CASE(a_dsn_password_is_never_in_an_error) {
   BOOST_TEST(store.error().message.find("hunter2") == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_malformed_dsn_is_refused_without_quoting_it) {
+  // libpq's parse errors quote the string (a URI whole, password included),
+  // and a refusal at open ends up in the daemon's log.
+  for (const char* dsn : {"postgresql://k:hunter2-secret@[::1/totp",
+                          "postgresql://k:hunter2-secret@db/totp?sslmode=%zz",
+                          "host=db password='hunter2-secret", "password hunter2-secret"}) {
+    auto store =
+        PostgresqlStore::open(dsn, test_box(), PostgresqlOptions{.start_without_database = true});
+    BOOST_REQUIRE_MESSAGE(!store.has_value(), dsn);
+    BOOST_TEST((store.error().kind != StoreErrorKind::unavailable), dsn);
+    BOOST_TEST(store.error().message.find("hunter2") == std::string::npos, store.error().message);
+    BOOST_TEST(
+        store.error().message.find("not a valid libpq connection string") != std::string::npos,
+        store.error().message);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_wrong_key_is_refused_at_open) {
   if (skipped()) return;
   PostgresqlBackend backend;
