@@ -56,9 +56,9 @@ constexpr std::size_t kMaxGroupNameBytes = 32;
 constexpr std::size_t kMaxServiceNameBytes = 255;  // a file name in /etc/pam.d
 // bind() needs the path and its NUL in sockaddr_un::sun_path.
 constexpr std::size_t kMaxSocketPathBytes = sizeof(sockaddr_un::sun_path) - 1;
-// Room for many hosts and TLS file paths, and small enough that the masked DSN
-// --check-config prints (a short password becomes "***", up to 3 bytes more
-// per >= 10-byte `password=` word) still fits on one kMaxLineBytes line.
+// Room for many hosts and TLS file paths. The bound holds for the DSN and for
+// its masked form (a short password becomes "***", so masking can lengthen
+// it), so what --check-config prints parses back and fits a config line.
 constexpr std::size_t kMaxDsnBytes = 2048;
 
 // A value's problem, without the `FILE:LINE: key: ` prefix the caller adds.
@@ -567,8 +567,9 @@ constexpr auto kKeys = std::to_array<Key>({
      [](const DaemonConfig& c) { return std::string{to_string(c.store)}; }},
     {"postgresql_dsn", true,
      [](std::string_view v, DaemonConfig& c) -> Parsed {
-       if (v.size() > kMaxDsnBytes) {
-         return std::unexpected("is longer than " + std::to_string(kMaxDsnBytes) + " bytes");
+       if (v.size() > kMaxDsnBytes || mask_dsn(v).size() > kMaxDsnBytes) {
+         return std::unexpected("is longer than " + std::to_string(kMaxDsnBytes) +
+                                " bytes (each password counted as 3)");
        }
        c.postgresql_dsn = std::string{v};  // libpq is the judge of its syntax
        return {};
