@@ -185,7 +185,6 @@ class Daemon {
   [[nodiscard]] fs::path socket() const { return dir_ / "kpanel-totpd.sock"; }
   [[nodiscard]] fs::path state_dir() const { return dir_ / "state"; }
   [[nodiscard]] fs::path key_file() const { return dir_ / "state.key"; }
-  [[nodiscard]] const std::string& postgresql_dsn() const { return dsn_; }
 
   bool start() {
     const fs::path config = dir_ / "kpanel-totpd.conf";
@@ -665,6 +664,14 @@ std::string latency_text(const Latencies& l) {
              l.accepted, l.micros.size());
 }
 
+std::string throughput_text(const Throughput& run) {
+  return fmt(
+      "%.0f/s (%zu requests, %zu accepted, %zu locked, %zu errors; CPU per verification: "
+      "daemon %.0f µs, clients %.0f µs)",
+      run.per_second, run.total, run.accepted, run.locked, run.errors, run.daemon_cpu_us,
+      run.client_cpu_us);
+}
+
 std::string machine_line(const fs::path& dir) {
   std::string cpu = "unknown CPU";
   std::ifstream info("/proc/cpuinfo");
@@ -923,11 +930,7 @@ int run(const Options& options) {
     const bool has_target = clients == 64;
     rows.push_back({fmt("(b) durable verifications/s, %d client%s, %zu users", clients,
                         clients == 1 ? "" : "s", medium),
-                    fmt("%.0f/s (%zu requests, %zu accepted, %zu locked, %zu errors; CPU per "
-                        "verification: daemon %.0f µs, clients %.0f µs)",
-                        run.per_second, run.total, run.accepted, run.locked, run.errors,
-                        run.daemon_cpu_us, run.client_cpu_us),
-                    has_target ? "≥ 20000/s" : "-",
+                    throughput_text(run), has_target ? "≥ 20000/s" : "-",
                     has_target ? verdict(run.per_second >= 20'000) : "-"});
   }
   if (pg) {
@@ -939,11 +942,7 @@ int run(const Options& options) {
     for (const auto& [clients, run] : pg->throughput) {
       rows.push_back({fmt("(b) PostgreSQL store, durable verifications/s, %d client%s, %zu users",
                           clients, clients == 1 ? "" : "s", medium),
-                      fmt("%.0f/s (%zu requests, %zu accepted, %zu locked, %zu errors; CPU per "
-                          "verification: daemon %.0f µs, clients %.0f µs)",
-                          run.per_second, run.total, run.accepted, run.locked, run.errors,
-                          run.daemon_cpu_us, run.client_cpu_us),
-                      "-", "-"});
+                      throughput_text(run), "-", "-"});
     }
   }
   const auto pam_text = [](const PamRow& row) {
