@@ -53,9 +53,28 @@ uid_t daemon_uid() {
   }
 }
 
-bool trusted(uid_t uid, uid_t daemon) noexcept {
-  return uid == 0 || (daemon != kNoUid && uid == daemon);
-}
+// Who may be at the other end: root, without a lookup, or the daemon user,
+// looked up once per exchange and only when a non-root owner is seen. The
+// lookup is on every login's path: ~6 µs when "files" has the user, ~60 µs
+// when every NSS module (libnss_systemd) must say it has not.
+class TrustedUids {
+ public:
+  bool trusted(uid_t uid) {
+    if (uid == 0) {
+      return true;
+    }
+    if (!looked_up_) {
+      daemon_ = daemon_uid();
+      looked_up_ = true;
+    }
+    return daemon_ != kNoUid && uid == daemon_;
+  }
+
+ private:
+  // Not std::optional, for the reason daemon_uid() gives.
+  uid_t daemon_ = kNoUid;
+  bool looked_up_ = false;
+};
 
 // Milliseconds left before the deadline, rounded up; 0 once it has passed.
 int remaining_ms(Clock::time_point deadline) noexcept {
@@ -172,13 +191,13 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
   std::copy(path.begin(), path.end(), std::begin(address.sun_path));
 
   // Check the socket file, then (after connecting) the process behind it.
-  const uid_t daemon = daemon_uid();
+  TrustedUids trust;
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0) {
     return Failure(errno == ENOENT || errno == ENOTDIR ? ClientError::unreachable
                                                        : ClientError::io_error);
   }
-  if (!S_ISSOCK(info.st_mode) || !trusted(info.st_uid, daemon)) {
+  if (!S_ISSOCK(info.st_mode) || !trust.trusted(info.st_uid)) {
     return Failure(ClientError::untrusted_peer);
   }
 
@@ -195,7 +214,7 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
       peer_size != sizeof peer) {
     return Failure(ClientError::io_error);
   }
-  if (!trusted(peer.uid, daemon)) {
+  if (!trust.trusted(peer.uid)) {
     return Failure(ClientError::untrusted_peer);
   }
 

@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE daemon_client
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -60,6 +63,25 @@ void operator delete(void* memory, std::size_t /*size*/) noexcept { std::free(me
 void operator delete[](void* memory, std::size_t /*size*/) noexcept { std::free(memory); }
 void operator delete(void* memory, const std::nothrow_t& /*tag*/) noexcept { std::free(memory); }
 void operator delete[](void* memory, const std::nothrow_t& /*tag*/) noexcept { std::free(memory); }
+
+// ---- passwd probe: how many getpwnam_r lookups a thread made ----------------
+// The client's lookup of the daemon user is on every login's path; these
+// tests pin down when it happens (never for a root daemon, once otherwise).
+namespace {
+thread_local int t_passwd_lookups = 0;
+}  // namespace
+
+extern "C" int getpwnam_r(const char* name, passwd* entry, char* buffer, std::size_t size,
+                          passwd** result) {
+  ++t_passwd_lookups;
+  using Real = int (*)(const char*, passwd*, char*, std::size_t, passwd**);
+  static const auto real = reinterpret_cast<Real>(::dlsym(RTLD_NEXT, "getpwnam_r"));
+  if (real == nullptr) {
+    *result = nullptr;
+    return ENOSYS;
+  }
+  return real(name, entry, buffer, size, result);
+}
 
 namespace {
 
@@ -246,12 +268,17 @@ BOOST_AUTO_TEST_CASE(round_trip_through_a_server) {
     const SecureBytes frame = encode_response(answer);
     write_all(fd, frame.view());
   });
+  const int lookups_before = t_passwd_lookups;
   const auto result = call_daemon(server.options(), kVerify);
   server.stop();
   BOOST_REQUIRE(result.has_value());
   BOOST_TEST((*result == answer));
   BOOST_REQUIRE(seen.has_value());
   BOOST_TEST((*seen == kVerify));
+  // Socket file and process both root's (the tests run as root): trusted
+  // without asking NSS who the daemon user is.
+  BOOST_REQUIRE_EQUAL(::geteuid(), 0U);
+  BOOST_TEST(t_passwd_lookups == lookups_before);
 }
 
 BOOST_AUTO_TEST_CASE(answer_in_small_pieces_and_larger_than_a_request) {
@@ -328,7 +355,9 @@ BOOST_AUTO_TEST_CASE(socket_without_listener_is_unreachable) {
 BOOST_AUTO_TEST_CASE(socket_owned_by_another_user_is_untrusted) {
   TestServer server([](int fd) { wait_for_hangup(fd); });
   BOOST_REQUIRE_EQUAL(::lchown(server.socket_path().c_str(), 65534, 65534), 0);
+  const int lookups_before = t_passwd_lookups;
   check_error(call_daemon(server.options(300ms), kVerify), ClientError::untrusted_peer);
+  BOOST_TEST(t_passwd_lookups == lookups_before + 1);  // is nobody the daemon user? no
   server.stop();
   BOOST_TEST(!server.connected());  // refused before connecting, nothing sent
 }
@@ -383,8 +412,10 @@ BOOST_AUTO_TEST_CASE(daemon_running_as_another_user_is_untrusted) {
   struct stat info {};
   BOOST_REQUIRE_EQUAL(::lstat(dir.socket_path().c_str(), &info), 0);
   BOOST_REQUIRE_EQUAL(info.st_uid, 0U);
+  const int lookups_before = t_passwd_lookups;
   check_error(call_daemon(ClientOptions{.socket_path = dir.socket_path(), .timeout = 2s}, kVerify),
               ClientError::untrusted_peer);
+  BOOST_TEST(t_passwd_lookups == lookups_before + 1);  // for the peer only: the file is root's
   int status = 0;
   BOOST_REQUIRE_EQUAL(::waitpid(child, &status, 0), child);
   BOOST_TEST(WIFEXITED(status));
