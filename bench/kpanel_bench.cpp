@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/syslog_sink.hpp"
 #include "common/clock.hpp"
 #include "common/daemon_client.hpp"
 #include "common/protocol.hpp"
@@ -843,6 +844,8 @@ int run(const Options& options) {
     return 1;
   }
   const fs::path dir = pattern;
+  // Before anything logs: the daemon's audit lines and both PAM modules' go there.
+  const SyslogSink syslog_sink;
   const std::size_t small = 100;
   const std::size_t medium = options.smoke ? 1'000 : 10'000;
   const std::size_t large = options.smoke ? 2'000 : 100'000;
@@ -984,6 +987,8 @@ int run(const Options& options) {
   rows.push_back(
       {fmt("(f) legitimate verify p99 under %.0f failed attempts/s", f.failed_per_second),
        latency_text(f.legit), "p99 ≤ 10 ms", verdict(f.legit.at(0.99) <= 10'000)});
+  rows.push_back({"syslog (the daemon's audit lines, the PAM modules' messages)",
+                  syslog_sink.description(), "-", "-"});
   rows.push_back({"seeding (SqliteStore::update, 8 threads)",
                   fmt("%zu users in %.1f s", medium - small, seed_seconds), "-", "-"});
   if (pg) {
