@@ -15,9 +15,6 @@ namespace {
 struct MacDeleter {
   void operator()(EVP_MAC* mac) const noexcept { EVP_MAC_free(mac); }
 };
-struct MacCtxDeleter {
-  void operator()(EVP_MAC_CTX* ctx) const noexcept { EVP_MAC_CTX_free(ctx); }
-};
 
 constexpr unsigned kMinDigits = 6;
 constexpr unsigned kMaxDigits = 8;
@@ -48,26 +45,6 @@ struct MacOutput {
   MacOutput& operator=(MacOutput&&) = delete;
   ~MacOutput() { secure_wipe(bytes.data(), bytes.size()); }
 };
-
-bool hmac(std::span<const std::uint8_t> key, std::span<const std::uint8_t> message,
-          TotpAlgorithm algorithm, MacOutput& out) noexcept {
-  const std::unique_ptr<EVP_MAC, MacDeleter> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
-  if (!mac) {
-    return false;
-  }
-  const std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter> ctx(EVP_MAC_CTX_new(mac.get()));
-  if (!ctx) {
-    return false;
-  }
-  std::array<OSSL_PARAM, 2> params{
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                       const_cast<char*>(digest_name(algorithm)), 0),
-      OSSL_PARAM_construct_end()};
-  return EVP_MAC_init(ctx.get(), key.data(), key.size(), params.data()) == 1 &&
-         EVP_MAC_update(ctx.get(), message.data(), message.size()) == 1 &&
-         EVP_MAC_final(ctx.get(), out.bytes.data(), &out.size, out.bytes.size()) == 1 &&
-         out.size >= 20;
-}
 
 // The candidate codes of find_matching_step, wiped however the function ends.
 struct CodeSlot {
@@ -102,22 +79,57 @@ std::optional<TotpAlgorithm> parse_algorithm(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-std::expected<SecureString, TotpError> hotp(std::span<const std::uint8_t> key,
-                                            std::uint64_t counter, TotpAlgorithm algorithm,
-                                            unsigned digits) {
+void CodeGenerator::ContextDeleter::operator()(evp_mac_ctx_st* ctx) const noexcept {
+  EVP_MAC_CTX_free(ctx);
+}
+
+std::expected<CodeGenerator, TotpError> CodeGenerator::create(std::span<const std::uint8_t> key,
+                                                              TotpAlgorithm algorithm,
+                                                              unsigned digits) {
   if (digits < kMinDigits || digits > kMaxDigits) {
     return std::unexpected(TotpError::bad_digits);
   }
   if (key.empty()) {
     return std::unexpected(TotpError::empty_key);
   }
+  const std::unique_ptr<EVP_MAC, MacDeleter> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  if (!mac) {
+    return std::unexpected(TotpError::crypto_failure);
+  }
+  std::unique_ptr<evp_mac_ctx_st, ContextDeleter> ctx(EVP_MAC_CTX_new(mac.get()));
+  std::array<OSSL_PARAM, 2> params{
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                       const_cast<char*>(digest_name(algorithm)), 0),
+      OSSL_PARAM_construct_end()};
+  if (!ctx || EVP_MAC_init(ctx.get(), key.data(), key.size(), params.data()) != 1) {
+    return std::unexpected(TotpError::crypto_failure);
+  }
+  return CodeGenerator(std::move(ctx), digits, 0);
+}
 
+std::expected<CodeGenerator, TotpError> CodeGenerator::create(std::span<const std::uint8_t> key,
+                                                              const TotpParams& params) {
+  if (params.period == 0) {
+    return std::unexpected(TotpError::bad_period);
+  }
+  auto generator = create(key, params.algorithm, params.digits);
+  if (generator) {
+    generator->period_ = params.period;
+  }
+  return generator;
+}
+
+std::expected<SecureString, TotpError> CodeGenerator::hotp(std::uint64_t counter) const {
   std::array<std::uint8_t, 8> message{};  // counter, big endian (RFC 4226 §5.2)
   for (std::size_t i = 0; i < message.size(); ++i) {
     message[message.size() - 1 - i] = static_cast<std::uint8_t>(counter >> (8 * i));
   }
   MacOutput mac;
-  if (!hmac(key, message, algorithm, mac)) {
+  // A null key restarts the MAC under the key create() gave it.
+  if (EVP_MAC_init(ctx_.get(), nullptr, 0, nullptr) != 1 ||
+      EVP_MAC_update(ctx_.get(), message.data(), message.size()) != 1 ||
+      EVP_MAC_final(ctx_.get(), mac.bytes.data(), &mac.size, mac.bytes.size()) != 1 ||
+      mac.size < 20) {
     return std::unexpected(TotpError::crypto_failure);
   }
 
@@ -128,14 +140,33 @@ std::expected<SecureString, TotpError> hotp(std::span<const std::uint8_t> key,
                         (static_cast<std::uint32_t>(mac.bytes[offset + 1]) << 16U) |
                         (static_cast<std::uint32_t>(mac.bytes[offset + 2]) << 8U) |
                         static_cast<std::uint32_t>(mac.bytes[offset + 3]);
-  value %= kPowersOfTen[digits];
+  value %= kPowersOfTen[digits_];
 
   CodeSlot slot;
-  for (unsigned i = digits; i > 0; --i) {
+  for (unsigned i = digits_; i > 0; --i) {
     slot.digits[i - 1] = static_cast<char>('0' + value % 10);
     value /= 10;
   }
-  return SecureString(std::string_view(slot.digits.data(), digits));
+  return SecureString(std::string_view(slot.digits.data(), digits_));
+}
+
+std::expected<SecureString, TotpError> CodeGenerator::at_step(std::int64_t step) const {
+  if (period_ == 0) {
+    return std::unexpected(TotpError::bad_period);
+  }
+  // RFC 6238 counts steps from T0 = 0 as an unsigned 64-bit value; a negative
+  // step (a clock before 1970) is encoded in two's complement, never occurs in use.
+  return hotp(static_cast<std::uint64_t>(step));
+}
+
+std::expected<SecureString, TotpError> hotp(std::span<const std::uint8_t> key,
+                                            std::uint64_t counter, TotpAlgorithm algorithm,
+                                            unsigned digits) {
+  const auto generator = CodeGenerator::create(key, algorithm, digits);
+  if (!generator) {
+    return std::unexpected(generator.error());
+  }
+  return generator->hotp(counter);
 }
 
 std::int64_t totp_step(TimePoint t, unsigned period) noexcept {
@@ -154,12 +185,11 @@ std::int64_t totp_step(TimePoint t, unsigned period) noexcept {
 
 std::expected<SecureString, TotpError> totp_code(std::span<const std::uint8_t> key,
                                                  std::int64_t step, const TotpParams& params) {
-  if (params.period == 0) {
-    return std::unexpected(TotpError::bad_period);
+  const auto generator = CodeGenerator::create(key, params);
+  if (!generator) {
+    return std::unexpected(generator.error());
   }
-  // RFC 6238 counts steps from T0 = 0 as an unsigned 64-bit value; a negative
-  // step (a clock before 1970) is encoded in two's complement, never occurs in use.
-  return hotp(key, static_cast<std::uint64_t>(step), params.algorithm, params.digits);
+  return generator->at_step(step);
 }
 
 std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key,
@@ -177,6 +207,10 @@ std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key
   // Every candidate is computed and compared, with no exit on a match. Should
   // two steps share a code (probability ~window/10^digits), the latest wins:
   // an earlier one may already be spent under the replay rule.
+  const auto generator = CodeGenerator::create(key, params);
+  if (!generator) {
+    return std::nullopt;
+  }
   bool found = false;
   std::int64_t matched = 0;
   const auto span = static_cast<std::int64_t>(window);
@@ -186,7 +220,7 @@ std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key
       continue;  // the step would not be representable
     }
     const std::int64_t step = center + offset;
-    const auto candidate = totp_code(key, step, params);
+    const auto candidate = generator->at_step(step);
     if (!candidate) {
       return std::nullopt;  // same failure for every step: no timing signal
     }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <expected>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -11,6 +12,8 @@
 
 #include "common/clock.hpp"
 #include "common/secure_buffer.hpp"
+
+struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX, kept out of this header
 
 namespace kpanel::common {
 
@@ -27,6 +30,34 @@ struct TotpParams {
 };
 
 enum class TotpError : std::uint8_t { bad_digits, bad_period, empty_key, crypto_failure };
+
+// The codes of one key at any number of counters or steps. The key goes into
+// the HMAC once: scanning a window (21 steps per verify) re-keyed for every
+// step cost three times the MACs themselves with OpenSSL 3.
+class CodeGenerator {
+ public:
+  static std::expected<CodeGenerator, TotpError> create(std::span<const std::uint8_t> key,
+                                                        TotpAlgorithm algorithm, unsigned digits);
+  static std::expected<CodeGenerator, TotpError> create(std::span<const std::uint8_t> key,
+                                                        const TotpParams& params);
+
+  // The HOTP value for `counter`, exactly `digits` decimal digits (zero-padded).
+  [[nodiscard]] std::expected<SecureString, TotpError> hotp(std::uint64_t counter) const;
+  // The TOTP code for `step` (create() with TotpParams only).
+  [[nodiscard]] std::expected<SecureString, TotpError> at_step(std::int64_t step) const;
+
+ private:
+  struct ContextDeleter {
+    void operator()(::evp_mac_ctx_st* ctx) const noexcept;
+  };
+  CodeGenerator(std::unique_ptr<::evp_mac_ctx_st, ContextDeleter> ctx, unsigned digits,
+                unsigned period)
+      : ctx_(std::move(ctx)), digits_(digits), period_(period) {}
+
+  std::unique_ptr<::evp_mac_ctx_st, ContextDeleter> ctx_;  // keyed; its key is wiped on free
+  unsigned digits_;
+  unsigned period_;  // 0: made for HOTP
+};
 
 // The HOTP value for `counter`, as exactly `digits` decimal digits (zero-padded).
 [[nodiscard]] std::expected<SecureString, TotpError> hotp(std::span<const std::uint8_t> key,

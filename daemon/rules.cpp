@@ -131,13 +131,18 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
     return match;
   }
 
+  const auto generator = common::CodeGenerator::create(key, params);
+  if (!generator) {
+    match.failed = true;
+    return match;
+  }
   const std::int64_t center = common::totp_step(now, params.period);
   const auto inner = static_cast<std::int64_t>(window);
   const std::int64_t reach = std::max(inner, kSkewSearchSteps);
   std::optional<std::int64_t> outer_offset;
   for (std::int64_t offset = -reach; offset <= reach; ++offset) {
     const std::int64_t step = center + offset;
-    const auto candidate = common::totp_code(key, step, params);
+    const auto candidate = generator->at_step(step);
     if (!candidate) {
       match.failed = true;
       return match;

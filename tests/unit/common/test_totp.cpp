@@ -44,6 +44,36 @@ BOOST_AUTO_TEST_CASE(rfc4226_appendix_d_hotp_values) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(one_generator_gives_every_counter_its_own_code) {
+  // The generator keys the MAC once and restarts it per counter: each value
+  // must still be the RFC's, in any order, with no state from the one before.
+  const auto generator = CodeGenerator::create(bytes_of(kSeed20), TotpAlgorithm::sha1, 6);
+  BOOST_TEST_REQUIRE(generator.has_value());
+  const std::vector<std::string_view> expected{"755224", "287082", "359152", "969429", "338314",
+                                               "254676", "287922", "162583", "399871", "520489"};
+  for (const std::uint64_t counter : {9, 0, 1, 5, 5, 2, 8, 3, 7, 4, 6}) {
+    const auto code = generator->hotp(counter);
+    BOOST_TEST_REQUIRE(code.has_value(), "counter " << counter);
+    BOOST_TEST(code->view() == expected[counter], "counter " << counter);
+  }
+  // SHA256/SHA512 with TOTP steps, through at_step, against totp_code.
+  for (const auto& [algorithm, key] :
+       {std::pair{TotpAlgorithm::sha256, kSeed32}, std::pair{TotpAlgorithm::sha512, kSeed64}}) {
+    const TotpParams params{algorithm, 8, 30};
+    const auto steps = CodeGenerator::create(bytes_of(key), params);
+    BOOST_TEST_REQUIRE(steps.has_value());
+    for (const std::int64_t step : {0x23523EC, 0x1, 0x27BC86AA, 0x23523ED}) {
+      const auto code = steps->at_step(step);
+      BOOST_TEST_REQUIRE(code.has_value());
+      BOOST_TEST(code->view() == code_at(key, step, params), "step " << step);
+    }
+  }
+  // A HOTP-only generator has no period: at_step refuses instead of guessing.
+  BOOST_TEST((generator->at_step(1).error() == TotpError::bad_period));
+  BOOST_TEST((CodeGenerator::create(bytes_of(kSeed20), TotpParams{.period = 0}).error() ==
+              TotpError::bad_period));
+}
+
 BOOST_AUTO_TEST_CASE(rfc6238_appendix_b_all_rows) {
   struct Row {
     std::int64_t time;
