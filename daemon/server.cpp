@@ -78,10 +78,13 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
     deadline_.expires_after(server_.limits_.io_deadline);
     deadline_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
       if (ec) return;  // cancelled: the phase finished in time
-      if (auto self = weak.lock()) {
-        boost::system::error_code ignored;
-        self->socket_.close(ignored);  // pending reads/writes complete with an error
-      }
+      auto self = weak.lock();
+      // A deadline that expired just as the request completed must not close
+      // the socket under the worker that is about to answer on it: its fd
+      // number could be another client's by then.
+      if (!self || self->in_handler_) return;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);  // pending reads/writes complete with an error
     });
   }
 
@@ -107,9 +110,12 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
       refuse(request.error());
       return;
     }
-    // The handler blocks (fsync, scrypt, PAM): run it on a worker and come
-    // back to the io thread with the reply. The last reference to this
+    // The handler blocks (fsync, scrypt, PAM): run it on a worker, which
+    // also sends the reply, so the client's answer does not wait for the io
+    // thread to wake. Until the worker posts back, only it touches the socket
+    // (in_handler_ keeps the deadline off); the last reference to this
     // connection always returns to the io thread.
+    in_handler_ = true;
     asio::post(server_.workers_, [self = shared_from_this(), req = std::move(*request)]() mutable {
       protocol::Response response;
       try {
@@ -118,8 +124,12 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
         response = protocol::Response{.status = protocol::Status::internal_error};
       }
       req = protocol::Request{};  // wipe the code before the worker moves on
-      asio::post(self->server_.io_,
-                 [self, resp = std::move(response)]() mutable { self->reply(resp); });
+      self->encode_reply(response);
+      const std::size_t sent = self->send_now();
+      asio::post(self->server_.io_, [self, sent] {
+        self->in_handler_ = false;
+        self->finish_reply(sent);
+      });
     });
   }
 
@@ -131,14 +141,42 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
     }
   }
 
+  // Frame-level refusals, from the io thread.
   void reply(const protocol::Response& response) {
+    encode_reply(response);
+    finish_reply(0);
+  }
+
+  void encode_reply(const protocol::Response& response) {
     out_ = protocol::encode_response(response);
     if (out_.empty()) {  // a reply that breaks the codec's rules: say so, never half of it
       out_ =
           protocol::encode_response(protocol::Response{.status = protocol::Status::internal_error});
     }
+  }
+
+  // One non-blocking send of the reply: how many bytes went. A reply fits in
+  // the socket buffer of a connection that has sent its request, so this is
+  // normally all of it; a client that stopped reading gets the rest from the
+  // io thread, under the deadline.
+  std::size_t send_now() noexcept {
+    for (;;) {
+      const ssize_t sent =
+          ::send(socket_.native_handle(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (sent >= 0) return static_cast<std::size_t>(sent);
+      if (errno != EINTR) return 0;  // EAGAIN, or an error the io thread's write meets too
+    }
+  }
+
+  // io thread: the first `sent` bytes of out_ are gone; send the rest, then close.
+  void finish_reply(std::size_t sent) {
+    if (sent >= out_.size()) {
+      out_.clear();
+      close();
+      return;
+    }
     arm_deadline();
-    asio::async_write(socket_, asio::buffer(out_.data(), out_.size()),
+    asio::async_write(socket_, asio::buffer(out_.data() + sent, out_.size() - sent),
                       [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
                         self->out_.clear();
                         self->close();
@@ -160,6 +198,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   local_socket socket_;
   asio::steady_timer deadline_;
   PeerCredentials peer_;
+  bool in_handler_ = false;  // io thread only
   std::array<std::uint8_t, protocol::kHeaderSize> header_{};
   common::SecureBytes body_;
   common::SecureBytes out_;

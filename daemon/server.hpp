@@ -2,10 +2,12 @@
 // The socket side of kpanel-totpd: accepts connections on the UNIX stream
 // socket, reads one framed request per connection under a deadline, learns
 // the peer from SO_PEERCRED, hands the request to the handler on a worker
-// pool (handlers block: fsync, scrypt, PAM) and writes the reply.
+// pool (handlers block: fsync, scrypt, PAM), which sends the reply.
 //
-// One io_context thread does all socket I/O, so a slow or hostile client only
-// ever costs a few bytes of buffer and a timer; it can never hold a worker.
+// One io_context thread does all waiting on sockets, so a slow or hostile
+// client only ever costs a few bytes of buffer and a timer; it can never hold
+// a worker. The worker's one send never waits: what the socket does not take
+// at once, the io thread sends as the client reads.
 // Limits (SPEC §3): frame caps from common/protocol.hpp, a deadline for the
 // whole request, a cap on concurrent connections overall and per peer uid.
 

@@ -1,0 +1,215 @@
+#define BOOST_TEST_MODULE daemon_server
+// The socket side of the daemon (daemon/server): a real io_context, worker
+// pool and UNIX socket, a handler of the test's own, and common/daemon_client
+// or raw sockets as the clients.
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/daemon_client.hpp"
+#include "common/protocol.hpp"
+#include "common/unique_fd.hpp"
+#include "daemon/server.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace protocol = kpanel::common::protocol;
+using kpanel::daemon::PeerCredentials;
+using kpanel::daemon::Server;
+using kpanel::daemon::ServerLimits;
+using namespace std::chrono_literals;
+
+// A Server on a socket in a fresh directory, its io thread and two workers.
+class RunningServer {
+ public:
+  RunningServer(Server::Handler handler, ServerLimits limits) {
+    std::array<char, 64> pattern{};
+    std::snprintf(pattern.data(), pattern.size(), "/tmp/kpanel-server-test-XXXXXX");
+    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    dir_ = pattern.data();
+    socket_ = dir_ + "/sock";
+    asio::local::stream_protocol::acceptor acceptor(
+        io_, asio::local::stream_protocol::endpoint(socket_));
+    server_.emplace(io_, std::move(acceptor), workers_, std::move(handler), limits);
+    server_->start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  RunningServer(const RunningServer&) = delete;
+  RunningServer& operator=(const RunningServer&) = delete;
+  RunningServer(RunningServer&&) = delete;
+  RunningServer& operator=(RunningServer&&) = delete;
+  ~RunningServer() {
+    asio::post(io_, [this] { server_->stop_accepting(); });
+    thread_.join();
+    workers_.join();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  [[nodiscard]] const std::string& socket_path() const { return socket_; }
+
+  // The io thread's view: connections still open.
+  std::size_t connections() {
+    std::promise<std::size_t> count;
+    asio::post(io_, [&] { count.set_value(server_->connection_count()); });
+    return count.get_future().get();
+  }
+
+ private:
+  asio::io_context io_{1};
+  asio::thread_pool workers_{2};
+  std::string dir_;
+  std::string socket_;
+  std::optional<Server> server_;
+  std::thread thread_;
+};
+
+// A reply larger than both sockets' buffers together: an AdminListResult of
+// `users` entries with long names.
+protocol::Response big_list(std::size_t users) {
+  protocol::AdminListResult list;
+  for (std::size_t i = 0; i < users; ++i) {
+    list.users.push_back(protocol::UserStatus{
+        .user = "user-with-a-rather-long-name-" + std::to_string(i), .recovery_codes_left = 10});
+  }
+  return protocol::Response{.status = protocol::Status::ok, .result = list};
+}
+
+kpanel::common::UniqueFd connect_to(const std::string& path, int receive_buffer) {
+  kpanel::common::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  BOOST_REQUIRE(fd.valid());
+  BOOST_REQUIRE_EQUAL(
+      ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer), 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  BOOST_REQUIRE_EQUAL(
+      ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  return fd;
+}
+
+void send_request(int fd, const protocol::Request& request) {
+  const auto frame = protocol::encode_request(request);
+  BOOST_REQUIRE_EQUAL(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL),
+                      static_cast<ssize_t>(frame.size()));
+}
+
+// Reads until the server closes, `pause` between reads: a slow client.
+std::vector<std::uint8_t> read_to_end(int fd, std::chrono::milliseconds pause) {
+  std::vector<std::uint8_t> bytes;
+  std::array<std::uint8_t, 4096> chunk{};
+  for (;;) {
+    pollfd entry{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&entry, 1, 10'000) <= 0) break;
+    const ssize_t got = ::recv(fd, chunk.data(), chunk.size(), 0);
+    if (got <= 0) break;
+    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + got);
+    std::this_thread::sleep_for(pause);
+  }
+  return bytes;
+}
+
+std::optional<protocol::Response> decode(const std::vector<std::uint8_t>& bytes) {
+  if (bytes.size() < protocol::kHeaderSize) return std::nullopt;
+  const auto header = protocol::parse_header(std::span(bytes).first(protocol::kHeaderSize),
+                                             protocol::kMaxResponseBodySize);
+  if (!header || bytes.size() != protocol::kHeaderSize + header->body_length) return std::nullopt;
+  auto response = protocol::decode_response(std::span(bytes).subspan(protocol::kHeaderSize));
+  if (!response) return std::nullopt;
+  return std::move(*response);
+}
+
+bool eventually(const std::function<bool()>& condition) {
+  for (int i = 0; i < 500; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(reply_from_the_worker_reaches_the_client_and_the_slot_is_freed) {
+  std::atomic<int> calls{0};
+  RunningServer server(
+      [&](const PeerCredentials& peer, const protocol::Request& request) {
+        ++calls;
+        BOOST_TEST(peer.uid == ::geteuid());
+        BOOST_TEST(std::holds_alternative<protocol::StatusRequest>(request));
+        return protocol::Response{.status = protocol::Status::no_such_user};
+      },
+      ServerLimits{});
+  for (int i = 0; i < 20; ++i) {
+    const auto reply = kpanel::common::call_daemon(
+        {.socket_path = server.socket_path(), .timeout = 5s}, protocol::StatusRequest{"alice"});
+    BOOST_REQUIRE(reply.has_value());
+    BOOST_TEST((reply->status == protocol::Status::no_such_user));
+  }
+  BOOST_TEST(calls.load() == 20);
+  BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_reply_larger_than_the_socket_buffers_reaches_a_slow_reader_whole) {
+  // The worker sends what the socket takes at once; the io thread must send
+  // the rest as the client reads, under the deadline, and then close.
+  const protocol::Response answer = big_list(12'000);
+  RunningServer server([&](const PeerCredentials&, const protocol::Request&) { return answer; },
+                       ServerLimits{.io_deadline = 5000ms});
+  const auto client = connect_to(server.socket_path(), 4096);
+  send_request(client.get(), protocol::AdminListRequest{});
+  std::this_thread::sleep_for(200ms);  // the worker has answered; nothing read yet
+  const auto bytes = read_to_end(client.get(), 1ms);
+  BOOST_TEST(bytes.size() > std::size_t{400} * 1024);
+  const auto reply = decode(bytes);
+  BOOST_REQUIRE(reply.has_value());
+  BOOST_TEST((*reply == answer));
+  BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_handler_slower_than_the_io_deadline_still_answers) {
+  // The deadline bounds reading the request and writing the reply, never the
+  // handler (fsync, scrypt, PAM); a deadline that fires while the handler
+  // runs must not close the socket it is about to answer on.
+  RunningServer server(
+      [](const PeerCredentials&, const protocol::Request&) {
+        std::this_thread::sleep_for(400ms);
+        return protocol::Response{.status = protocol::Status::ok,
+                                  .result = protocol::EmptyResult{}};
+      },
+      ServerLimits{.io_deadline = 100ms});
+  const auto reply = kpanel::common::call_daemon(
+      {.socket_path = server.socket_path(), .timeout = 5s}, protocol::StatusRequest{"alice"});
+  BOOST_REQUIRE(reply.has_value());
+  BOOST_TEST((reply->status == protocol::Status::ok));
+  BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_never_reads_a_big_reply_is_cut_at_the_deadline) {
+  const protocol::Response answer = big_list(12'000);
+  RunningServer server([&](const PeerCredentials&, const protocol::Request&) { return answer; },
+                       ServerLimits{.io_deadline = 300ms});
+  const auto client = connect_to(server.socket_path(), 4096);
+  send_request(client.get(), protocol::AdminListRequest{});
+  // The rest of the reply cannot go; the deadline closes the connection.
+  BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
