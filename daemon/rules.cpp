@@ -114,9 +114,11 @@ struct TotpMatch {
 
 // Checks a typed code against `key` for the steps around `now`. Only a step
 // after `last_step` can match (RFC 6238 §5.2: a code works once; and a clock
-// set back never reopens a used step). Every candidate in reach is computed
-// and compared in constant time whether or not one matches. Authenticator
-// apps show "123 456", so spaces are ignored.
+// set back never reopens a used step). Every candidate in the window is
+// computed and compared in constant time whether or not one matches; only a
+// refused code is then looked for further out (the skew hint), which tells a
+// timer nothing the refusal itself does not. Authenticator apps show
+// "123 456", so spaces are ignored.
 TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams& params,
                      std::string_view typed, std::optional<std::int64_t> last_step, unsigned window,
                      TimePoint now) {
@@ -138,27 +140,50 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
   }
   const std::int64_t center = common::totp_step(now, params.period);
   const auto inner = static_cast<std::int64_t>(window);
-  const std::int64_t reach = std::max(inner, kSkewSearchSteps);
-  std::optional<std::int64_t> outer_offset;
-  for (std::int64_t offset = -reach; offset <= reach; ++offset) {
+  // The step whose code equals the typed one and is fresh, or nullopt; false
+  // when the HMAC fails.
+  const auto check = [&](std::int64_t offset, std::optional<std::int64_t>& found) {
     const std::int64_t step = center + offset;
     const auto candidate = generator->at_step(step);
     if (!candidate) {
-      match.failed = true;
-      return match;
+      return false;
     }
     const bool equal = common::constant_time_equal(candidate->view(), code.view());
     const bool fresh = !last_step || step > *last_step;
-    if (!equal || !fresh) {
-      continue;
+    if (equal && fresh) {
+      found = step;
     }
-    if (std::abs(offset) <= inner) {
-      match.step = step;  // ascending: should two steps share the code, the latest wins
-    } else if (!outer_offset || std::abs(offset) < std::abs(*outer_offset)) {
-      outer_offset = offset;
+    return true;
+  };
+  for (std::int64_t offset = -inner; offset <= inner; ++offset) {
+    // Ascending: should two steps share the code, the latest wins.
+    if (!check(offset, match.step)) {
+      match.failed = true;
+      match.step.reset();
+      return match;
     }
   }
-  if (!match.step && outer_offset) {
+  if (match.step) {
+    return match;
+  }
+  const std::int64_t reach = std::max(inner, kSkewSearchSteps);
+  std::optional<std::int64_t> outer_offset;
+  // All of them, with no exit at a match: when the search stopped would tell
+  // a timer which step a wrong guess is right for, and it would work there.
+  for (std::int64_t distance = inner + 1; distance <= reach; ++distance) {
+    // Nearest wins; at one distance, behind (a slow phone) before ahead.
+    for (const std::int64_t offset : {-distance, distance}) {
+      std::optional<std::int64_t> found;
+      if (!check(offset, found)) {
+        match.failed = true;
+        return match;
+      }
+      if (found && !outer_offset) {
+        outer_offset = offset;
+      }
+    }
+  }
+  if (outer_offset) {
     match.skew_seconds = *outer_offset * static_cast<std::int64_t>(params.period);
   }
   return match;
