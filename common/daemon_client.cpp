@@ -133,40 +133,49 @@ Step connect_before(int fd, const sockaddr_un& address, Clock::time_point deadli
   }
 }
 
+// Both try first and poll only when the socket is not ready: a request fits
+// an empty socket buffer, and an answer is often all there by the time its
+// header is read, so a call usually makes one poll, not four.
 Step send_all(int fd, std::span<const std::uint8_t> data, Clock::time_point deadline) noexcept {
   while (!data.empty()) {
+    // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE sshd.
+    const ssize_t sent = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent >= 0) {
+      data = data.subspan(static_cast<std::size_t>(sent));
+      continue;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno != EAGAIN) {
+      return Failure(ClientError::io_error);
+    }
     if (Step ready = wait_for(fd, POLLOUT, deadline); !ready) {
       return ready;
     }
-    // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE sshd.
-    const ssize_t sent = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0) {
-      if (errno == EINTR || errno == EAGAIN) {
-        continue;
-      }
-      return Failure(ClientError::io_error);
-    }
-    data = data.subspan(static_cast<std::size_t>(sent));
   }
   return {};
 }
 
 Step receive_exactly(int fd, std::span<std::uint8_t> data, Clock::time_point deadline) noexcept {
   while (!data.empty()) {
-    if (Step ready = wait_for(fd, POLLIN, deadline); !ready) {
-      return ready;
-    }
     const ssize_t got = ::recv(fd, data.data(), data.size(), MSG_DONTWAIT);
     if (got == 0) {
       return Failure(ClientError::io_error);  // closed before a full answer
     }
-    if (got < 0) {
-      if (errno == EINTR || errno == EAGAIN) {
-        continue;
-      }
+    if (got > 0) {
+      data = data.subspan(static_cast<std::size_t>(got));
+      continue;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno != EAGAIN) {
       return Failure(ClientError::io_error);
     }
-    data = data.subspan(static_cast<std::size_t>(got));
+    if (Step ready = wait_for(fd, POLLIN, deadline); !ready) {
+      return ready;
+    }
   }
   return {};
 }
