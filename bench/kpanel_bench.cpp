@@ -412,6 +412,27 @@ Latencies round_trips(const Daemon& daemon, const RightCodes& codes, std::size_t
   return result;
 }
 
+// The other half of a PAM login: login_check (read only, no durable write),
+// one client, over users [first, first + count).
+Latencies login_checks(const Daemon& daemon, const std::vector<BenchUser>& users, std::size_t first,
+                       std::size_t count, std::size_t samples) {
+  Latencies result;
+  result.micros.reserve(samples);
+  for (std::size_t n = 0; n < samples; ++n) {
+    protocol::LoginCheckRequest request{
+        .user = users[first + n % count].name, .service = "kpanel-bench", .tty = "ssh"};
+    const auto start = Clock::now();
+    const auto reply = daemon.call(protocol::Request{std::move(request)});
+    result.micros.push_back(Micros(Clock::now() - start).count());
+    const bool prompted = reply && reply->status == protocol::Status::ok &&
+                          std::get<protocol::LoginCheckResult>(reply->result).decision ==
+                              protocol::LoginDecision::prompt;
+    if (prompted) ++result.accepted;
+    if (!reply) ++result.errors;
+  }
+  return result;
+}
+
 struct Throughput {
   double per_second = 0;
   std::size_t total = 0;
@@ -889,6 +910,7 @@ int run(const Options& options) {
   warm_up(daemon, users, 0, general, warm_up_writes);
   progress("(a) round trips");
   const Latencies a_medium = round_trips(daemon, RightCodes(users, replay, 0, general), samples);
+  const Latencies checks = login_checks(daemon, users, 0, general, samples);
   std::vector<std::pair<int, Throughput>> b_runs;
   for (const int clients : {1, 8, 64}) {
     progress(fmt("(b) %d clients", clients));
@@ -958,6 +980,10 @@ int run(const Options& options) {
   const double ours_cost = c.ours.mean_us - c.permit.mean_us;
   rows.push_back(
       {"(c) pam_kpanel_totp.so", pam_text(c.ours) + fmt("; cost %.0f µs", ours_cost), "-", "-"});
+  rows.push_back({"(c) of which: login_check round trip (read only), 1 client",
+                  fmt("%.0f / %.0f / %.0f µs (%zu of %zu prompted)", checks.at(0.5),
+                      checks.at(0.99), checks.max(), checks.accepted, checks.micros.size()),
+                  "-", "-"});
   if (c.ga_recommended.ran && c.ga_bare.ran) {
     const double rec_cost = c.ga_recommended.mean_us - c.permit.mean_us;
     const double bare_cost = c.ga_bare.mean_us - c.permit.mean_us;
