@@ -192,25 +192,20 @@ std::expected<SecureString, TotpError> totp_code(std::span<const std::uint8_t> k
   return generator->at_step(step);
 }
 
-std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key,
-                                               std::string_view code, std::int64_t center,
-                                               unsigned window, const TotpParams& params) {
-  // The code's length is public (it is fixed by params), so rejecting a wrong
-  // length or a non-digit early reveals nothing about the secret or the step.
-  if (!looks_like_totp_code(code, params.digits)) {
+std::expected<std::optional<std::int64_t>, TotpError> CodeGenerator::find_step(
+    std::string_view code, std::int64_t center, unsigned window) const {
+  if (period_ == 0) {
+    return std::unexpected(TotpError::bad_period);
+  }
+  // The code's length is public (it is fixed by the parameters), so rejecting
+  // a wrong length or a non-digit early reveals nothing about the secret or
+  // the step.
+  if (!looks_like_totp_code(code, digits_)) {
     return std::nullopt;
   }
-  if (params.period == 0) {
-    return std::nullopt;
-  }
-
   // Every candidate is computed and compared, with no exit on a match. Should
   // two steps share a code (probability ~window/10^digits), the latest wins:
   // an earlier one may already be spent under the replay rule.
-  const auto generator = CodeGenerator::create(key, params);
-  if (!generator) {
-    return std::nullopt;
-  }
   bool found = false;
   std::int64_t matched = 0;
   const auto span = static_cast<std::int64_t>(window);
@@ -220,9 +215,9 @@ std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key
       continue;  // the step would not be representable
     }
     const std::int64_t step = center + offset;
-    const auto candidate = generator->at_step(step);
+    const auto candidate = at_step(step);
     if (!candidate) {
-      return std::nullopt;  // same failure for every step: no timing signal
+      return std::unexpected(candidate.error());  // same for every step: no timing signal
     }
     const bool equal = constant_time_equal(candidate->view(), code);
     // Branch-free select, so which step matched does not show in the timing.
@@ -235,6 +230,16 @@ std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key
     return std::nullopt;
   }
   return matched;
+}
+
+std::optional<std::int64_t> find_matching_step(std::span<const std::uint8_t> key,
+                                               std::string_view code, std::int64_t center,
+                                               unsigned window, const TotpParams& params) {
+  const auto generator = CodeGenerator::create(key, params);
+  if (!generator) {
+    return std::nullopt;
+  }
+  return generator->find_step(code, center, window).value_or(std::nullopt);
 }
 
 bool looks_like_totp_code(std::string_view code, unsigned digits) noexcept {

@@ -45,6 +45,10 @@ class CodeGenerator {
   [[nodiscard]] std::expected<SecureString, TotpError> hotp(std::uint64_t counter) const;
   // The TOTP code for `step` (create() with TotpParams only).
   [[nodiscard]] std::expected<SecureString, TotpError> at_step(std::int64_t step) const;
+  // The step in [center - window, center + window] whose code equals `code`,
+  // or nullopt; see find_matching_step. An error only when the MAC fails.
+  [[nodiscard]] std::expected<std::optional<std::int64_t>, TotpError> find_step(
+      std::string_view code, std::int64_t center, unsigned window) const;
 
  private:
   struct ContextDeleter {

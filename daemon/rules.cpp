@@ -140,30 +140,16 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
   }
   const std::int64_t center = common::totp_step(now, params.period);
   const auto inner = static_cast<std::int64_t>(window);
-  // The step whose code equals the typed one and is fresh, or nullopt; false
-  // when the HMAC fails.
-  const auto check = [&](std::int64_t offset, std::optional<std::int64_t>& found) {
-    const std::int64_t step = center + offset;
-    const auto candidate = generator->at_step(step);
-    if (!candidate) {
-      return false;
-    }
-    const bool equal = common::constant_time_equal(candidate->view(), code.view());
-    const bool fresh = !last_step || step > *last_step;
-    if (equal && fresh) {
-      found = step;
-    }
-    return true;
-  };
-  for (std::int64_t offset = -inner; offset <= inner; ++offset) {
-    // Ascending: should two steps share the code, the latest wins.
-    if (!check(offset, match.step)) {
-      match.failed = true;
-      match.step.reset();
-      return match;
-    }
+  const auto fresh = [&](std::int64_t step) { return !last_step || step > *last_step; };
+  // The latest step in the window with this code: if it is spent, so is any
+  // earlier one.
+  const auto in_window = generator->find_step(code.view(), center, window);
+  if (!in_window) {
+    match.failed = true;
+    return match;
   }
-  if (match.step) {
+  if (*in_window && fresh(**in_window)) {
+    match.step = *in_window;
     return match;
   }
   const std::int64_t reach = std::max(inner, kSkewSearchSteps);
@@ -173,12 +159,14 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
   for (std::int64_t distance = inner + 1; distance <= reach; ++distance) {
     // Nearest wins; at one distance, behind (a slow phone) before ahead.
     for (const std::int64_t offset : {-distance, distance}) {
-      std::optional<std::int64_t> found;
-      if (!check(offset, found)) {
+      const std::int64_t step = center + offset;
+      const auto candidate = generator->at_step(step);
+      if (!candidate) {
         match.failed = true;
         return match;
       }
-      if (found && !outer_offset) {
+      if (common::constant_time_equal(candidate->view(), code.view()) && fresh(step) &&
+          !outer_offset) {
         outer_offset = offset;
       }
     }
