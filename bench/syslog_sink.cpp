@@ -43,11 +43,11 @@ SyslogSink::SyslogSink() {
   struct stat info {};
   const bool exists = ::lstat(kDevLog.data(), &info) == 0;
   if (exists && S_ISSOCK(info.st_mode) && someone_listens()) {
-    state_ = "host";
+    owner_ = Owner::host;
     return;
   }
   if (exists && !S_ISSOCK(info.st_mode)) {
-    state_ = "/dev/log is not a socket: left alone, syslog lines are lost";
+    problem_ = "/dev/log is not a socket: left alone, syslog lines are lost";
     return;
   }
   // Absent, or a socket left behind by a syslog daemon that is gone (nobody
@@ -58,14 +58,14 @@ SyslogSink::SyslogSink() {
   if (socket_ < 0 ||
       ::bind(socket_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
       ::chmod(kDevLog.data(), 0666) != 0 || ::pipe2(stop_.data(), O_CLOEXEC) != 0) {
-    state_ = "cannot bind /dev/log (" + std::generic_category().message(errno) +
-             "): syslog lines are lost";
+    problem_ = "cannot bind /dev/log (" + std::generic_category().message(errno) +
+               "): syslog lines are lost";
     if (socket_ >= 0) ::close(socket_);
     socket_ = -1;
     ::unlink(kDevLog.data());
     return;
   }
-  state_ = "sink";
+  owner_ = Owner::suite;
   thread_ = std::thread([this] { drain(); });
 }
 
@@ -101,12 +101,16 @@ void SyslogSink::drain() noexcept {
 }
 
 std::string SyslogSink::description() const {
-  if (state_ == "host") return "the host's syslog daemon (/dev/log)";
-  if (state_ == "sink") {
-    return "no syslog daemon here: the suite bound /dev/log and discarded " +
-           std::to_string(lines_.load()) + " lines (as journald would receive them)";
+  switch (owner_) {
+    case Owner::host:
+      return "the host's syslog daemon (/dev/log)";
+    case Owner::suite:
+      return "no syslog daemon here: the suite bound /dev/log and discarded " +
+             std::to_string(lines_.load()) + " lines (as journald would receive them)";
+    case Owner::nobody:
+      break;
   }
-  return state_;
+  return problem_;
 }
 
 }  // namespace kpanel::bench

@@ -14,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,7 +38,9 @@ class SyslogSink {
  private:
   void drain() noexcept;
 
-  std::string state_;  // "host", "sink" or why there is neither
+  enum class Owner : std::uint8_t { host, suite, nobody };
+  Owner owner_ = Owner::nobody;
+  std::string problem_;  // why nobody, when nobody
   int socket_ = -1;
   std::array<int, 2> stop_{-1, -1};  // a pipe that wakes drain() to stop
   std::atomic<std::size_t> lines_{0};
