@@ -84,6 +84,12 @@ Failure describe_status_text(const protocol::Response& response, const FailureCo
       return {kExitRefused,
               "kpanel-totpd failed to handle the request; check its log: journalctl -u "
               "kpanel-totpd"};
+    case protocol::Status::busy:
+      return {kExitRefused,
+              "kpanel-totpd is busy with an earlier request of yours; nothing changed; try again "
+              "in a few seconds"};
+    case protocol::Status::replayed:
+      return {kExitRefused, "That code was already used; wait for the next one."};
     case protocol::Status::unsupported_version:
       return {kExitRefused,
               "kpanel-totpd speaks another protocol version; install kpanel-totp and kpanel-totpd "

@@ -21,7 +21,7 @@ constexpr std::array<std::string_view, 11> kDecodeErrorNames{
     "truncated",      "bad_magic",      "unsupported_version", "oversized",
     "malformed_body", "unknown_op",     "missing_field",       "wrong_type",
     "unknown_field",  "field_too_long", "invalid_value"};
-constexpr std::array<std::string_view, 13> kStatusNames{"ok",
+constexpr std::array<std::string_view, 15> kStatusNames{"ok",
                                                         "bad_request",
                                                         "forbidden",
                                                         "not_enrolled",
@@ -33,7 +33,9 @@ constexpr std::array<std::string_view, 13> kStatusNames{"ok",
                                                         "no_such_user",
                                                         "store_unavailable",
                                                         "internal_error",
-                                                        "unsupported_version"};
+                                                        "unsupported_version",
+                                                        "busy",
+                                                        "replayed"};
 constexpr std::array<std::string_view, 6> kDecisionNames{"prompt", "pass",   "ignore",
                                                          "enroll", "refuse", "locked"};
 

@@ -139,7 +139,7 @@ enum class Status : std::uint8_t {
   bad_request = 1,  // malformed or not valid for this op
   forbidden = 2,    // the peer may not do this (SPEC §1)
   not_enrolled = 3,
-  wrong_code = 4,  // wrong, replayed or used code: all look the same
+  wrong_code = 4,  // wrong code or used recovery code
   locked = 5,      // see locked_until
   wrong_password = 6,
   no_pending_enrollment = 7,
@@ -148,6 +148,9 @@ enum class Status : std::uint8_t {
   store_unavailable = 10,  // the state store failed: refuse, never "daemon down"
   internal_error = 11,
   unsupported_version = 12,
+  busy = 13,      // slow work (password check, recovery-code hashing) already in flight for
+                  // this caller or the daemon's slow lane full: nothing was checked; try again
+  replayed = 14,  // the right code for a step already accepted: counts as a failure
 };
 [[nodiscard]] std::string_view to_string(Status s) noexcept;
 

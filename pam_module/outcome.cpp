@@ -191,6 +191,10 @@ Outcome daemon_refusal(const protocol::Response& response, Stage stage, std::int
       return refuse(locked_message(response.locked_until, now), LogLevel::debug, what);
     case Status::wrong_code:
       return refuse(kWrongCodeMessage, LogLevel::debug, what);
+    case Status::replayed:
+      return refuse(kReplayedMessage, LogLevel::debug, what);
+    case Status::busy:
+      return refuse(kUnavailableMessage, LogLevel::error, what + "; refusing");
     case Status::store_unavailable:
       // SPEC §9: a failing store is not "daemon down"; refuse whatever unavailable= says.
       return refuse(kStoreMessage, LogLevel::error, what + "; refusing");

@@ -55,6 +55,8 @@ enum class Stage : std::uint8_t { login_check, verify, enroll_begin, enroll_conf
 inline constexpr std::string_view kRequiredMessage =
     "Two-factor authentication is required for this account; ask an administrator.";
 inline constexpr std::string_view kWrongCodeMessage = "Wrong code.";
+inline constexpr std::string_view kReplayedMessage =
+    "That code was already used; wait for the next one.";
 inline constexpr std::string_view kNoCodeMessage = "No code entered.";
 inline constexpr std::string_view kUnavailableMessage =
     "The two-factor authentication service is unavailable; try again later.";
