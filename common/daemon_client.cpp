@@ -123,6 +123,8 @@ Step connect_before(int fd, const sockaddr_un& address, Clock::time_point deadli
       case EINTR:
         continue;
       case EAGAIN:
+        // The backlog stayed full until the deadline: a daemon is there but
+        // overloaded (or stopped), which is not "nobody listening".
         return Failure(ClientError::timeout);
       case ENOENT:
       case ECONNREFUSED:

@@ -18,9 +18,14 @@ inline constexpr std::string_view kDefaultSocketPath = "/run/kpanel-totp/kpanel-
 inline constexpr std::string_view kDaemonUserName = "kpanel-totp";
 
 enum class ClientError : std::uint8_t {
-  unreachable,     // no socket, connection refused: the daemon is not running
+  // Nobody listening: no socket file (ENOENT/ENOTDIR), or connect() refused
+  // (ECONNREFUSED: a stale socket file). The only "daemon down".
+  unreachable,
   untrusted_peer,  // socket or daemon owned by someone other than root / the daemon user
-  timeout,         // no complete answer within the deadline
+  // A daemon is listening but gave no complete answer within the deadline:
+  // it accepted and stalled, or its listen backlog stayed full (connect()
+  // waited and failed with EAGAIN). A live daemon, not a missing one.
+  timeout,
   io_error,        // connection reset, short read/write
   protocol_error,  // the answer did not decode, or the request did not encode (nothing sent)
 };

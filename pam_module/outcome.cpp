@@ -157,16 +157,23 @@ Outcome client_failure(ClientError error, Stage stage, const Options& options) {
       return refuse(kFailedMessage, LogLevel::error,
                     where + "; socket or peer not owned by root or kpanel-totp, refusing");
     case ClientError::unreachable:
-    case ClientError::timeout:
-      // Only before anything was asked may an outage let the login through: once
-      // the user typed a code, an attacker who stalls the daemon would otherwise
-      // turn a wrong code into PAM_IGNORE.
+      // Nobody is listening (no socket, connection refused): the one case in
+      // which unavailable=ignore may let the login go on, and only before
+      // anything was asked: once the user typed a code, a daemon that went away
+      // must not turn a wrong code into PAM_IGNORE.
       if (stage == Stage::login_check && options.unavailable == Unavailable::ignore) {
         return Outcome{.pam_code = PAM_IGNORE,
                        .log_level = LogLevel::warning,
-                       .log = where + "; unavailable=ignore, leaving the decision to the stack"};
+                       .log = where +
+                              "; no daemon listening, unavailable=ignore: leaving the "
+                              "decision to the stack"};
       }
       break;
+    case ClientError::timeout:
+      // A daemon is listening but did not answer in time (it accepted and
+      // stalled, or its listen backlog is full). Any local user can bring that
+      // about with a flood, so it never counts as "no daemon": refused whatever
+      // unavailable= says, or one user could switch the factor off for all.
     case ClientError::io_error:
     case ClientError::protocol_error:
       // The daemon is there but the exchange broke (a crash mid-request, a
@@ -194,9 +201,16 @@ Outcome daemon_refusal(const protocol::Response& response, Stage stage, std::int
     case Status::replayed:
       return refuse(kReplayedMessage, LogLevel::debug, what);
     case Status::busy:
-      return refuse(kUnavailableMessage, LogLevel::error, what + "; refusing");
+    case Status::internal_error:
+      // A daemon that is overloaded or failing: the factor could not be
+      // checked. Never PAM_IGNORE (an overload is in any local user's reach).
+      return Outcome{.pam_code = PAM_AUTHINFO_UNAVAIL,
+                     .style = MessageStyle::error,
+                     .message = std::string(kUnavailableMessage),
+                     .log_level = LogLevel::error,
+                     .log = "daemon answered " + what + "; refusing"};
     case Status::store_unavailable:
-      // SPEC §9: a failing store is not "daemon down"; refuse whatever unavailable= says.
+      // A failing store is not "daemon down": refuse whatever unavailable= says.
       return refuse(kStoreMessage, LogLevel::error, what + "; refusing");
     case Status::no_pending_enrollment:
       return refuse(kEnrollExpiredMessage, LogLevel::debug, what);
@@ -211,7 +225,6 @@ Outcome daemon_refusal(const protocol::Response& response, Stage stage, std::int
     case Status::bad_request:
     case Status::wrong_password:
     case Status::no_such_user:
-    case Status::internal_error:
     case Status::unsupported_version:
       break;
   }

@@ -6,10 +6,14 @@
 // Rules behind the table (the "why" for each row is in outcome.cpp):
 // - The daemon decides; the module only maps. Anything it does not expect
 //   fails closed (PAM_AUTH_ERR).
-// - "Unavailable" means no answer at all (unreachable, timeout, broken
-//   exchange): PAM_AUTHINFO_UNAVAIL, a failure for `required`. Only at the
-//   first contact (login_check), and only for unreachable/timeout, does
-//   unavailable=ignore turn it into PAM_IGNORE.
+// - "Unavailable" means the factor could not be checked (no daemon, no answer
+//   in time, a broken exchange, a daemon answering busy or internal_error):
+//   PAM_AUTHINFO_UNAVAIL, a failure for `required`. unavailable=ignore turns
+//   it into PAM_IGNORE only when nobody listens on the socket (unreachable:
+//   no socket file, connection refused), and only at the first contact
+//   (login_check). A daemon that is listening but slow, overloaded (a full
+//   listen backlog) or failing is refused under both settings: any local user
+//   can flood it, and that must not switch the factor off for everyone.
 // - A daemon that answers "store_unavailable" is not unavailable: refused.
 // - Locked is PAM_AUTH_ERR, as common/PROTOCOL.md fixes for the module.
 

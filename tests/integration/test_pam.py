@@ -2,6 +2,7 @@
 throwaway service directory) against the real daemon. Codes from oathtool."""
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -141,7 +142,7 @@ class DaemonUnavailable(unittest.TestCase):
         ok, out = self.pam.authenticate(ignore, ALICE, "123456")
         self.assertTrue(ok, out)
 
-    def test_daemon_that_never_answers_counts_as_unavailable(self):
+    def test_daemon_that_never_answers_is_refused_even_with_ignore(self):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.socket)
         listener.listen(8)
@@ -168,14 +169,72 @@ class DaemonUnavailable(unittest.TestCase):
             ok, out = self.pam.authenticate(deny, ALICE, "123456")
             self.assertFalse(ok, out)
             self.assertLess(time.monotonic() - started, 5)
+            # A daemon that is there but stalled is not "no daemon": any local
+            # user can stall it, so unavailable=ignore must not let this through.
+            started = time.monotonic()
             ok, out = self.pam.authenticate(ignore, ALICE, "123456")
-            self.assertTrue(ok, out)
+            self.assertFalse(ok, "stalled daemon turned into PAM_IGNORE: " + out)
+            self.assertIn("unavailable", out)
+            self.assertLess(time.monotonic() - started, 5)
         finally:
             stop.set()
             thread.join()
             for conn in accepted:
                 conn.close()
             listener.close()
+
+
+class RealDaemonStalledOrStopped(unittest.TestCase):
+    """unavailable=ignore through real PAM against the real daemon: it applies
+    when no daemon is listening, never when one is there but does not answer."""
+
+    def setUp(self):
+        self.d = h.Daemon().start()
+        self.pam = Pam()
+        self.d.enroll(ALICE)
+        opts = f"socket={self.d.socket} timeout=1"
+        self.ignore = self.pam.service("kp-ignore", f"{opts} unavailable=ignore",
+                                       then_permit=True)
+        self.deny = self.pam.service("kp-deny", opts, then_permit=True)
+
+    def tearDown(self):
+        if self.d.process is not None and self.d.process.poll() is None:
+            os.kill(self.d.process.pid, signal.SIGCONT)
+        self.d.cleanup()
+        self.pam.cleanup()
+
+    def test_sigstopped_daemon_is_refused_under_ignore(self):
+        # Running: an enrolled user still needs the right code on this stack.
+        ok, out = self.pam.authenticate(self.ignore, ALICE, "000000")
+        self.assertFalse(ok, out)
+        os.kill(self.d.process.pid, signal.SIGSTOP)
+        try:
+            for service in (self.ignore, self.deny):
+                started = time.monotonic()
+                ok, out = self.pam.authenticate(service, ALICE, "000000")
+                self.assertFalse(ok, f"{service}: stopped daemon let the login through: {out}")
+                self.assertIn("unavailable", out)
+                self.assertNotIn("Verification code", out)
+                self.assertLess(time.monotonic() - started, 10)
+        finally:
+            os.kill(self.d.process.pid, signal.SIGCONT)
+
+    def test_daemon_stopped_ignore_applies(self):
+        self.assertEqual(self.d.stop(), 0)
+        self.assertFalse(os.path.exists(self.d.socket))  # it removed its socket
+        ok, out = self.pam.authenticate(self.ignore, ALICE)
+        self.assertTrue(ok, "no daemon listening, unavailable=ignore: " + out)
+        self.assertNotIn("Verification code", out)
+        ok, out = self.pam.authenticate(self.deny, ALICE)
+        self.assertFalse(ok, out)
+
+    def test_daemon_killed_stale_socket_ignore_applies(self):
+        self.d.kill()
+        self.assertTrue(os.path.exists(self.d.socket))  # left behind: connect() is refused
+        ok, out = self.pam.authenticate(self.ignore, ALICE)
+        self.assertTrue(ok, "stale socket, unavailable=ignore: " + out)
+        ok, out = self.pam.authenticate(self.deny, ALICE)
+        self.assertFalse(ok, out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 // services name answers with scripted replies and records what it was asked.
 #define BOOST_TEST_MODULE pam_flows
 #include <security/pam_appl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
@@ -202,6 +204,14 @@ const T& request_as(const std::vector<protocol::Request>& requests, std::size_t 
   return *request;
 }
 
+// kSocket as a sockaddr (CMake keeps the path well inside sun_path).
+sockaddr_un socket_address() {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, kSocket, std::strlen(kSocket) + 1);
+  return address;
+}
+
 // call_daemon trusts only sockets and peers owned by root or kpanel-totp.
 boost::test_tools::assertion_result root_only(boost::unit_test::test_unit_id /*id*/) {
   boost::test_tools::assertion_result result(::geteuid() == 0);
@@ -371,11 +381,75 @@ BOOST_AUTO_TEST_CASE(silent_daemon_times_out_as_unavailable) {
   BOOST_TEST(daemon.requests().size() == 1U);  // it was asked, and never answered
 }
 
-BOOST_AUTO_TEST_CASE(silent_daemon_with_unavailable_ignore_is_ignored) {
+// unavailable=ignore is for "no daemon", not for one that is there but stalled:
+// any local user can stall it (a flood), and that must not switch the factor
+// off for everyone.
+BOOST_AUTO_TEST_CASE(silent_daemon_with_unavailable_ignore_is_refused) {
   FakeDaemon daemon(kSocket);
   daemon.hang();
   Dialogue dialogue;
-  BOOST_TEST(authenticate("kp_timeout_ignore", dialogue) == kStackSawIgnore);
+  const auto started = std::chrono::steady_clock::now();
+  BOOST_TEST(authenticate("kp_timeout_ignore", dialogue) == PAM_AUTHINFO_UNAVAIL);
+  const auto took = std::chrono::steady_clock::now() - started;
+  BOOST_TEST(took < std::chrono::seconds(5));
+  BOOST_TEST(dialogue.prompts().empty());
+  BOOST_TEST(dialogue.showed(PAM_ERROR_MSG, "unavailable"));
+  BOOST_TEST(daemon.requests().size() == 1U);  // it was asked, and never answered
+}
+
+// A daemon whose listen backlog is full (flooded, or stopped) makes connect()
+// wait and fail with EAGAIN: a live daemon, refused under unavailable=ignore.
+BOOST_AUTO_TEST_CASE(full_backlog_with_unavailable_ignore_is_refused) {
+  ::unlink(kSocket);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int filler = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  const sockaddr_un address = socket_address();
+  const auto* raw = reinterpret_cast<const sockaddr*>(&address);
+  BOOST_REQUIRE_EQUAL(::bind(listener, raw, sizeof address), 0);
+  BOOST_REQUIRE_EQUAL(::listen(listener, 0), 0);  // holds one connection, never accepted
+  BOOST_REQUIRE_EQUAL(::connect(filler, raw, sizeof address), 0);
+  Dialogue dialogue;
+  BOOST_TEST(authenticate("kp_timeout_ignore", dialogue) == PAM_AUTHINFO_UNAVAIL);
+  BOOST_TEST(dialogue.showed(PAM_ERROR_MSG, "unavailable"));
+  ::close(filler);
+  ::close(listener);
+  ::unlink(kSocket);
+}
+
+// A socket file nobody listens on (a daemon that stopped without removing it):
+// connect() is refused, nobody is there, so unavailable=ignore applies.
+BOOST_AUTO_TEST_CASE(stale_socket_with_unavailable_ignore_is_ignored) {
+  ::unlink(kSocket);
+  const int bound = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un address = socket_address();
+  BOOST_REQUIRE_EQUAL(::bind(bound, reinterpret_cast<const sockaddr*>(&address), sizeof address),
+                      0);
+  Dialogue ignored;
+  BOOST_TEST(authenticate("kp_ignore", ignored) == kStackSawIgnore);
+  Dialogue denied;
+  BOOST_TEST(authenticate("kp_basic", denied) == PAM_AUTHINFO_UNAVAIL);
+  ::close(bound);
+  ::unlink(kSocket);
+}
+
+// An overloaded (busy) or failing (internal_error) daemon answered: it is
+// there, so unavailable=ignore does not apply.
+BOOST_AUTO_TEST_CASE(busy_or_failing_daemon_with_unavailable_ignore_is_refused) {
+  FakeDaemon daemon(kSocket);
+  for (const auto answer : {Status::busy, Status::internal_error}) {
+    BOOST_TEST_CONTEXT(protocol::to_string(answer)) {
+      daemon.reply(status_answer(answer));
+      Dialogue dialogue;
+      BOOST_TEST(authenticate("kp_ignore", dialogue) == PAM_AUTHINFO_UNAVAIL);
+      BOOST_TEST(dialogue.prompts().empty());
+      BOOST_TEST(dialogue.showed(PAM_ERROR_MSG, "unavailable"));
+
+      daemon.reply(login_check_answer(LoginDecision::prompt));
+      daemon.reply(status_answer(answer));
+      Dialogue at_verify{.answers = {"123456"}};
+      BOOST_TEST(authenticate("kp_ignore", at_verify) == PAM_AUTHINFO_UNAVAIL);
+    }
+  }
 }
 
 // Once the user has typed a code, a daemon that stops answering must not turn

@@ -53,7 +53,9 @@ const std::vector<Status> kEveryStatus{Status::ok,
                                        Status::no_such_user,
                                        Status::store_unavailable,
                                        Status::internal_error,
-                                       Status::unsupported_version};
+                                       Status::unsupported_version,
+                                       Status::busy,
+                                       Status::replayed};
 const std::vector<ClientError> kEveryClientError{
     ClientError::unreachable, ClientError::untrusted_peer, ClientError::timeout,
     ClientError::io_error, ClientError::protocol_error};
@@ -216,6 +218,7 @@ BOOST_AUTO_TEST_CASE(wrong_result_type_fails_closed) {
              PAM_AUTH_ERR);
 }
 
+// The daemon answered, so it is there: whatever it says, no PAM_IGNORE.
 BOOST_AUTO_TEST_CASE(every_refusal_status_fails_closed_whatever_unavailable_says) {
   for (const auto s : kEveryStatus) {
     if (s == Status::ok) continue;
@@ -223,7 +226,31 @@ BOOST_AUTO_TEST_CASE(every_refusal_status_fails_closed_whatever_unavailable_says
       BOOST_TEST_CONTEXT(protocol::to_string(s)) {
         const auto step = after_login_check(status(s, kNow + 60), with(unavailable), kNow);
         BOOST_TEST((step.next == Next::finish));
-        BOOST_TEST(step.outcome.pam_code == PAM_AUTH_ERR);
+        BOOST_TEST(step.outcome.pam_code != PAM_IGNORE);
+        BOOST_TEST(step.outcome.pam_code != PAM_SUCCESS);
+        BOOST_TEST((step.outcome.style == MessageStyle::error));
+      }
+    }
+  }
+}
+
+// busy (the slow lane refused) and internal_error: an overloaded or failing
+// daemon could not check the factor. Refused as unavailable under both
+// settings: a local user who floods the daemon must not switch the factor off.
+BOOST_AUTO_TEST_CASE(busy_or_failing_daemon_is_unavailable_and_never_ignored) {
+  for (const auto s : {Status::busy, Status::internal_error}) {
+    for (const auto unavailable : {Unavailable::deny, Unavailable::ignore}) {
+      BOOST_TEST_CONTEXT(protocol::to_string(s)) {
+        const auto step = after_login_check(status(s), with(unavailable), kNow);
+        BOOST_TEST((step.next == Next::finish));
+        BOOST_TEST(step.outcome.pam_code == PAM_AUTHINFO_UNAVAIL);
+        BOOST_TEST(step.outcome.message == kUnavailableMessage);
+        BOOST_TEST((step.outcome.log_level == LogLevel::error));
+        for (const auto stage : {Stage::verify, Stage::enroll_begin, Stage::enroll_confirm}) {
+          const Outcome later = daemon_refusal(*status(s), stage, kNow);
+          BOOST_TEST(later.pam_code == PAM_AUTHINFO_UNAVAIL);
+          BOOST_TEST(later.message == kUnavailableMessage);
+        }
       }
     }
   }
@@ -243,18 +270,25 @@ BOOST_AUTO_TEST_CASE(locked_status_gives_the_minutes) {
 }
 
 BOOST_AUTO_TEST_CASE(client_errors) {
-  // unreachable, timeout: the unavailable= option decides at the first contact.
-  for (const auto error : {ClientError::unreachable, ClientError::timeout}) {
-    BOOST_TEST_CONTEXT(kpanel::common::to_string(error)) {
-      const auto deny = after_login_check(failed(error), with(Unavailable::deny), kNow);
-      BOOST_TEST(deny.outcome.pam_code == PAM_AUTHINFO_UNAVAIL);
-      BOOST_TEST(deny.outcome.message == kUnavailableMessage);
-      BOOST_TEST((deny.outcome.log_level == LogLevel::error));
-      const auto ignore = after_login_check(failed(error), with(Unavailable::ignore), kNow);
-      BOOST_TEST(ignore.outcome.pam_code == PAM_IGNORE);
-      BOOST_TEST(ignore.outcome.message.empty());
-      BOOST_TEST((ignore.outcome.log_level == LogLevel::warning));
-    }
+  // unreachable (nobody listening): the unavailable= option decides at the first contact.
+  const auto deny =
+      after_login_check(failed(ClientError::unreachable), with(Unavailable::deny), kNow);
+  BOOST_TEST(deny.outcome.pam_code == PAM_AUTHINFO_UNAVAIL);
+  BOOST_TEST(deny.outcome.message == kUnavailableMessage);
+  BOOST_TEST((deny.outcome.log_level == LogLevel::error));
+  const auto ignore =
+      after_login_check(failed(ClientError::unreachable), with(Unavailable::ignore), kNow);
+  BOOST_TEST(ignore.outcome.pam_code == PAM_IGNORE);
+  BOOST_TEST(ignore.outcome.message.empty());
+  BOOST_TEST((ignore.outcome.log_level == LogLevel::warning));
+  // A timeout is a daemon that is listening but stalled or overloaded (a flood,
+  // a full backlog): refused under both settings, never PAM_IGNORE.
+  for (const auto unavailable : {Unavailable::deny, Unavailable::ignore}) {
+    const auto stalled = after_login_check(failed(ClientError::timeout), with(unavailable), kNow);
+    BOOST_TEST((stalled.next == Next::finish));
+    BOOST_TEST(stalled.outcome.pam_code == PAM_AUTHINFO_UNAVAIL);
+    BOOST_TEST(stalled.outcome.message == kUnavailableMessage);
+    BOOST_TEST((stalled.outcome.log_level == LogLevel::error));
   }
   // A broken exchange is not an outage: never PAM_IGNORE.
   for (const auto error : {ClientError::io_error, ClientError::protocol_error}) {
@@ -328,7 +362,9 @@ BOOST_AUTO_TEST_CASE(every_status_but_ok_is_a_failure) {
   for (const auto s : kEveryStatus) {
     if (s == Status::ok) continue;
     BOOST_TEST_CONTEXT(protocol::to_string(s)) {
-      BOOST_TEST(after_verify(status(s), with(Unavailable::ignore), kNow).pam_code == PAM_AUTH_ERR);
+      const bool unavailable = s == Status::busy || s == Status::internal_error;
+      BOOST_TEST(after_verify(status(s), with(Unavailable::ignore), kNow).pam_code ==
+                 (unavailable ? PAM_AUTHINFO_UNAVAIL : PAM_AUTH_ERR));
     }
   }
   const Answer wrong_type = decided(LoginDecision::pass);
@@ -389,6 +425,25 @@ BOOST_AUTO_TEST_CASE(confirm) {
       after_enroll_confirm(decided(LoginDecision::pass), Options{}, kNow, false);
   BOOST_TEST((wrong_type.next == ConfirmNext::finish));
   BOOST_TEST(wrong_type.outcome.pam_code == PAM_AUTH_ERR);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(unavailable_ignore)
+
+// The whole table at once: PAM_IGNORE comes from exactly one row, nobody
+// listening at login_check under unavailable=ignore.
+BOOST_AUTO_TEST_CASE(only_no_daemon_at_the_first_contact_is_ignored) {
+  for (const auto stage : kEveryStage) {
+    for (const auto error : kEveryClientError) {
+      BOOST_TEST_CONTEXT(to_string(stage) << " " << kpanel::common::to_string(error)) {
+        const bool ignored =
+            client_failure(error, stage, with(Unavailable::ignore)).pam_code == PAM_IGNORE;
+        BOOST_TEST(ignored == (stage == Stage::login_check && error == ClientError::unreachable));
+        BOOST_TEST(client_failure(error, stage, with(Unavailable::deny)).pam_code != PAM_IGNORE);
+      }
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

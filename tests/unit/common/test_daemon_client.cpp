@@ -332,6 +332,35 @@ BOOST_AUTO_TEST_CASE(server_that_never_accepts_times_out_too) {
   ::close(listener);
 }
 
+// A listen backlog that stays full (a flood, a stopped daemon) makes connect()
+// wait and fail with EAGAIN: a live daemon that did not answer, which the
+// module must never mistake for "nobody listening".
+BOOST_AUTO_TEST_CASE(full_backlog_is_a_timeout_not_unreachable) {
+  const TempDir dir;
+  const int listener = bound_socket(dir.socket_path());
+  BOOST_REQUIRE_EQUAL(::listen(listener, 0), 0);
+  // Backlog 0 holds one connection; this one fills it.
+  const int filler = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  const sockaddr_un address = address_of(dir.socket_path());
+  BOOST_REQUIRE_EQUAL(
+      ::connect(filler, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  BOOST_REQUIRE_EQUAL(::connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof address),
+                      -1);
+  BOOST_REQUIRE_EQUAL(errno, EAGAIN);  // the backlog is full
+
+  const auto started = Clock::now();
+  const auto result =
+      call_daemon(ClientOptions{.socket_path = dir.socket_path(), .timeout = 300ms}, kVerify);
+  const auto elapsed = milliseconds_since(started);
+  check_error(result, ClientError::timeout);
+  BOOST_TEST(elapsed >= 290);  // it waited for the backlog, up to the deadline
+  BOOST_TEST(elapsed < 1500);
+  ::close(probe);
+  ::close(filler);
+  ::close(listener);
+}
+
 BOOST_AUTO_TEST_CASE(no_socket_is_unreachable) {
   const TempDir dir;
   check_error(
