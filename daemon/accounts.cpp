@@ -40,6 +40,7 @@ bool lookup_with_buffer(std::vector<char>& buffer, std::size_t size, Lookup look
 
 struct UserEntry {
   std::string name;
+  uid_t uid = 0;
   gid_t gid = 0;
 };
 
@@ -61,7 +62,7 @@ std::optional<UserEntry> user_by_name(std::string_view name) {
   if (!found) {
     return std::nullopt;
   }
-  return UserEntry{entry.pw_name, entry.pw_gid};
+  return UserEntry{entry.pw_name, entry.pw_uid, entry.pw_gid};
 }
 
 std::optional<gid_t> group_by_name(std::string_view name) {
@@ -120,6 +121,20 @@ std::optional<std::string> SystemAccountDirectory::name_for_uid(uid_t uid) const
       return std::nullopt;
     }
     return std::string(entry.pw_name);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> SystemAccountDirectory::canonical_name(
+    std::string_view name) const noexcept {
+  try {
+    const auto user = user_by_name(name);
+    if (!user) {
+      return std::nullopt;
+    }
+    // By uid, not the entry's own pw_name: an alias's entry names the alias.
+    return name_for_uid(user->uid);
   } catch (...) {
     return std::nullopt;
   }

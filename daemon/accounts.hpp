@@ -1,7 +1,8 @@
 #pragma once
 // The system's account database as the daemon needs it: who a peer uid is,
-// whether a name exists, and group membership (for admin_group and
-// exempt_group). An interface so tests give a fixed table instead of NSS.
+// which account a name belongs to, whether a name exists, and group
+// membership (for admin_group and exempt_group). An interface so tests give a
+// fixed table instead of NSS.
 
 #include <sys/types.h>
 
@@ -22,6 +23,12 @@ class AccountDirectory {
 
   // The login name of `uid`; nullopt when it has no passwd entry (or the lookup failed).
   [[nodiscard]] virtual std::optional<std::string> name_for_uid(uid_t uid) const = 0;
+  // The account `name` logs in to, by its canonical name: the passwd entry of
+  // the uid that `name` resolves to. Aliases sharing a uid (useradd -o) and
+  // spellings NSS maps to one account (case-insensitive SSSD names,
+  // user@domain) all give the same answer. nullopt when NSS does not know the
+  // name (or a lookup failed). Exactly two NSS lookups: by name, then by uid.
+  [[nodiscard]] virtual std::optional<std::string> canonical_name(std::string_view name) const = 0;
   [[nodiscard]] virtual bool exists(std::string_view name) const = 0;
   // Member through the primary group or a supplementary one. False for an
   // empty group name, an unknown user or group, or a failed lookup.
@@ -32,6 +39,8 @@ class AccountDirectory {
 class SystemAccountDirectory final : public AccountDirectory {
  public:
   [[nodiscard]] std::optional<std::string> name_for_uid(uid_t uid) const noexcept override;
+  [[nodiscard]] std::optional<std::string> canonical_name(
+      std::string_view name) const noexcept override;
   [[nodiscard]] bool exists(std::string_view name) const noexcept override;
   [[nodiscard]] bool is_member(std::string_view name,
                                std::string_view group) const noexcept override;

@@ -90,6 +90,13 @@ const std::string* named_user(const Request& request) {
       request);
 }
 
+// A deleted account's state stays in the store until an admin removes it:
+// reset and unlock act on the name as given when NSS no longer knows it.
+bool may_name_a_leftover(const Request& request) {
+  return std::holds_alternative<protocol::AdminResetRequest>(request) ||
+         std::holds_alternative<protocol::AdminUnlockRequest>(request);
+}
+
 Response reply(Status status) noexcept {
   Response response;
   response.status = status;
@@ -117,11 +124,20 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
                                 accounts_.is_member(*self, policy->admin_group));
     const Caller caller{peer.uid, admin};
 
+    // One account, one enrollment: a name is resolved to its account's
+    // canonical name (the passwd entry of its uid) here and nowhere else,
+    // before the permission check and before the Rules see it, so an alias
+    // or another spelling of an account reaches that account's state. The
+    // peer's own name is canonical already: it is the passwd entry of its uid.
+    const bool names_someone = named != nullptr && !named->empty();
+    const std::optional<std::string> account =
+        names_someone ? accounts_.canonical_name(*named) : self;
     std::string target;
     if (named != nullptr) {
-      target = !named->empty() ? *named : self.value_or("");
+      target = account.value_or(*named);
     }
-    const bool own = self.has_value() && named != nullptr && target == *self;
+    const bool own =
+        self.has_value() && account.has_value() && named != nullptr && *account == *self;
 
     bool allowed = false;
     if (root || self) {  // a uid with no passwd entry may do nothing
@@ -138,11 +154,15 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
       }
     }
     if (!allowed) {
-      rules_.record_forbidden(caller, entry.audit, target);
+      rules_.record_refused(caller, request, entry.audit, target, Status::forbidden);
       return reply(Status::forbidden);
     }
     if (named != nullptr && target.empty()) {
       return reply(Status::bad_request);  // root, no name
+    }
+    if (names_someone && !account && !may_name_a_leftover(request)) {
+      rules_.record_refused(caller, request, entry.audit, target, Status::no_such_user);
+      return reply(Status::no_such_user);
     }
     return entry.handler(rules_, caller, target, request);
   } catch (...) {

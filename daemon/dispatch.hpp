@@ -27,7 +27,11 @@ class Dispatcher {
   Dispatcher(Rules& rules, const AccountDirectory& accounts) : rules_(rules), accounts_(accounts) {}
 
   // An empty `user` in the request means the peer's own account. A peer uid
-  // with no passwd entry may do nothing (forbidden) unless it is uid 0.
+  // with no passwd entry may do nothing (forbidden) unless it is uid 0. A
+  // named user is resolved through NSS to its account's canonical name
+  // (AccountDirectory::canonical_name); a name NSS does not know is
+  // no_such_user, except for admin reset and unlock, which then act on the
+  // name as given (state left behind by a deleted account).
   [[nodiscard]] common::protocol::Response handle(
       const PeerCredentials& peer, const common::protocol::Request& request) noexcept;
 

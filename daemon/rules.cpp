@@ -9,6 +9,7 @@
 #include <span>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "common/base32.hpp"
@@ -934,14 +935,24 @@ Response Rules::admin_unlock(const Caller& caller, const std::string& user,
   });
 }
 
-void Rules::record_forbidden(const Caller& caller, AuditEventKind operation,
-                             const std::string& user) noexcept {
+void Rules::record_refused(const Caller& caller, const protocol::Request& request,
+                           AuditEventKind operation, const std::string& user,
+                           Status status) noexcept {
   try {
     AuditEvent event = make_event(operation, caller, user);
-    event.outcome = Status::forbidden;
+    std::visit(
+        [&event](const auto& r) {
+          if constexpr (requires { r.rhost; }) {
+            event.service = r.service;
+            event.rhost = r.rhost;
+            event.tty = r.tty;
+          }
+        },
+        request);
+    event.outcome = status;
     audit_.record(event);
   } catch (...) {
-    audit_.error("recording a forbidden request failed");
+    audit_.error("recording a refused request failed");
   }
 }
 

@@ -83,9 +83,11 @@ class Rules {
       const Caller& caller, const std::string& user,
       const common::protocol::AdminUnlockRequest& request) noexcept;
 
-  // The Dispatcher refused a request: logged like the operation it asked for.
-  void record_forbidden(const Caller& caller, AuditEventKind operation,
-                        const std::string& user) noexcept;
+  // The Dispatcher refused a request (forbidden, no_such_user): logged like
+  // the operation it asked for, with the request's service, rhost and tty.
+  void record_refused(const Caller& caller, const common::protocol::Request& request,
+                      AuditEventKind operation, const std::string& user,
+                      common::protocol::Status status) noexcept;
 
  private:
   Store& store_;

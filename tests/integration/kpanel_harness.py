@@ -60,7 +60,13 @@ TEST_USERS = {
     "kpt_f_alice": (None, []),
     # fleet: two daemons on one PostgreSQL database
     **{f"kpt_fl_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "race")},
+    # accounts: one account under two names (see ALIASES); audit rate limit
+    "kpt_n_alice": (None, []),
+    "kpt_l_flood": (None, []), "kpt_l_alice": (None, []),
 }
+# Second passwd entries for an account above (useradd -o: same uid, another
+# name), made after and removed before the accounts themselves.
+ALIASES = {"kpt_n_alias": "kpt_n_alice"}
 FIXTURE = os.environ.get("KPANEL_USERS_FIXTURE") == "1"
 
 
@@ -93,11 +99,29 @@ def _delete_user(name):
                            stdout=subprocess.DEVNULL)
 
 
+def _create_alias(name):
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    account = pwd.getpwnam(ALIASES[name])
+    subprocess.run(["useradd", "--non-unique", "--uid", str(account.pw_uid), "--gid",
+                    str(account.pw_gid), "--no-create-home", "--shell", "/bin/bash", name],
+                   check=True)
+
+
+def _delete_alias(name):
+    subprocess.run(["userdel", name], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
 def ensure_users(*names):
     """setUpModule: the accounts exist (made here unless the fixture made them)."""
     for name in names:
         if FIXTURE:
             pwd.getpwnam(name)  # KeyError: the fixture list is missing it
+        elif name in ALIASES:
+            _create_alias(name)
         else:
             _create_user(name)
 
@@ -106,7 +130,10 @@ def remove_users(*names):
     """tearDownModule: removes them unless the CTest fixture owns them."""
     if not FIXTURE:
         for name in names:
-            _delete_user(name)
+            if name in ALIASES:
+                _delete_alias(name)
+            else:
+                _delete_user(name)
 
 
 def uid_of(name):
@@ -415,7 +442,11 @@ if __name__ == "__main__":
     if action == "setup":
         for user in TEST_USERS:
             _create_user(user)
+        for alias in ALIASES:
+            _create_alias(alias)
     elif action == "cleanup":
+        for alias in ALIASES:
+            _delete_alias(alias)
         for user in TEST_USERS:
             _delete_user(user)
     else:

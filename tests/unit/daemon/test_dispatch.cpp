@@ -1,8 +1,11 @@
 #define BOOST_TEST_MODULE daemon dispatch
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <string>
 #include <vector>
 
+#include "common/base32.hpp"
+#include "common/totp.hpp"
 #include "daemon/dispatch.hpp"
 #include "support/harness.hpp"
 #include "support/printing.hpp"
@@ -183,12 +186,182 @@ BOOST_AUTO_TEST_CASE(root_verifies_for_any_user_through_the_table) {
   BOOST_TEST(dispatcher.handle(peer(0), request).status == Status::not_enrolled);
 }
 
+// ---- one account, one enrollment ------------------------------------------------------
+
+using namespace std::chrono_literals;
+
+// An alias with alice's uid (useradd -o) and a spelling NSS maps to her
+// account (SSSD with case-insensitive names).
+void add_alice_aliases(Harness& h) {
+  h.accounts.add_alias(kAlice, "alias");
+  h.accounts.add_alias(kAlice, "Alice");
+}
+
+// Enrolls `user` through the dispatcher as root; returns the secret. The
+// clock then moves one step on, so the confirming code is spent.
+common::SecureBytes enroll_as_root(Harness& h, Dispatcher& dispatcher, const std::string& user) {
+  protocol::EnrollBeginRequest begin;
+  begin.user = user;
+  const auto begun = dispatcher.handle(peer(0), begin);
+  BOOST_REQUIRE_EQUAL(begun.status, Status::ok);
+  auto secret = common::base32_decode(
+      std::get<protocol::EnrollBeginResult>(begun.result).secret_base32.view());
+  BOOST_REQUIRE(secret.has_value());
+  protocol::EnrollConfirmRequest confirm;
+  confirm.user = user;
+  const auto code =
+      common::totp_code(secret->view(), common::totp_step(h.clock.now(), 30), common::TotpParams{});
+  BOOST_REQUIRE(code.has_value());
+  confirm.code = *code;
+  BOOST_REQUIRE_EQUAL(dispatcher.handle(peer(0), confirm).status, Status::ok);
+  h.clock.advance(30s);
+  return *secret;
+}
+
+protocol::Response verify_as_root(Dispatcher& dispatcher, const std::string& user,
+                                  const std::string& code) {
+  protocol::VerifyRequest request;
+  request.user = user;
+  request.service = "sshd";
+  request.code = common::SecureString(code);
+  return dispatcher.handle(peer(0), request);
+}
+
+protocol::Response login_check_as_root(Dispatcher& dispatcher, const std::string& user) {
+  protocol::LoginCheckRequest request;
+  request.user = user;
+  request.service = "sshd";
+  request.nullok = true;
+  return dispatcher.handle(peer(0), request);
+}
+
+protocol::LoginDecision decision_of(const protocol::Response& response) {
+  BOOST_REQUIRE_EQUAL(response.status, Status::ok);
+  return std::get<protocol::LoginCheckResult>(response.result).decision;
+}
+
+BOOST_AUTO_TEST_CASE(an_alias_and_another_spelling_reach_the_accounts_enrollment) {
+  Harness h(std::make_unique<MemoryBackend>());
+  add_alice_aliases(h);
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  const common::SecureBytes secret = enroll_as_root(h, dispatcher, "alice");
+  for (const std::string name : {"alias", "Alice"}) {
+    BOOST_TEST_CONTEXT(name) {
+      // Under nullok an unenrolled name would pass without a code.
+      BOOST_TEST(decision_of(login_check_as_root(dispatcher, name)) ==
+                 protocol::LoginDecision::prompt);
+      h.clock.advance(30s);
+      const auto code = common::totp_code(secret.view(), common::totp_step(h.clock.now(), 30), {});
+      BOOST_TEST(verify_as_root(dispatcher, name, std::string(code->view())).status == Status::ok);
+      BOOST_TEST(h.audit.last(AuditEventKind::verify)->user == "alice");
+      // The same code through the account's own name is spent.
+      BOOST_TEST(verify_as_root(dispatcher, "alice", std::string(code->view())).status !=
+                 Status::ok);
+    }
+  }
+  BOOST_TEST(!h.store().load("alias")->has_value());
+  BOOST_TEST(!h.store().load("Alice")->has_value());
+}
+
+BOOST_AUTO_TEST_CASE(wrong_codes_through_an_alias_lock_the_account) {
+  Harness h(std::make_unique<MemoryBackend>());
+  add_alice_aliases(h);
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  enroll_as_root(h, dispatcher, "alice");
+  Status last = Status::ok;
+  for (int i = 0; i < 5; ++i) {  // max_failures
+    last = verify_as_root(dispatcher, i % 2 == 0 ? "alias" : "Alice", "000000").status;
+  }
+  BOOST_TEST(last == Status::locked);
+  BOOST_TEST(decision_of(login_check_as_root(dispatcher, "alice")) ==
+             protocol::LoginDecision::locked);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_naming_itself_by_an_alias_acts_on_its_own_account) {
+  Harness h(std::make_unique<MemoryBackend>());
+  add_alice_aliases(h);
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  protocol::StatusRequest request;
+  request.user = "alias";
+  const auto response = dispatcher.handle(peer(kAlice), request);
+  BOOST_TEST_REQUIRE(response.status == Status::ok);
+  BOOST_TEST(std::get<protocol::StatusResult>(response.result).status.user == "alice");
+  // Someone else naming alice's alias is still someone else.
+  BOOST_TEST(dispatcher.handle(peer(kBob), request).status == Status::forbidden);
+  BOOST_TEST(h.audit.last(AuditEventKind::status)->user == "alice");
+}
+
+BOOST_AUTO_TEST_CASE(a_name_nss_does_not_know_is_no_such_user) {
+  Harness h(std::make_unique<MemoryBackend>());
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  const std::vector<Request> for_ghost = every_operation("ghost");
+  for (std::size_t i = 0; i < kExpected.size(); ++i) {
+    if (std::holds_alternative<protocol::AdminListRequest>(for_ghost[i])) {
+      continue;
+    }
+    BOOST_TEST_CONTEXT("op " << kExpected[i].op) {
+      BOOST_TEST(dispatcher.handle(peer(0), for_ghost[i]).status == Status::no_such_user);
+      BOOST_TEST(dispatcher.handle(peer(kCarol), for_ghost[i]).status ==
+                 (kExpected[i].admin ? Status::no_such_user : Status::forbidden));
+      // Whether a name exists is nobody else's business.
+      BOOST_TEST(dispatcher.handle(peer(kAlice), for_ghost[i]).status == Status::forbidden);
+    }
+  }
+  h.audit.clear();
+  BOOST_TEST(dispatcher.handle(peer(0), for_ghost[0]).status == Status::no_such_user);
+  BOOST_TEST(h.audit.last(AuditEventKind::login_check)->outcome == Status::no_such_user);
+  BOOST_TEST(h.audit.last(AuditEventKind::login_check)->user == "ghost");
+  BOOST_TEST(h.store().list()->empty(), "nothing is stored for an unknown name");
+}
+
+BOOST_AUTO_TEST_CASE(an_admin_resets_and_unlocks_a_deleted_accounts_leftover_state) {
+  Harness h(std::make_unique<MemoryBackend>());
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  BOOST_TEST_REQUIRE(h.store()
+                         .update("gone",
+                                 [](UserRecord& record) {
+                                   record.failures = 2;
+                                   record.lockout_level = 1;
+                                   return true;
+                                 })
+                         .has_value());
+  protocol::AdminUnlockRequest unlock;
+  unlock.user = "gone";
+  BOOST_TEST(dispatcher.handle(peer(kCarol), unlock).status == Status::ok);
+  BOOST_TEST_REQUIRE(h.store()
+                         .update("gone",
+                                 [](UserRecord& record) {
+                                   record.failures = 1;
+                                   return true;
+                                 })
+                         .has_value());
+  protocol::AdminResetRequest reset;
+  reset.user = "gone";
+  BOOST_TEST(dispatcher.handle(peer(0), reset).status == Status::ok);
+  BOOST_TEST(h.audit.last(AuditEventKind::reset)->user == "gone");
+  BOOST_TEST(dispatcher.handle(peer(0), reset).status == Status::no_such_user);  // nothing left
+  // Every other operation still refuses the name.
+  BOOST_TEST(verify_as_root(dispatcher, "gone", "123456").status == Status::no_such_user);
+}
+
+BOOST_AUTO_TEST_CASE(a_name_is_resolved_once_per_request_and_not_for_the_peer_itself) {
+  Harness h(std::make_unique<MemoryBackend>());
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  BOOST_TEST(dispatcher.handle(peer(kAlice), protocol::StatusRequest{}).status == Status::ok);
+  BOOST_TEST(h.accounts.canonical_lookups() == 0);
+  static_cast<void>(verify_as_root(dispatcher, "bob", "123456"));
+  BOOST_TEST(h.accounts.canonical_lookups() == 1);
+}
+
 // The real directory, against entries every Debian system has.
 BOOST_AUTO_TEST_CASE(the_system_account_directory_reads_nss) {
   const SystemAccountDirectory accounts;
   BOOST_TEST(accounts.name_for_uid(0).value() == "root");
   BOOST_TEST(!accounts.name_for_uid(static_cast<uid_t>(3'999'999'999U)).has_value());
   BOOST_TEST(accounts.exists("root"));
+  BOOST_TEST(accounts.canonical_name("root").value() == "root");
+  BOOST_TEST(!accounts.canonical_name("kpanel-no-such-user").has_value());
+  BOOST_TEST(!accounts.canonical_name("").has_value());
   BOOST_TEST(!accounts.exists("kpanel-no-such-user"));
   BOOST_TEST(!accounts.exists(""));
   BOOST_TEST(!accounts.exists(std::string_view("root\0x", 6)));

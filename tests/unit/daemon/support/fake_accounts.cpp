@@ -5,6 +5,7 @@ namespace kpanel::daemon::test {
 void MapAccountDirectory::add_user(uid_t uid, const std::string& name,
                                    const std::vector<std::string>& groups) {
   names_[uid] = name;
+  uids_[name] = uid;
   auto& set = groups_[name];
   set.insert(groups.begin(), groups.end());
 }
@@ -17,8 +18,19 @@ std::optional<std::string> MapAccountDirectory::name_for_uid(uid_t uid) const {
   return found->second;
 }
 
+void MapAccountDirectory::add_alias(uid_t uid, const std::string& name) { uids_[name] = uid; }
+
+std::optional<std::string> MapAccountDirectory::canonical_name(std::string_view name) const {
+  ++canonical_lookups_;
+  const auto found = uids_.find(name);
+  if (found == uids_.end()) {
+    return std::nullopt;
+  }
+  return name_for_uid(found->second);
+}
+
 bool MapAccountDirectory::exists(std::string_view name) const {
-  return groups_.find(name) != groups_.end();
+  return uids_.find(name) != uids_.end();
 }
 
 bool MapAccountDirectory::is_member(std::string_view name, std::string_view group) const {
