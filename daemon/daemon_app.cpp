@@ -28,6 +28,7 @@
 #include "daemon/rules.hpp"
 #include "daemon/secret_box.hpp"
 #include "daemon/server.hpp"
+#include "daemon/state_lock.hpp"
 #include "daemon/store_health.hpp"
 #include "daemon/store_postgresql.hpp"
 #include "daemon/store_sqlite.hpp"
@@ -93,6 +94,14 @@ int serve(const DaemonOptions& options) {
     print_problems(config.error());
     return 1;
   }
+  // Before the key, the store and the socket are touched: two daemons on one
+  // state would overwrite each other's state and each other's socket.
+  auto state_lock = StateLock::acquire(config->state_dir, {},
+                                       [](const std::string& line) { log_notice(line); });
+  if (!state_lock) {
+    log_error(state_lock.error());
+    return 1;
+  }
   auto store = open_store(*config);
   if (!store) {
     log_error(store.error());
@@ -118,6 +127,7 @@ int serve(const DaemonOptions& options) {
     return 1;
   }
   const bool socket_from_systemd = listening->from_systemd;
+  const SocketFileIdentity socket_file = listening->file;
 
   asio::thread_pool workers(worker_count());
   Server server(
@@ -146,6 +156,7 @@ int serve(const DaemonOptions& options) {
           return;
         }
         sd_notify(0, "STOPPING=1");
+        state_lock->mark_stopping();  // a successor waits for us instead of refusing
         log_notice("stopping: finishing requests in flight");
         server.stop_accepting();
         signals.cancel();
@@ -168,7 +179,7 @@ int serve(const DaemonOptions& options) {
     }
   }
   workers.join();
-  if (!socket_from_systemd) remove_socket_file(config->socket);
+  if (!socket_from_systemd) (void)remove_socket_file(config->socket, socket_file);
   log_notice("stopped");
   return 0;
 }

@@ -51,7 +51,7 @@ std::expected<ListenSocket, std::string> from_systemd(asio::io_context& io, int 
   stream::acceptor acceptor(io);
   acceptor.assign(stream(), SD_LISTEN_FDS_START, ec);
   if (ec) return std::unexpected("cannot use the socket systemd passed: " + ec.message());
-  return ListenSocket{.acceptor = std::move(acceptor), .from_systemd = true};
+  return ListenSocket{.acceptor = std::move(acceptor), .from_systemd = true, .file = {}};
 }
 
 }  // namespace
@@ -107,9 +107,24 @@ std::expected<ListenSocket, std::string> open_listen_socket(asio::io_context& io
   // until the next accept instead, which the daemon does in batches.
   if (!ec) acceptor.listen(kListenBacklog, ec);
   if (ec) return std::unexpected(where + ec.message());
-  return ListenSocket{.acceptor = std::move(acceptor), .from_systemd = false};
+  struct stat bound {};
+  if (lstat(path.c_str(), &bound) != 0) {
+    return std::unexpected(where + "cannot stat it after binding: " + errno_text(errno));
+  }
+  return ListenSocket{.acceptor = std::move(acceptor),
+                      .from_systemd = false,
+                      .file = {.device = bound.st_dev, .inode = bound.st_ino}};
 }
 
-void remove_socket_file(const std::filesystem::path& path) noexcept { unlink(path.c_str()); }
+bool remove_socket_file(const std::filesystem::path& path, SocketFileIdentity ours) noexcept {
+  // A daemon started after us may have bound a new socket at the path (after
+  // our listener closed): that one is not ours to remove.
+  struct stat now {};
+  if (lstat(path.c_str(), &now) != 0 || !S_ISSOCK(now.st_mode) || now.st_dev != ours.device ||
+      now.st_ino != ours.inode) {
+    return false;
+  }
+  return unlink(path.c_str()) == 0;
+}
 
 }  // namespace kpanel::daemon

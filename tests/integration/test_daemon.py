@@ -120,16 +120,74 @@ class Lifecycle(unittest.TestCase):
                 self.assertEqual(d.process.wait(10), 0, d.log())
 
     def test_replaces_stale_socket_but_never_a_live_one(self):
-        with h.Daemon() as d:
+        with h.Daemon() as d, h.Daemon() as other_state:
             d.start()
             d.kill()  # leaves the socket file behind
             self.assertTrue(os.path.exists(d.socket))
             d.start()  # stale: replaced
-            second = subprocess.run([h.TOTPD, "--config", d.config_path], capture_output=True,
-                                    text=True, timeout=10)
+            # Its own state, the same socket: the socket check refuses it.
+            other_state.config["socket"] = d.socket
+            other_state.write_config()
+            second = subprocess.run([h.TOTPD, "--config", other_state.config_path],
+                                    capture_output=True, text=True, timeout=10)
             self.assertEqual(second.returncode, 1)
             self.assertIn("already listening", second.stderr)
             self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
+
+    def test_a_second_daemon_on_one_state_refuses_naming_the_first(self):
+        with h.Daemon() as d, h.Daemon() as second:
+            d.start()
+            # Its own socket, the same state: only the state lock can tell.
+            second.config.update(state_dir=d.state_dir, key_file=d.key_file)
+            second.write_config()
+            started = time.time()
+            second.start(wait=False)
+            self.assertEqual(second.process.wait(20), 1, second.log())
+            self.assertLess(time.time() - started, 5, "a running first daemon is no reason to wait")
+            lines = [line for line in second.log().splitlines() if line.strip()]
+            self.assertEqual(len(lines), 1, lines)
+            self.assertIn(f"pid {d.process.pid}", lines[0])
+            self.assertIn(d.state_dir, lines[0])
+            self.assertFalse(os.path.exists(second.socket))
+            self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
+
+    def test_a_restart_during_the_old_daemons_stop_ends_with_the_new_one_reachable(self):
+        # An admin's hurried restart: the old daemon, told to stop, waits for
+        # an idle client's io deadline (5 s) while the new one starts.
+        with h.Daemon() as old, h.Daemon() as new:
+            old.start()
+            new.config = dict(old.config)
+            new.socket = old.socket
+            new.write_config()
+            idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            idle.connect(old.socket)
+            try:
+                old.process.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                new.start(wait=False)
+                self.assertEqual(old.process.wait(20), 0, old.log())
+                new.wait_ready(timeout=20)
+                time.sleep(0.3)
+                self.assertIsNone(new.process.poll(), new.log())
+                self.assertEqual(new.call({"op": "status", "user": ""})["status"], "ok")
+                self.assertIn(f"waiting for kpanel-totpd (pid {old.process.pid})", new.log())
+            finally:
+                idle.close()
+
+    def test_on_exit_a_socket_path_bound_by_another_is_left_alone(self):
+        with h.Daemon() as d:
+            d.start()
+            os.unlink(d.socket)
+            successor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            successor.bind(d.socket)
+            successor.listen(1)
+            try:
+                self.assertEqual(d.stop(), 0)
+                self.assertTrue(os.path.exists(d.socket), "removed a socket not its own")
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.connect(d.socket)
+            finally:
+                successor.close()
 
     def test_socket_activation_and_ready_notification(self):
         with h.Daemon() as d:
