@@ -89,12 +89,17 @@ int confirm_interactively(Context& context) {
     if (result) {
       return print_confirmed(context, *result);
     }
+    // A replayed code (the step was already used) is retried too: the app's
+    // next code works.
+    const auto status = result.error().status;
+    const bool replayed = status == protocol::Status::replayed;
     const bool retry = context.interactive() && attempt < kConfirmAttempts &&
-                       result.error().status == protocol::Status::wrong_code;
+                       (status == protocol::Status::wrong_code || replayed);
     if (!retry) {
       return context.fail(result.error());
     }
-    context.err() << "kpanel-totp: " << result.error().message << "; try again\n";
+    context.err() << "kpanel-totp: " << result.error().message
+                  << (replayed ? " Type it when it appears.\n" : "; try again\n");
   }
 }
 

@@ -75,7 +75,8 @@ Failure describe_status_text(const protocol::Response& response, const FailureCo
                                 " is already enrolled; to move to a new phone run: kpanel-totp "
                                 "enroll --replace"};
     case protocol::Status::no_such_user:
-      return {kExitRefused, "no such user: " + user + "; check the name"};
+      return {kExitRefused, "no such user: " + user +
+                                " (this host's user database does not know it); check the name"};
     case protocol::Status::store_unavailable:
       return {kExitRefused,
               "kpanel-totpd cannot use its state store (the database under /var/lib/kpanel-totp); "
@@ -85,10 +86,13 @@ Failure describe_status_text(const protocol::Response& response, const FailureCo
               "kpanel-totpd failed to handle the request; check its log: journalctl -u "
               "kpanel-totpd"};
     case protocol::Status::busy:
+      // The slow lane (password checks, recovery-code hashing) is full or
+      // already holds a request of this caller: nothing was checked.
       return {kExitRefused,
-              "kpanel-totpd is busy with an earlier request of yours; nothing changed; try again "
-              "in a few seconds"};
+              "kpanel-totpd is busy (an earlier request of yours, or too many at once); nothing "
+              "was checked or changed; try again in a few seconds"};
     case protocol::Status::replayed:
+      // The same text the PAM module shows, so users learn one sentence.
       return {kExitRefused, "That code was already used; wait for the next one."};
     case protocol::Status::unsupported_version:
       return {kExitRefused,

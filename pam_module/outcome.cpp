@@ -209,6 +209,13 @@ Outcome daemon_refusal(const protocol::Response& response, Stage stage, std::int
                      .message = std::string(kUnavailableMessage),
                      .log_level = LogLevel::error,
                      .log = "daemon answered " + what + "; refusing"};
+    case Status::no_such_user:
+      // The daemon resolves names through NSS and does not know this one.
+      return Outcome{.pam_code = PAM_USER_UNKNOWN,
+                     .style = MessageStyle::error,
+                     .message = std::string(kFailedMessage),
+                     .log_level = LogLevel::warning,
+                     .log = what + " (the daemon's user database does not know this name)"};
     case Status::store_unavailable:
       // A failing store is not "daemon down": refuse whatever unavailable= says.
       return refuse(kStoreMessage, LogLevel::error, what + "; refusing");
@@ -224,7 +231,6 @@ Outcome daemon_refusal(const protocol::Response& response, Stage stage, std::int
                     what + " (this process may not act for the user; the module needs root)");
     case Status::bad_request:
     case Status::wrong_password:
-    case Status::no_such_user:
     case Status::unsupported_version:
       break;
   }
@@ -333,6 +339,17 @@ ConfirmStep after_enroll_confirm(const Answer& answer, const Options& options, s
     }
     return ConfirmStep{.outcome = refuse(kEnrollFailedMessage, LogLevel::debug,
                                          "enroll_confirm: wrong_code, giving up")};
+  }
+  if (answer->status == Status::replayed) {
+    // A step the daemon will not take again (e.g. codes fenced after a crash):
+    // the next code of the same secret works, so the user may wait and retry.
+    if (!last_attempt) {
+      return ConfirmStep{.next = ConfirmNext::retry,
+                         .outcome = refuse(kReplayedMessage, LogLevel::debug,
+                                           "enroll_confirm: replayed, asking again")};
+    }
+    return ConfirmStep{.outcome = refuse(kEnrollFailedMessage, LogLevel::debug,
+                                         "enroll_confirm: replayed, giving up")};
   }
   if (answer->status != Status::ok) {
     return ConfirmStep{.outcome = daemon_refusal(*answer, Stage::enroll_confirm, now)};

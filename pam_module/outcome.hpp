@@ -15,6 +15,9 @@
 //   listen backlog) or failing is refused under both settings: any local user
 //   can flood it, and that must not switch the factor off for everyone.
 // - A daemon that answers "store_unavailable" is not unavailable: refused.
+// - A code already accepted for this secret ("replayed") is a wrong code with
+//   its own message; a name the daemon's user database does not know
+//   ("no_such_user") is PAM_USER_UNKNOWN.
 // - Locked is PAM_AUTH_ERR, as common/PROTOCOL.md fixes for the module.
 
 #include <security/pam_modules.h>

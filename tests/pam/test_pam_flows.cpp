@@ -268,6 +268,30 @@ BOOST_AUTO_TEST_CASE(wrong_code_is_refused) {
   BOOST_TEST(dialogue.of_style(PAM_ERROR_MSG) == std::vector<std::string>{"Wrong code."});
 }
 
+BOOST_AUTO_TEST_CASE(replayed_code_is_refused_with_its_own_message) {
+  FakeDaemon daemon(kSocket);
+  daemon.reply(login_check_answer(LoginDecision::prompt));
+  daemon.reply(status_answer(Status::replayed));
+  Dialogue dialogue{.answers = {"123456"}};
+  BOOST_TEST(authenticate("kp_ignore", dialogue) == PAM_AUTH_ERR);
+  BOOST_TEST(dialogue.of_style(PAM_ERROR_MSG) ==
+             std::vector<std::string>{"That code was already used; wait for the next one."});
+}
+
+// The daemon refuses a name NSS does not know: PAM_USER_UNKNOWN, at either request.
+BOOST_AUTO_TEST_CASE(name_unknown_to_the_daemon_is_user_unknown) {
+  FakeDaemon daemon(kSocket);
+  daemon.reply(status_answer(Status::no_such_user));
+  Dialogue at_check;
+  BOOST_TEST(authenticate("kp_ignore", at_check) == PAM_USER_UNKNOWN);
+  BOOST_TEST(at_check.prompts().empty());
+
+  daemon.reply(login_check_answer(LoginDecision::prompt));
+  daemon.reply(status_answer(Status::no_such_user));
+  Dialogue at_verify{.answers = {"123456"}};
+  BOOST_TEST(authenticate("kp_basic", at_verify) == PAM_USER_UNKNOWN);
+}
+
 BOOST_AUTO_TEST_CASE(locked_at_login_check_is_refused_without_a_prompt) {
   FakeDaemon daemon(kSocket);
   daemon.reply(login_check_answer(LoginDecision::locked, {}, now_seconds() + 290));

@@ -346,6 +346,40 @@ BOOST_AUTO_TEST_CASE(refusals) {
   BOOST_TEST(store.message == kStoreMessage);
 }
 
+// A code already accepted for this secret: a failure with its own message,
+// so the user waits for the next code instead of retyping the same one.
+BOOST_AUTO_TEST_CASE(replayed_code) {
+  for (const auto unavailable : {Unavailable::deny, Unavailable::ignore}) {
+    const Outcome replayed = after_verify(status(Status::replayed), with(unavailable), kNow);
+    BOOST_TEST(replayed.pam_code == PAM_AUTH_ERR);
+    BOOST_TEST((replayed.style == MessageStyle::error));
+    BOOST_TEST(replayed.message == "That code was already used; wait for the next one.");
+    BOOST_TEST(replayed.log.find("replayed") != std::string::npos);
+  }
+}
+
+// busy: the daemon's slow lane refused; nothing was checked. Refused, never ignored.
+BOOST_AUTO_TEST_CASE(busy_daemon) {
+  for (const auto unavailable : {Unavailable::deny, Unavailable::ignore}) {
+    const Outcome busy = after_verify(status(Status::busy), with(unavailable), kNow);
+    BOOST_TEST(busy.pam_code == PAM_AUTHINFO_UNAVAIL);
+    BOOST_TEST(busy.message == kUnavailableMessage);
+  }
+}
+
+// The daemon refuses names its user database (NSS) does not know.
+BOOST_AUTO_TEST_CASE(unknown_user_is_user_unknown) {
+  for (const auto unavailable : {Unavailable::deny, Unavailable::ignore}) {
+    const Outcome at_verify = after_verify(status(Status::no_such_user), with(unavailable), kNow);
+    BOOST_TEST(at_verify.pam_code == PAM_USER_UNKNOWN);
+    BOOST_TEST(at_verify.message == kFailedMessage);  // says nothing about the account
+    BOOST_TEST((at_verify.log_level == LogLevel::warning));
+    const auto at_check = after_login_check(status(Status::no_such_user), with(unavailable), kNow);
+    BOOST_TEST((at_check.next == Next::finish));
+    BOOST_TEST(at_check.outcome.pam_code == PAM_USER_UNKNOWN);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(no_answer_after_the_code_was_typed_never_ignores) {
   for (const auto error : kEveryClientError) {
     BOOST_TEST_CONTEXT(kpanel::common::to_string(error)) {
@@ -363,8 +397,10 @@ BOOST_AUTO_TEST_CASE(every_status_but_ok_is_a_failure) {
     if (s == Status::ok) continue;
     BOOST_TEST_CONTEXT(protocol::to_string(s)) {
       const bool unavailable = s == Status::busy || s == Status::internal_error;
-      BOOST_TEST(after_verify(status(s), with(Unavailable::ignore), kNow).pam_code ==
-                 (unavailable ? PAM_AUTHINFO_UNAVAIL : PAM_AUTH_ERR));
+      const int expected = unavailable                 ? PAM_AUTHINFO_UNAVAIL
+                           : s == Status::no_such_user ? PAM_USER_UNKNOWN
+                                                       : PAM_AUTH_ERR;
+      BOOST_TEST(after_verify(status(s), with(Unavailable::ignore), kNow).pam_code == expected);
     }
   }
   const Answer wrong_type = decided(LoginDecision::pass);
@@ -405,6 +441,19 @@ BOOST_AUTO_TEST_CASE(confirm) {
   BOOST_TEST((last.next == ConfirmNext::finish));
   BOOST_TEST(last.outcome.pam_code == PAM_AUTH_ERR);
   BOOST_TEST(last.outcome.message == kEnrollFailedMessage);
+
+  // Replayed (e.g. codes fenced after a daemon crash): wait for the next code.
+  const auto replayed = after_enroll_confirm(status(Status::replayed), Options{}, kNow, false);
+  BOOST_TEST((replayed.next == ConfirmNext::retry));
+  BOOST_TEST(replayed.outcome.message == kReplayedMessage);
+  const auto replayed_last = after_enroll_confirm(status(Status::replayed), Options{}, kNow, true);
+  BOOST_TEST((replayed_last.next == ConfirmNext::finish));
+  BOOST_TEST(replayed_last.outcome.pam_code == PAM_AUTH_ERR);
+
+  const auto busy =
+      after_enroll_confirm(status(Status::busy), with(Unavailable::ignore), kNow, false);
+  BOOST_TEST((busy.next == ConfirmNext::finish));
+  BOOST_TEST(busy.outcome.pam_code == PAM_AUTHINFO_UNAVAIL);
 
   const auto expired =
       after_enroll_confirm(status(Status::no_pending_enrollment), Options{}, kNow, false);

@@ -388,6 +388,35 @@ BOOST_AUTO_TEST_CASE(wrong_code_typed_on_a_terminal_may_be_retyped) {
   BOOST_TEST(contains(world.err(), "try again"));
 }
 
+// Replayed: the step was already used; on a terminal the next code may be typed.
+BOOST_AUTO_TEST_CASE(replayed_code_typed_on_a_terminal_may_be_retyped) {
+  FakeWorld world;
+  world.prompter.is_interactive = true;
+  world.prompter.answers = {"123456", "654321"};
+  world.reply(begun());
+  world.reply_status(protocol::Status::replayed);
+  world.reply(codes());
+  BOOST_TEST(world.run({"enroll"}) == 0);
+  BOOST_TEST(world.requests.size() == 3U);
+  BOOST_TEST(contains(world.err(), "That code was already used; wait for the next one."));
+}
+
+BOOST_AUTO_TEST_CASE(replayed_or_busy_from_a_script_exits_1_with_one_line) {
+  for (const auto status :
+       {protocol::Status::replayed, protocol::Status::busy, protocol::Status::no_such_user}) {
+    BOOST_TEST_CONTEXT(protocol::to_string(status)) {
+      FakeWorld world;
+      world.reply_status(status);
+      BOOST_TEST(world.run({"enroll", "--confirm", "123456"}) == 1);
+      check_one_line_error(world);
+    }
+  }
+  FakeWorld world;
+  world.reply_status(protocol::Status::replayed);
+  BOOST_TEST(world.run({"enroll", "--confirm", "123456"}) == 1);
+  BOOST_TEST(world.err() == "kpanel-totp: That code was already used; wait for the next one.\n");
+}
+
 BOOST_AUTO_TEST_CASE(retyping_stops_after_three_attempts) {
   FakeWorld world;
   world.prompter.is_interactive = true;

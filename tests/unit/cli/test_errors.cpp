@@ -32,7 +32,7 @@ bool contains(const std::string& text, const std::string& part) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(every_refusal_exits_1_with_one_line) {
-  for (int value = 1; value <= static_cast<int>(protocol::Status::unsupported_version); ++value) {
+  for (int value = 1; value <= static_cast<int>(protocol::Status::replayed); ++value) {
     const auto status = static_cast<protocol::Status>(value);
     const auto failure = for_status(status);
     BOOST_TEST_INFO("status " << protocol::to_string(status));
@@ -54,6 +54,31 @@ BOOST_AUTO_TEST_CASE(refusal_messages_say_what_to_do) {
   BOOST_TEST(contains(for_status(protocol::Status::wrong_password).message, "password"));
   BOOST_TEST(contains(for_status(protocol::Status::no_such_user).message, "alice"));
   BOOST_TEST(contains(for_status(protocol::Status::internal_error).message, "journalctl"));
+}
+
+// A code already accepted for this secret: the module's sentence, exit 1.
+BOOST_AUTO_TEST_CASE(replayed_code_says_wait_for_the_next_one) {
+  const auto failure = for_status(protocol::Status::replayed);
+  BOOST_TEST(failure.exit_code == 1);
+  BOOST_TEST(failure.message == "That code was already used; wait for the next one.");
+}
+
+// busy: the daemon's slow lane refused; nothing was checked, so retrying is right.
+BOOST_AUTO_TEST_CASE(busy_says_try_again_shortly) {
+  const auto failure = for_status(protocol::Status::busy);
+  BOOST_TEST(failure.exit_code == 1);
+  BOOST_TEST(contains(failure.message, "busy"));
+  BOOST_TEST(contains(failure.message, "nothing was checked"));
+  BOOST_TEST(contains(failure.message, "try again in a few seconds"));
+  BOOST_TEST(!contains(failure.message, "\n"));
+}
+
+// The daemon refuses names its user database does not know.
+BOOST_AUTO_TEST_CASE(no_such_user_names_the_user_on_one_line) {
+  const auto failure = for_status(protocol::Status::no_such_user);
+  BOOST_TEST(failure.exit_code == 1);
+  BOOST_TEST(failure.message ==
+             "no such user: alice (this host's user database does not know it); check the name");
 }
 
 BOOST_AUTO_TEST_CASE(store_unavailable_names_the_state_store) {
