@@ -110,7 +110,8 @@ Response guarded(AuditLog& log, std::string_view operation, Body&& body) noexcep
 struct TotpMatch {
   std::optional<std::int64_t> step;          // accepted: inside the window, after last_step
   std::optional<std::int64_t> skew_seconds;  // refused, but right for a fresh step further out
-  bool failed = false;                       // HMAC failure: neither right nor wrong
+  bool replayed = false;  // refused: right for a step in the window already accepted
+  bool failed = false;    // HMAC failure: neither right nor wrong
 };
 
 // Checks a typed code against `key` for the steps around `now`. Only a step
@@ -118,8 +119,9 @@ struct TotpMatch {
 // set back never reopens a used step). Every candidate in the window is
 // computed and compared in constant time whether or not one matches; only a
 // refused code is then looked for further out (the skew hint), which tells a
-// timer nothing the refusal itself does not. Authenticator apps show
-// "123 456", so spaces are ignored.
+// timer nothing the refusal itself does not. Whether a refused code was a
+// replay is read off the scan's result, after it has run in full. Authenticator
+// apps show "123 456", so spaces are ignored.
 TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams& params,
                      std::string_view typed, std::optional<std::int64_t> last_step, unsigned window,
                      TimePoint now) {
@@ -153,6 +155,7 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
     match.step = *in_window;
     return match;
   }
+  match.replayed = in_window->has_value();
   const std::int64_t reach = std::max(inner, kSkewSearchSteps);
   std::optional<std::int64_t> outer_offset;
   // All of them, with no exit at a match: when the search stopped would tell
@@ -274,9 +277,11 @@ struct Attempt {
 };
 
 // Counts a checked code: success resets the lockout state, a failure counts
-// toward it (SPEC §9: wrong, replayed and used codes alike).
+// toward it (wrong, replayed and used codes alike). `failure` is what a
+// failure that starts no lockout is called: wrong_code, or replayed for the
+// right code of a step already accepted.
 void settle(Attempt& attempt, UserRecord& record, bool accepted, const Policy& policy,
-            TimePoint now) {
+            TimePoint now, Status failure = Status::wrong_code) {
   attempt.changed = true;
   if (accepted) {
     register_success(record);
@@ -286,9 +291,13 @@ void settle(Attempt& attempt, UserRecord& record, bool accepted, const Policy& p
     attempt.lockout_started = true;
     attempt.locked_until = record.locked_until;
   } else {
-    attempt.status = Status::wrong_code;
+    attempt.status = failure;
     attempt.failures_left = failures_left(record, policy);
   }
+}
+
+Status failure_of(const TotpMatch& match) {
+  return match.replayed ? Status::replayed : Status::wrong_code;
 }
 
 void note_skew(Attempt& attempt, UserRecord& record, const TotpMatch& match) {
@@ -330,7 +339,7 @@ Attempt prove(UserRecord& record, std::string_view typed,
     attempt.recovery_code_used = true;
   }
   note_skew(attempt, record, match);
-  settle(attempt, record, accepted, policy, now);
+  settle(attempt, record, accepted, policy, now, failure_of(match));
   return attempt;
 }
 
@@ -339,7 +348,8 @@ Response refusal(const Attempt& attempt) {
     return reply_locked(*attempt.locked_until);
   }
   Response response = reply(attempt.status);
-  if (attempt.status == Status::wrong_code || attempt.status == Status::wrong_password) {
+  if (attempt.status == Status::wrong_code || attempt.status == Status::replayed ||
+      attempt.status == Status::wrong_password) {
     response.failures_left = attempt.failures_left;
   }
   return response;
@@ -358,12 +368,14 @@ void audit_attempt(AuditLog& log, AuditEvent event, const Attempt& attempt) {
   if (attempt.skew_seconds) {
     AuditEvent skew = base;
     skew.kind = AuditEventKind::clock_skew;
+    skew.outcome = attempt.status;  // the refused code's outcome
     skew.skew_seconds = attempt.skew_seconds;
     log.record(skew);
   }
   if (attempt.lockout_started && attempt.locked_until) {
     AuditEvent lockout = base;
     lockout.kind = AuditEventKind::lockout;
+    lockout.outcome = Status::locked;
     lockout.locked_until = common::to_unix(*attempt.locked_until);
     log.record(lockout);
   }
@@ -456,6 +468,13 @@ Response Rules::login_check(const Caller& caller, const std::string& user,
       result.decision = decision;
       event.kind = kind;
       event.decision = decision;
+      // The reply is ok (the module acts on the decision); the log says what
+      // happened to the login.
+      if (decision == LoginDecision::refuse) {
+        event.outcome = Status::not_enrolled;
+      } else if (decision == LoginDecision::locked) {
+        event.outcome = Status::locked;
+      }
       audit_.record(event);
       return reply_ok(result);
     };
@@ -679,7 +698,7 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
         }
       }
       note_skew(attempt, record, match);
-      settle(attempt, record, match.step.has_value(), *policy, now);
+      settle(attempt, record, match.step.has_value(), *policy, now, failure_of(match));
       if (!match.step) {
         return true;
       }

@@ -242,8 +242,37 @@ RULES_TEST(an_accepted_code_is_refused_the_second_time) {
   const std::string code = code_at(h, e.secret, 0);
   BOOST_TEST(verify(h, code).status == Status::ok);
   const Response again = verify(h, code);
-  BOOST_TEST(again.status == Status::wrong_code);  // indistinguishable from a wrong code
+  BOOST_TEST(again.status == Status::replayed);  // said so, and counted like a wrong code
   BOOST_TEST(again.failures_left.value() == 4U);
+  BOOST_TEST(h.audit.last(AuditEventKind::verify)->outcome == Status::replayed);
+  BOOST_TEST(h.audit.lines().back().find("outcome=replayed failures_left=4") != std::string::npos);
+}
+
+RULES_TEST(replayed_codes_count_toward_the_lockout) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  const std::string code = code_at(h, e.secret, 0);
+  BOOST_TEST(verify(h, code).status == Status::ok);
+  for (std::uint32_t left = 4; left >= 1; --left) {
+    const Response response = verify(h, code);
+    BOOST_TEST(response.status == Status::replayed);
+    BOOST_TEST(response.failures_left.value() == left);
+  }
+  BOOST_TEST(verify(h, code).status == Status::locked);
+  BOOST_TEST(h.audit.last(AuditEventKind::verify)->outcome == Status::locked);
+  BOOST_TEST(h.audit.last(AuditEventKind::lockout)->outcome == Status::locked);
+}
+
+// A code outside the window, or wrong, is not called a replay even when it
+// matches a step that was once accepted.
+RULES_TEST(only_a_spent_step_inside_the_window_is_a_replay) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  const std::string code = code_at(h, e.secret, 0);
+  BOOST_TEST(verify(h, code).status == Status::ok);
+  BOOST_TEST(verify(h, wrong_code(h, e.secret)).status == Status::wrong_code);
+  h.clock.advance(60s);  // the spent step is now two steps back
+  BOOST_TEST(verify(h, code).status == Status::wrong_code);
 }
 
 RULES_TEST(an_older_step_after_a_newer_one_is_refused) {
@@ -251,8 +280,8 @@ RULES_TEST(an_older_step_after_a_newer_one_is_refused) {
   const Enrolled e = enroll(h);
   h.clock.advance(60s);
   BOOST_TEST(verify(h, code_at(h, e.secret, +1)).status == Status::ok);
-  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::wrong_code);
-  BOOST_TEST(verify(h, code_at(h, e.secret, -1)).status == Status::wrong_code);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::replayed);
+  BOOST_TEST(verify(h, code_at(h, e.secret, -1)).status == Status::replayed);
 }
 
 RULES_TEST(the_confirming_code_counts_as_used) {
@@ -260,7 +289,7 @@ RULES_TEST(the_confirming_code_counts_as_used) {
   const common::SecureBytes secret = secret_of(begin(h));
   const std::string code = code_at(h, secret, 0);
   BOOST_TEST(confirm(h, code).status == Status::ok);
-  BOOST_TEST(verify(h, code).status == Status::wrong_code);
+  BOOST_TEST(verify(h, code).status == Status::replayed);
 }
 
 RULES_TEST(replay_is_refused_across_a_restart) {
@@ -269,7 +298,7 @@ RULES_TEST(replay_is_refused_across_a_restart) {
   const std::string code = code_at(h, e.secret, 0);
   BOOST_TEST(verify(h, code).status == Status::ok);
   h.restart();
-  BOOST_TEST(verify(h, code).status == Status::wrong_code);
+  BOOST_TEST(verify(h, code).status == Status::replayed);
   h.clock.advance(30s);
   BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
 }
@@ -280,10 +309,10 @@ RULES_TEST(a_clock_moved_backwards_never_reopens_a_used_step) {
   const std::string used = code_at(h, e.secret, 0);
   BOOST_TEST(verify(h, used).status == Status::ok);
   h.clock.advance(-30s);
-  BOOST_TEST(verify(h, used).status == Status::wrong_code);
-  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::wrong_code);
+  BOOST_TEST(verify(h, used).status == Status::replayed);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::replayed);
   h.clock.advance(-600s);
-  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::wrong_code);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::replayed);
 }
 
 RULES_TEST(of_eight_concurrent_verifies_of_one_code_exactly_one_is_accepted) {
@@ -308,7 +337,7 @@ RULES_TEST(of_eight_concurrent_verifies_of_one_code_exactly_one_is_accepted) {
   int refused = 0;
   for (const Status status : results) {
     accepted += status == Status::ok ? 1 : 0;
-    refused += status == Status::wrong_code || status == Status::locked ? 1 : 0;
+    refused += status == Status::replayed || status == Status::locked ? 1 : 0;
   }
   BOOST_TEST(accepted == 1);
   BOOST_TEST(refused == kThreads - 1);
@@ -328,6 +357,8 @@ RULES_TEST(max_failures_start_a_lockout_with_the_exact_end) {
   BOOST_TEST(locked.status == Status::locked);
   BOOST_TEST(locked.locked_until.value() == common::to_unix(h.clock.now() + 300s));
   BOOST_TEST(h.audit.count(AuditEventKind::lockout) == 1U);
+  BOOST_TEST(h.audit.last(AuditEventKind::lockout)->outcome == Status::locked);
+  BOOST_TEST(h.audit.last(AuditEventKind::verify)->outcome == Status::locked);
   BOOST_TEST(status_of(h, kSelf).locked_until.value() == *locked.locked_until);
 }
 
@@ -516,6 +547,7 @@ RULES_TEST(confirm_with_a_wrong_code_counts_a_failure) {
   }
   BOOST_TEST(confirm(h, wrong_code(h, secret)).status == Status::locked);
   BOOST_TEST(confirm(h, code_at(h, secret, 0)).status == Status::locked);
+  BOOST_TEST(h.audit.last(AuditEventKind::enroll_confirm)->outcome == Status::locked);
   BOOST_TEST(!status_of(h, kSelf).enrolled);
 }
 
@@ -549,8 +581,8 @@ RULES_TEST(replace_consumes_its_proof) {
   const Enrolled e = enroll(h);
   const std::string proof = code_at(h, e.secret, 0);
   BOOST_TEST(begin(h, kUser, true, proof).status == Status::ok);
-  BOOST_TEST(verify(h, proof).status == Status::wrong_code);
-  BOOST_TEST(begin(h, kUser, true, proof).status == Status::wrong_code);
+  BOOST_TEST(verify(h, proof).status == Status::replayed);
+  BOOST_TEST(begin(h, kUser, true, proof).status == Status::replayed);
 }
 
 RULES_TEST(replace_keeps_the_old_secret_until_confirmed_and_keeps_recovery_codes) {
@@ -676,8 +708,10 @@ RULES_TEST(login_check_decision_table) {
   BOOST_TEST(decision_of(login_check(h, "eve")) == LoginDecision::pass);
   BOOST_TEST(h.audit.last(AuditEventKind::exempt_login)->user == "eve");
   BOOST_TEST(decision_of(login_check(h, "alice")) == LoginDecision::refuse);
+  BOOST_TEST(h.audit.last(AuditEventKind::login_check)->outcome == Status::not_enrolled);
   BOOST_TEST(decision_of(login_check(h, "alice", true)) == LoginDecision::ignore);
   BOOST_TEST(h.audit.count(AuditEventKind::nullok_login) == 1U);
+  BOOST_TEST(h.audit.last(AuditEventKind::nullok_login)->outcome == Status::ok);
   BOOST_TEST(decision_of(login_check(h, "alice", true, true)) == LoginDecision::enroll);
   BOOST_TEST(decision_of(login_check(h, "alice", false, true)) == LoginDecision::enroll);
   BOOST_TEST(decision_of(login_check(h, "no-such-account", true)) == LoginDecision::ignore);
@@ -717,6 +751,7 @@ RULES_TEST(login_check_decision_table) {
   const Response locked_reply = fail_until_locked(h, alice);
   const Response locked = login_check(h, "alice");
   BOOST_TEST(decision_of(locked) == LoginDecision::locked);
+  BOOST_TEST(h.audit.last(AuditEventKind::login_check)->outcome == Status::locked);
   BOOST_TEST((std::get<protocol::LoginCheckResult>(locked.result).locked_until ==
               locked_reply.locked_until));
 }
@@ -731,6 +766,7 @@ RULES_TEST(skew_is_recorded_for_admins_and_never_told_to_the_client) {
   BOOST_TEST(ahead.failures_left.value() == 4U);  // like any wrong code
   BOOST_TEST(std::holds_alternative<protocol::EmptyResult>(ahead.result));
   BOOST_TEST(h.audit.last(AuditEventKind::clock_skew)->skew_seconds.value() == 150);
+  BOOST_TEST(h.audit.last(AuditEventKind::clock_skew)->outcome == Status::wrong_code);
   BOOST_TEST(status_of(h, kRoot).last_skew_seconds.value() == 150);
   BOOST_TEST(!status_of(h, kSelf).last_skew_seconds.has_value());
 
