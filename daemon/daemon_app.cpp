@@ -68,8 +68,20 @@ void warn_about_restart_keys(const DaemonConfig& running, const DaemonConfig& lo
   if (running.password_service != loaded.password_service) warn("password_service");
 }
 
+// Asked only when key_file is missing: a new key is made on a first start,
+// never next to secrets an old key sealed.
+SecretBox::SealedProbe sealed_probe(const DaemonConfig& config) {
+  return [&config]() -> std::expected<bool, std::string> {
+    const auto holds = config.store == StoreBackend::postgresql
+                           ? PostgresqlStore::holds_sealed_secrets(config.postgresql_dsn)
+                           : SqliteStore::holds_sealed_secrets(config.state_dir);
+    if (!holds) return std::unexpected(holds.error().message);
+    return *holds;
+  };
+}
+
 std::expected<std::unique_ptr<Store>, std::string> open_store(const DaemonConfig& config) {
-  auto box = SecretBox::load_or_create(config.key_file);
+  auto box = SecretBox::load_or_create(config.key_file, sealed_probe(config));
   if (!box) return std::unexpected(box.error());
   if (config.store == StoreBackend::postgresql) {
     // Few connections per host: a fleet of hosts must fit the server's

@@ -140,8 +140,31 @@ std::expected<common::SecureBytes, std::string> read_key_file(const std::filesys
   return key;
 }
 
+// A new key cannot open what an old one sealed: making one next to sealed
+// secrets would only turn "key missing" into "wrong key", and leave that
+// wrong key in place of the one to restore.
+std::expected<void, std::string> may_create_key(const std::filesystem::path& key_file,
+                                                const SecretBox::SealedProbe& holds_sealed) {
+  if (!holds_sealed) return {};
+  const std::string name = key_file.string();
+  const auto holds = holds_sealed();
+  if (!holds) {
+    return std::unexpected("key_file " + name + " does not exist, and whether the store holds " +
+                           "secrets sealed with it cannot be told (" + holds.error() +
+                           "): no new key made; restore key_file, or start again once the " +
+                           "store can be read");
+  }
+  if (*holds) {
+    return std::unexpected("key_file " + name +
+                           " does not exist, but the store holds secrets sealed with it: "
+                           "restore key_file from a backup (a new key cannot open them); no "
+                           "new key made");
+  }
+  return {};
+}
+
 std::expected<common::SecureBytes, std::string> load_or_create_key(
-    const std::filesystem::path& key_file) {
+    const std::filesystem::path& key_file, const SecretBox::SealedProbe& holds_sealed) {
   // Two tries: a postinst may create the file between our open and our create.
   for (int attempt = 0; attempt < 2; ++attempt) {
     // O_NONBLOCK so a FIFO planted at the path cannot hang the start.
@@ -157,6 +180,9 @@ std::expected<common::SecureBytes, std::string> load_or_create_key(
     if (error != ENOENT) {
       return std::unexpected("cannot open key_file " + key_file.string() + ": " +
                              errno_text(error));
+    }
+    if (auto allowed = may_create_key(key_file, holds_sealed); !allowed) {
+      return std::unexpected(std::move(allowed.error()));
     }
     bool raced = false;
     auto created = create_key_file(key_file, raced);
@@ -181,9 +207,9 @@ bool feed_aad(EVP_CIPHER_CTX* ctx, std::string_view aad, bool encrypt) noexcept 
 }  // namespace
 
 std::expected<SecretBox, std::string> SecretBox::load_or_create(
-    const std::filesystem::path& key_file) {
+    const std::filesystem::path& key_file, const SealedProbe& holds_sealed) {
   try {
-    auto key = load_or_create_key(key_file);
+    auto key = load_or_create_key(key_file, holds_sealed);
     if (!key) return std::unexpected(std::move(key.error()));
     return SecretBox(std::move(*key));
   } catch (const std::exception& e) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <expected>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,12 +28,19 @@ class SecretBox {
   static constexpr std::size_t kTagBytes = 16;
   static constexpr std::size_t kOverheadBytes = 1 + kNonceBytes + kTagBytes;
 
+  // Answers, for a key_file that does not exist, whether the store holds
+  // anything sealed with a key (true), or why it cannot tell (an error).
+  using SealedProbe = std::function<std::expected<bool, std::string>()>;
+
   // Reads key_file, or creates it (0600, 32 bytes from the CSPRNG, fsync'd
   // with its directory) when it does not exist. An existing file must be a
   // regular file (not a symlink) owned by the effective uid, with no group or
   // other permissions and exactly 32 bytes; the error says what to fix.
-  static std::expected<SecretBox, std::string> load_or_create(
-      const std::filesystem::path& key_file);
+  // A key is made only on a first start: when `holds_sealed` is given and
+  // says the store holds sealed secrets (or cannot tell), nothing is created
+  // and the error names key_file and says to restore it from a backup.
+  static std::expected<SecretBox, std::string> load_or_create(const std::filesystem::path& key_file,
+                                                              const SealedProbe& holds_sealed = {});
 
   // A box over `key` (tests); the key must be 32 bytes.
   static std::expected<SecretBox, std::string> from_key(common::SecureBytes key);

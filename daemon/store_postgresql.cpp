@@ -695,6 +695,36 @@ std::expected<std::unique_ptr<PostgresqlStore>, StoreError> PostgresqlStore::ope
   return store;
 }
 
+std::expected<bool, StoreError> PostgresqlStore::holds_sealed_secrets(const std::string& dsn,
+                                                                      PostgresqlOptions options) {
+  if (auto loaded = libpq::load(); !loaded) {
+    return std::unexpected(store_error(StoreErrorKind::io, loaded.error()));
+  }
+  if (auto valid = Connection::check_syntax(dsn); !valid) return std::unexpected(valid.error());
+  auto connection = Connection::connect(dsn, options);
+  if (!connection) return std::unexpected(connection.error());
+  // A table a first start has not made yet cannot be named in a query.
+  auto tables = (*connection)
+                    ->exec(
+                        "SELECT to_regclass('kpanel_totp_key_check') IS NOT NULL,"
+                        " to_regclass('kpanel_totp_users') IS NOT NULL",
+                        "looking for sealed secrets");
+  if (!tables) return std::unexpected(tables.error());
+  const bool key_check = optional_text(tables->get(), 0, 0).value_or("f") == "t";
+  const bool users = optional_text(tables->get(), 0, 1).value_or("f") == "t";
+  for (const auto& [exists, sql] :
+       {std::pair{key_check, "SELECT 1 FROM kpanel_totp_key_check LIMIT 1"},
+        std::pair{users,
+                  "SELECT 1 FROM kpanel_totp_users"
+                  " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1"}}) {
+    if (!exists) continue;
+    auto rows = (*connection)->exec(sql, "looking for sealed secrets");
+    if (!rows) return std::unexpected(rows.error());
+    if (pq().ntuples(rows->get()) > 0) return true;
+  }
+  return false;
+}
+
 std::expected<void, StoreError> PostgresqlStore::prepare(Connection& connection) {
   if (auto migrated = migrate(connection, box_); !migrated)
     return std::unexpected(migrated.error());

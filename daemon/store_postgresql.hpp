@@ -60,6 +60,12 @@ class PostgresqlStore final : public Store {
   static std::expected<std::unique_ptr<PostgresqlStore>, StoreError> open(
       std::string dsn, SecretBox box, PostgresqlOptions options = {});
 
+  // Whether the database holds anything sealed with a key (a user's secret,
+  // or the fleet's key check), read without a key and without changing
+  // anything (no schema yet: false): may a new key be made?
+  static std::expected<bool, StoreError> holds_sealed_secrets(const std::string& dsn,
+                                                              PostgresqlOptions options = {});
+
   PostgresqlStore(const PostgresqlStore&) = delete;
   PostgresqlStore& operator=(const PostgresqlStore&) = delete;
   PostgresqlStore(PostgresqlStore&&) = delete;

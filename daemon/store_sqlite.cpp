@@ -909,6 +909,42 @@ std::expected<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(
       new SqliteStore(std::move(path), std::move(box), std::move(*writer), std::move(*reader)));
 }
 
+std::expected<bool, StoreError> SqliteStore::holds_sealed_secrets(
+    const std::filesystem::path& state_dir) {
+  const std::filesystem::path path = state_dir / kDatabaseFile;
+  const std::string name = path.string();
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    const int error = errno;
+    if (error == ENOENT) return false;
+    return std::unexpected(io_error("cannot stat " + name + ": " + errno_text(error)));
+  }
+  sqlite3* raw = nullptr;
+  const int opened =
+      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, nullptr);
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close_v2);
+  if (opened != SQLITE_OK) {
+    return std::unexpected(io_error("cannot open " + name + ": " + sqlite3_errstr(opened)));
+  }
+  (void)sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
+  // The users table may not exist yet (a database made but never migrated).
+  for (const char* sql :
+       {"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'users'",
+        "SELECT count(*) FROM (SELECT 1 FROM users"
+        " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1)"}) {
+    sqlite3_stmt* raw_statement = nullptr;
+    int rc = sqlite3_prepare_v2(db.get(), sql, -1, &raw_statement, nullptr);
+    const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> statement(raw_statement,
+                                                                          sqlite3_finalize);
+    if (rc == SQLITE_OK) rc = sqlite3_step(statement.get());
+    if (rc != SQLITE_ROW) {
+      return std::unexpected(io_error("cannot read " + name + ": " + sqlite3_errstr(rc)));
+    }
+    if (sqlite3_column_int(statement.get(), 0) == 0) return false;
+  }
+  return true;
+}
+
 std::expected<std::optional<UserRecord>, StoreError> SqliteStore::load(std::string_view user) {
   const std::lock_guard lock(reader_mutex_);
   Connection& connection = *reader_;

@@ -39,6 +39,11 @@ class SqliteStore final : public Store {
   static std::expected<std::unique_ptr<SqliteStore>, StoreError> open(
       const std::filesystem::path& state_dir, SecretBox box);
 
+  // Whether state_dir/state.db holds a sealed secret, read without a key and
+  // without creating anything (no database: false): may a new key be made?
+  static std::expected<bool, StoreError> holds_sealed_secrets(
+      const std::filesystem::path& state_dir);
+
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
   SqliteStore(SqliteStore&&) = delete;

@@ -99,6 +99,21 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(d.process.wait(10), 1)
             self.assertIn(d.key_file, d.log())
 
+    def test_a_missing_key_with_sealed_secrets_is_refused_and_no_key_is_made(self):
+        with h.Daemon() as d:
+            d.start()
+            d.enroll_raw("root")  # no test user: root is always there
+            self.assertEqual(d.stop(), 0)
+            os.unlink(d.key_file)
+            d.start(wait=False)
+            self.assertEqual(d.process.wait(20), 1, d.log())
+            self.assertFalse(os.path.exists(d.key_file), "made a key that cannot open the secrets")
+            last = d.log().strip().splitlines()[-1]
+            self.assertIn(d.key_file, last)
+            self.assertIn("sealed", last)
+            self.assertIn("restore", last)
+            self.assertFalse(os.path.exists(d.socket))
+
     def test_sigterm_exits_zero_and_removes_socket(self):
         with h.Daemon() as d:
             d.start()

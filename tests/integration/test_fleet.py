@@ -148,6 +148,19 @@ class TwoHosts(unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertIsNotNone(status["locked_until"])
 
+    def test_a_host_without_the_key_is_refused_and_makes_no_key(self):
+        # The database holds the fleet's sealed key check: a new key could
+        # open nothing, so the host says where the key belongs instead.
+        c = h.Daemon(store="postgresql", postgresql_dsn=self.dsn)
+        try:
+            c.start(wait=False)
+            self.assertEqual(c.process.wait(20), 1, c.log())
+            self.assertFalse(os.path.exists(c.key_file), "made a key the fleet cannot use")
+            self.assertIn(c.key_file, c.log())
+            self.assertIn("restore", c.log())
+        finally:
+            c.cleanup()
+
     def test_a_recovery_code_used_on_b_is_gone_on_a(self):
         _, codes, _ = enroll_root(self.a, DAVE)
         reply = self.b.call(h.verify_request(DAVE, codes[0]))

@@ -13,6 +13,7 @@
 
 #include "common/random.hpp"
 #include "daemon/secret_box.hpp"
+#include "daemon/store_sqlite.hpp"
 #include "support/store_backends.hpp"
 
 namespace kpanel::daemon::test {
@@ -267,6 +268,75 @@ BOOST_AUTO_TEST_CASE(a_key_file_in_a_missing_directory_is_an_error_not_a_crash) 
   const auto box = SecretBox::load_or_create(dir.path() / "missing" / "state.key");
   BOOST_TEST_REQUIRE(!box.has_value());
   BOOST_TEST(box.error().find("missing") != std::string::npos, box.error());
+}
+
+// ---- a key is made only on a first start -------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_missing_key_is_not_made_while_the_store_holds_sealed_secrets) {
+  const TempDir dir;
+  const fs::path key_file = dir.path() / "state.key";
+  const auto box = SecretBox::load_or_create(key_file, [] { return true; });
+  BOOST_TEST_REQUIRE(!box.has_value());
+  BOOST_TEST(box.error().find(key_file.string()) != std::string::npos, box.error());
+  BOOST_TEST(box.error().find("holds secrets sealed") != std::string::npos, box.error());
+  BOOST_TEST(box.error().find("restore") != std::string::npos, box.error());
+  BOOST_TEST(!fs::exists(key_file));
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_key_is_not_made_when_the_store_cannot_tell) {
+  const TempDir dir;
+  const fs::path key_file = dir.path() / "state.key";
+  const auto box = SecretBox::load_or_create(
+      key_file, []() -> std::expected<bool, std::string> { return std::unexpected("down"); });
+  BOOST_TEST_REQUIRE(!box.has_value());
+  BOOST_TEST(box.error().find(key_file.string()) != std::string::npos, box.error());
+  BOOST_TEST(!fs::exists(key_file));
+}
+
+BOOST_AUTO_TEST_CASE(an_existing_key_is_read_without_asking_the_store) {
+  const TempDir dir;
+  const fs::path key_file = dir.path() / "state.key";
+  BOOST_TEST_REQUIRE(SecretBox::load_or_create(key_file).has_value());
+  bool asked = false;
+  const auto box = SecretBox::load_or_create(key_file, [&asked] {
+    asked = true;
+    return true;
+  });
+  BOOST_TEST(box.has_value());
+  BOOST_TEST(!asked);
+}
+
+BOOST_AUTO_TEST_CASE(the_sqlite_store_tells_whether_it_holds_sealed_secrets) {
+  const TempDir dir;
+  const fs::path state = dir.path() / "state";
+  // Nothing there yet: a first start, and asking creates nothing.
+  auto holds = SqliteStore::holds_sealed_secrets(state);
+  BOOST_TEST_REQUIRE(holds.has_value(), holds.error().message);
+  BOOST_TEST(!*holds);
+  BOOST_TEST(!fs::exists(state));
+  {
+    auto store = SqliteStore::open(state, random_box());
+    BOOST_TEST_REQUIRE(store.has_value(), store.error().message);
+    BOOST_TEST_REQUIRE((*store)->update("alice", [](UserRecord&) { return true; }).has_value());
+  }
+  holds = SqliteStore::holds_sealed_secrets(state);
+  BOOST_TEST_REQUIRE(holds.has_value(), holds.error().message);
+  BOOST_TEST(!*holds);  // a row without a secret: a new key loses nothing
+  {
+    auto store = SqliteStore::open(state, random_box());
+    BOOST_TEST_REQUIRE(store.has_value(), store.error().message);
+    const auto enrolled = (*store)->update("alice", [](UserRecord& record) {
+      record.pending =
+          PendingEnrollment{.secret = common::SecureBytes(bytes_of("12345678901234567890")),
+                            .params = {},
+                            .expires_at = common::TimePoint{}};
+      return true;
+    });
+    BOOST_TEST_REQUIRE(enrolled.has_value(), enrolled.error().message);
+  }
+  holds = SqliteStore::holds_sealed_secrets(state);
+  BOOST_TEST_REQUIRE(holds.has_value(), holds.error().message);
+  BOOST_TEST(*holds);
 }
 
 }  // namespace

@@ -202,6 +202,22 @@ BOOST_AUTO_TEST_CASE(a_host_with_another_key_is_refused_even_before_anyone_enrol
   BOOST_TEST(backend.open() != nullptr);  // the right key still opens
 }
 
+BOOST_AUTO_TEST_CASE(the_database_tells_whether_a_new_key_may_be_made) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  auto holds = PostgresqlStore::holds_sealed_secrets(backend.dsn());
+  BOOST_REQUIRE_MESSAGE(holds.has_value(), holds.error().message);
+  BOOST_TEST(!*holds);  // no schema yet: a first start
+  // The first host sealed the fleet's key check: another key is no use now.
+  const auto store = backend.open();
+  holds = PostgresqlStore::holds_sealed_secrets(backend.dsn());
+  BOOST_REQUIRE_MESSAGE(holds.has_value(), holds.error().message);
+  BOOST_TEST(*holds);
+  const auto down = PostgresqlStore::holds_sealed_secrets(
+      "host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2");
+  BOOST_TEST(!down.has_value());
+}
+
 BOOST_AUTO_TEST_CASE(a_schema_from_a_newer_daemon_is_refused) {
   if (skipped()) return;
   PostgresqlBackend backend;
