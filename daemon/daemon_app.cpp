@@ -7,7 +7,8 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -23,6 +24,7 @@
 #include "daemon/config.hpp"
 #include "daemon/dispatch.hpp"
 #include "daemon/fleet_migration.hpp"
+#include "daemon/lanes.hpp"
 #include "daemon/listen_socket.hpp"
 #include "daemon/password_check.hpp"
 #include "daemon/rules.hpp"
@@ -50,9 +52,9 @@ void print_problems(const ConfigProblems& problems) {
   for (const auto& problem : problems) (void)std::fprintf(stderr, "%s\n", problem.c_str());
 }
 
-// Handlers block on fsync, scrypt and PAM; more workers than cores keeps one
-// slow password check from holding up verifications, and lets the store
-// commit the updates of all the workers waiting on one fsync together.
+// Fast-lane handlers block on fsync; more workers than cores lets the store
+// commit the updates of all the workers waiting on one fsync together. Slow
+// work (PAM, scrypt) has a lane of its own (lanes.hpp) and never takes these.
 unsigned worker_count() { return std::max(16U, 8 * std::thread::hardware_concurrency()); }
 
 // Keys read once at start: changing them needs a restart, and a reload says so.
@@ -123,7 +125,10 @@ int serve(const DaemonOptions& options) {
   const common::SystemClock clock;
   const SystemAccountDirectory accounts;
   PamPasswordChecker passwords(config->password_service);
-  SyslogAuditLog audit;
+  SyslogAuditLog syslog_audit;
+  // Each unprivileged uid's refused requests are logged within a budget, so
+  // one user's flood cannot bury other users' security events.
+  RateLimitedAuditLog audit(syslog_audit, clock);
   LoggedStore logged_store(**store, audit);
   Rules rules(config->policy, logged_store, clock, passwords, accounts, audit);
   Dispatcher dispatcher(rules, accounts);
@@ -133,6 +138,7 @@ int serve(const DaemonOptions& options) {
   // listening at once, and a SIGTERM then must be a clean stop, not death
   // by the default action. A signal that comes early waits for async_wait.
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  asio::steady_timer audit_timer(io);  // writes the audit summaries that are due
   auto listening = open_listen_socket(io, config->socket);
   if (!listening) {
     log_error(listening.error());
@@ -141,12 +147,13 @@ int serve(const DaemonOptions& options) {
   const bool socket_from_systemd = listening->from_systemd;
   const SocketFileIdentity socket_file = listening->file;
 
-  asio::thread_pool workers(worker_count());
+  WorkLanes lanes(LaneLimits{.fast_threads = worker_count()});
   Server server(
-      io, std::move(listening->acceptor), workers,
+      io, std::move(listening->acceptor), lanes,
       [&dispatcher](const PeerCredentials& peer, const common::protocol::Request& request) {
         return dispatcher.handle(peer, request);
-      });
+      },
+      [](const common::protocol::Request& request) { return Dispatcher::lane(request); });
 
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signal) {
@@ -172,8 +179,18 @@ int serve(const DaemonOptions& options) {
         log_notice("stopping: finishing requests in flight");
         server.stop_accepting();
         signals.cancel();
+        audit_timer.cancel();
       };
   signals.async_wait(on_signal);
+  std::function<void(const boost::system::error_code&)> on_audit_timer =
+      [&](const boost::system::error_code& ec) {
+        if (ec) return;
+        audit.flush();
+        audit_timer.expires_after(std::chrono::seconds(1));
+        audit_timer.async_wait(on_audit_timer);
+      };
+  audit_timer.expires_after(std::chrono::seconds(1));
+  audit_timer.async_wait(on_audit_timer);
 
   server.start();
   log_notice(std::string("kpanel-totpd ") + kVersion + " listening on " + config->socket.string() +
@@ -190,7 +207,8 @@ int serve(const DaemonOptions& options) {
       log_error(std::string("unexpected error in the event loop: ") + e.what());
     }
   }
-  workers.join();
+  lanes.join();
+  audit.flush(true);  // what was counted and not yet summarized
   if (!socket_from_systemd) (void)remove_socket_file(config->socket, socket_file);
   log_notice("stopped");
   return 0;

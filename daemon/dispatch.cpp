@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <variant>
 
+#include "common/recovery_code.hpp"
+
 namespace kpanel::daemon {
 namespace {
 
@@ -22,6 +24,7 @@ struct Row {
   std::string_view op;  // wire name, for the reader
   std::size_t index;    // which alternative of protocol::Request
   Permit permit;
+  Cost cost;
   AuditEventKind audit;  // how a refused request is logged
   Handler handler;
 };
@@ -38,9 +41,9 @@ constexpr std::size_t index_in(const std::variant<Ts...>* /*tag*/) {
 }
 
 template <typename Req, auto Method>
-constexpr Row row(std::string_view op, Permit permit, AuditEventKind audit) {
+constexpr Row row(std::string_view op, Permit permit, Cost cost, AuditEventKind audit) {
   return Row{
-      op, index_in<Req>(static_cast<const Request*>(nullptr)), permit, audit,
+      op, index_in<Req>(static_cast<const Request*>(nullptr)), permit, cost, audit,
       [](Rules& rules, const Caller& caller, const std::string& user, const Request& request) {
         if constexpr (std::is_invocable_v<decltype(Method), Rules&, const Caller&, const Req&>) {
           return (rules.*Method)(caller, std::get<Req>(request));
@@ -52,17 +55,17 @@ constexpr Row row(std::string_view op, Permit permit, AuditEventKind audit) {
 
 // clang-format off
 constexpr std::array kTable{
-  // request                                    handler                           op                      who may call it        audit kind when refused
-  row<protocol::LoginCheckRequest,              &Rules::login_check>              ("login_check",         Permit::self_or_root,  AuditEventKind::login_check),
-  row<protocol::VerifyRequest,                  &Rules::verify>                   ("verify",              Permit::self_or_root,  AuditEventKind::verify),
-  row<protocol::StatusRequest,                  &Rules::status>                   ("status",              Permit::self_or_admin, AuditEventKind::status),
-  row<protocol::EnrollBeginRequest,             &Rules::enroll_begin>             ("enroll_begin",        Permit::self_or_admin, AuditEventKind::enroll_begin),
-  row<protocol::EnrollConfirmRequest,           &Rules::enroll_confirm>           ("enroll_confirm",      Permit::self_or_admin, AuditEventKind::enroll_confirm),
-  row<protocol::DisableRequest,                 &Rules::disable>                  ("disable",             Permit::self_or_admin, AuditEventKind::disable),
-  row<protocol::RegenerateRecoveryCodesRequest, &Rules::regenerate_recovery_codes>("recovery_regenerate", Permit::self_or_admin, AuditEventKind::recovery_regenerate),
-  row<protocol::AdminListRequest,               &Rules::admin_list>               ("admin_list",          Permit::admin,         AuditEventKind::admin_list),
-  row<protocol::AdminResetRequest,              &Rules::admin_reset>              ("admin_reset",         Permit::admin,         AuditEventKind::reset),
-  row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             ("admin_unlock",        Permit::admin,         AuditEventKind::unlock),
+  // request                                    handler                           op                      who may call it        cost (lanes.hpp)    audit kind when refused
+  row<protocol::LoginCheckRequest,              &Rules::login_check>              ("login_check",         Permit::self_or_root,  Cost::fast,         AuditEventKind::login_check),
+  row<protocol::VerifyRequest,                  &Rules::verify>                   ("verify",              Permit::self_or_root,  Cost::by_code,      AuditEventKind::verify),
+  row<protocol::StatusRequest,                  &Rules::status>                   ("status",              Permit::self_or_admin, Cost::fast,         AuditEventKind::status),
+  row<protocol::EnrollBeginRequest,             &Rules::enroll_begin>             ("enroll_begin",        Permit::self_or_admin, Cost::slow,         AuditEventKind::enroll_begin),
+  row<protocol::EnrollConfirmRequest,           &Rules::enroll_confirm>           ("enroll_confirm",      Permit::self_or_admin, Cost::slow,         AuditEventKind::enroll_confirm),
+  row<protocol::DisableRequest,                 &Rules::disable>                  ("disable",             Permit::self_or_admin, Cost::slow,         AuditEventKind::disable),
+  row<protocol::RegenerateRecoveryCodesRequest, &Rules::regenerate_recovery_codes>("recovery_regenerate", Permit::self_or_admin, Cost::slow,         AuditEventKind::recovery_regenerate),
+  row<protocol::AdminListRequest,               &Rules::admin_list>               ("admin_list",          Permit::admin,         Cost::fast,         AuditEventKind::admin_list),
+  row<protocol::AdminResetRequest,              &Rules::admin_reset>              ("admin_reset",         Permit::admin,         Cost::fast,         AuditEventKind::reset),
+  row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             ("admin_unlock",        Permit::admin,         Cost::fast,         AuditEventKind::unlock),
 };
 // clang-format on
 
@@ -107,6 +110,21 @@ Response reply(Status status) noexcept {
 
 Permit Dispatcher::permit(const Request& request) noexcept {
   return kTable.at(request.index()).permit;
+}
+
+Lane Dispatcher::lane(const Request& request) noexcept {
+  switch (kTable.at(request.index()).cost) {
+    case Cost::fast:
+      return Lane::fast;
+    case Cost::slow:
+      return Lane::slow;
+    case Cost::by_code:
+      break;
+  }
+  // A recovery code costs scrypt hashes; a TOTP code an HMAC or two.
+  const auto* verify = std::get_if<protocol::VerifyRequest>(&request);
+  return verify != nullptr && common::looks_like_recovery_code(verify->code.view()) ? Lane::slow
+                                                                                     : Lane::fast;
 }
 
 Response Dispatcher::handle(const PeerCredentials& peer, const Request& request) noexcept {

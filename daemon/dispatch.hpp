@@ -3,12 +3,13 @@
 // may call it (OpenSSH mon_table, USBGuard's handler privileges), so every
 // authorization decision is reviewable in one screen of dispatch.cpp.
 // Decided only from the peer's credentials (SO_PEERCRED), never from a
-// request field (SPEC §1).
+// request field.
 
 #include <cstdint>
 
 #include "common/protocol.hpp"
 #include "daemon/accounts.hpp"
+#include "daemon/lanes.hpp"
 #include "daemon/peer_credentials.hpp"
 #include "daemon/rules.hpp"
 
@@ -18,6 +19,13 @@ enum class Permit : std::uint8_t {
   self_or_root,   // own account; root for anyone (the PAM module inside sshd runs as root)
   self_or_admin,  // own account; root or an admin_group member for anyone (--user)
   admin,          // root or an admin_group member only
+};
+
+// What a request's work costs, which decides its lane (daemon/lanes.hpp).
+enum class Cost : std::uint8_t {
+  fast,     // a store read or one update: the fast lane
+  slow,     // a password check, scrypt, enrollment: the slow lane, bounded per uid
+  by_code,  // verify: slow for a recovery code, fast for a TOTP code
 };
 
 class Dispatcher {
@@ -37,6 +45,8 @@ class Dispatcher {
 
   // The table's answer for this request's operation.
   [[nodiscard]] static Permit permit(const common::protocol::Request& request) noexcept;
+  // The lane its work runs in.
+  [[nodiscard]] static Lane lane(const common::protocol::Request& request) noexcept;
 
  private:
   Rules& rules_;

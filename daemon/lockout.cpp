@@ -55,4 +55,31 @@ std::optional<std::uint32_t> failures_left(const UserRecord& record,
   return policy.max_failures - std::min(record.failures, policy.max_failures);
 }
 
+std::optional<SlowCheckReservations::Reservation> SlowCheckReservations::reserve(
+    const std::string& user, const UserRecord& record, const Policy& policy) {
+  const std::lock_guard lock(mutex_);
+  std::uint32_t& count = in_flight_[user];
+  // With lockouts off there is no count to keep inside; one check at a time
+  // per user still bounds what parallel requests can cost.
+  const std::uint64_t limit = policy.max_failures == 0 ? 1 : policy.max_failures;
+  if (std::uint64_t{record.failures} + count >= limit) {
+    if (count == 0) in_flight_.erase(user);
+    return std::nullopt;
+  }
+  ++count;
+  return std::optional<Reservation>(std::in_place, *this, user);
+}
+
+std::size_t SlowCheckReservations::in_flight(const std::string& user) const {
+  const std::lock_guard lock(mutex_);
+  const auto it = in_flight_.find(user);
+  return it == in_flight_.end() ? 0 : it->second;
+}
+
+void SlowCheckReservations::release(const std::string& user) noexcept {
+  const std::lock_guard lock(mutex_);
+  const auto it = in_flight_.find(user);
+  if (it != in_flight_.end() && --it->second == 0) in_flight_.erase(it);
+}
+
 }  // namespace kpanel::daemon

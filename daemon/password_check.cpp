@@ -98,6 +98,13 @@ bool is_system_failure(int rc) noexcept {
   }
 }
 
+// libpam calls this instead of sleeping after a failed pam_authenticate.
+// The delay (pam_unix: 2 s) slows guessing at an interactive login; here the
+// lockout bounds guessing (a failure is reserved before each check), and a
+// sleeping check would hold the one check slot, so one user's wrong passwords
+// would delay everyone else's.
+void no_fail_delay(int /*status*/, unsigned /*usec*/, void* /*appdata*/) noexcept {}
+
 std::string describe(pam_handle_t* handle, std::string_view step, int rc) {
   std::string message(step);
   message.append(": ");
@@ -121,6 +128,13 @@ std::expected<bool, PasswordCheckError> PamPasswordChecker::check(
   int rc = pam_start(service_.c_str(), name.c_str(), &conversation, &handle);
   if (rc != PAM_SUCCESS || handle == nullptr) {
     return std::unexpected(PasswordCheckError{describe(handle, "pam_start(" + service_ + ")", rc)});
+  }
+  rc = pam_set_item(handle, PAM_FAIL_DELAY,
+                    reinterpret_cast<const void*>(&no_fail_delay));  // NOLINT(*-reinterpret-cast)
+  if (rc != PAM_SUCCESS) {
+    auto error = std::unexpected(PasswordCheckError{describe(handle, "pam_set_item", rc)});
+    pam_end(handle, rc);
+    return error;
   }
   std::expected<bool, PasswordCheckError> result = false;
   rc = pam_authenticate(handle, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);

@@ -1,5 +1,5 @@
 #pragma once
-// Checking an account password (the `disable` operation needs one, SPEC §6).
+// Checking an account password (the `disable` operation needs one).
 
 #include <cstdint>
 #include <expected>
@@ -34,10 +34,11 @@ class PasswordChecker {
 };
 
 // pam_authenticate + pam_acct_mgmt through the PAM service `service`
-// (config key password_service; SPEC §7 ships config/pam.d/kpanel-totp).
-// Blocking: a module may sleep seconds (pam_unix's failure delay), so the
-// server must call it off its event loop. Checks are serialized, since not
-// every PAM module in an admin's stack is thread-safe.
+// (config key password_service; config/pam.d/kpanel-totp is the shipped one).
+// Blocking (a PAM module may do network or slow hashing), so it runs in the
+// daemon's slow lane (lanes.hpp), never on its event loop or fast workers.
+// Checks are serialized, since not every PAM module in an admin's stack is
+// thread-safe; libpam's failure delay is turned off (see no_fail_delay).
 class PamPasswordChecker final : public PasswordChecker {
  public:
   explicit PamPasswordChecker(std::string service) : service_(std::move(service)) {}

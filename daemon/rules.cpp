@@ -526,12 +526,17 @@ Response Rules::verify(const Caller& caller, const std::string& user,
     // Only a typed recovery code needs the record ahead of the update (to
     // hash outside it); a TOTP code, the usual case, goes straight to it.
     std::optional<std::string> recovery_hash;
+    std::optional<SlowCheckReservations::Reservation> reservation;  // held until counted
     if (common::looks_like_recovery_code(request.code.view())) {
       const auto loaded = store_.load(user);
       if (!loaded) {
         return store_failed(audit_, event, loaded.error());
       }
       if (const auto& record = *loaded; record && record->active && !is_locked(*record, now)) {
+        reservation = slow_checks_.reserve(user, *record, *policy);
+        if (!reservation) {
+          return refuse(audit_, event, Status::busy);
+        }
         recovery_hash = find_recovery_hash(*record, request.code.view());
       }
     }
@@ -583,7 +588,13 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
     if (!request.replace && record && record->active) {
       return refuse(audit_, event, Status::already_enrolled);
     }
-    if (request.replace && record && record->active && !is_locked(*record, now)) {
+    std::optional<SlowCheckReservations::Reservation> reservation;  // held until counted
+    if (request.replace && record && record->active && !is_locked(*record, now) &&
+        common::looks_like_recovery_code(request.proof.view())) {
+      reservation = slow_checks_.reserve(user, *record, *policy);
+      if (!reservation) {
+        return refuse(audit_, event, Status::busy);
+      }
       recovery_hash = find_recovery_hash(*record, request.proof.view());
     }
 
@@ -779,6 +790,12 @@ Response Rules::disable(const Caller& caller, const std::string& user,
 
     // The password first and outside the update: PAM may take seconds. A wrong
     // password counts as a failure and leaves the code unchecked and unspent.
+    // Parallel requests may not together check more passwords than the user
+    // has failures left.
+    const auto reservation = slow_checks_.reserve(user, *record, *policy);
+    if (!reservation) {
+      return refuse(audit_, event, Status::busy);
+    }
     const auto password_ok = passwords_.check(user, request.password);
     if (!password_ok) {
       return internal_failure(audit_, event, "password check: " + password_ok.error().message);

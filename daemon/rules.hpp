@@ -24,6 +24,7 @@
 #include "common/protocol.hpp"
 #include "daemon/accounts.hpp"
 #include "daemon/audit.hpp"
+#include "daemon/lockout.hpp"
 #include "daemon/password_check.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/store.hpp"
@@ -95,6 +96,7 @@ class Rules {
   PasswordChecker& passwords_;
   const AccountDirectory& accounts_;
   AuditLog& audit_;
+  SlowCheckReservations slow_checks_;
   mutable std::mutex policy_mutex_;
   std::shared_ptr<const Policy> policy_;
 };

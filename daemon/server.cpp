@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -110,27 +111,40 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
       refuse(request.error());
       return;
     }
-    // The handler blocks (fsync, scrypt, PAM): run it on a worker, which
-    // also sends the reply, so the client's answer does not wait for the io
-    // thread to wake. Until the worker posts back, only it touches the socket
-    // (in_handler_ keeps the deadline off); the last reference to this
-    // connection always returns to the io thread.
+    // The handler blocks (fsync, scrypt, PAM): run it on a worker of its
+    // lane, which also sends the reply, so the client's answer does not wait
+    // for the io thread to wake. Until the worker posts back, only it touches
+    // the socket (in_handler_ keeps the deadline off); the last reference to
+    // this connection always returns to the io thread, and the work guard
+    // keeps the io thread running until it has.
+    const Lane lane = server_.lane_of_(*request);
     in_handler_ = true;
-    asio::post(server_.workers_, [self = shared_from_this(), req = std::move(*request)]() mutable {
-      protocol::Response response;
-      try {
-        response = self->server_.handler_(self->peer_, req);
-      } catch (...) {
-        response = protocol::Response{.status = protocol::Status::internal_error};
-      }
-      req = protocol::Request{};  // wipe the code before the worker moves on
-      self->encode_reply(response);
-      const std::size_t sent = self->send_now();
-      asio::post(self->server_.io_, [self, sent] {
-        self->in_handler_ = false;
-        self->finish_reply(sent);
-      });
-    });
+    const bool queued = server_.lanes_.submit(
+        lane, peer_.uid,
+        [self = shared_from_this(), req = std::move(*request),
+         work = asio::make_work_guard(server_.io_)]() mutable noexcept {
+          protocol::Response response;
+          try {
+            response = self->server_.handler_(self->peer_, req);
+          } catch (...) {
+            response = protocol::Response{.status = protocol::Status::internal_error};
+          }
+          req = protocol::Request{};  // wipe the code before the worker moves on
+          try {
+            self->encode_reply(response);
+            const std::size_t sent = self->send_now();
+            asio::post(self->server_.io_, [self, sent] {
+              self->in_handler_ = false;
+              self->finish_reply(sent);
+            });
+          } catch (...) {  // out of memory: the client's deadline ends it
+          }
+          work.reset();
+        });
+    if (!queued) {  // this caller's slow work is already in flight, or the lane is full
+      in_handler_ = false;
+      reply(protocol::Response{.status = protocol::Status::busy});
+    }
   }
 
   void refuse(protocol::DecodeError error) {
@@ -205,11 +219,12 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
 };
 
 Server::Server(asio::io_context& io, asio::local::stream_protocol::acceptor acceptor,
-               asio::thread_pool& workers, Handler handler, ServerLimits limits)
+               WorkLanes& lanes, Handler handler, LaneOf lane_of, ServerLimits limits)
     : io_(io),
       acceptor_(std::move(acceptor)),
-      workers_(workers),
+      lanes_(lanes),
       handler_(std::move(handler)),
+      lane_of_(std::move(lane_of)),
       limits_(limits) {}
 
 Server::~Server() { *alive_ = false; }

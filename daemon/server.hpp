@@ -2,20 +2,20 @@
 // The socket side of kpanel-totpd: accepts connections on the UNIX stream
 // socket, reads one framed request per connection under a deadline, learns
 // the peer from SO_PEERCRED, hands the request to the handler on a worker
-// pool (handlers block: fsync, scrypt, PAM), which sends the reply.
+// of its lane (handlers block: fsync, scrypt, PAM; daemon/lanes.hpp), which
+// sends the reply. A lane that refuses the work is answered `busy` at once.
 //
 // One io_context thread does all waiting on sockets, so a slow or hostile
 // client only ever costs a few bytes of buffer and a timer; it can never hold
 // a worker. The worker's one send never waits: what the socket does not take
 // at once, the io thread sends as the client reads.
-// Limits (SPEC §3): frame caps from common/protocol.hpp, a deadline for the
+// Limits: frame caps from common/protocol.hpp, a deadline for the
 // whole request, a cap on concurrent connections overall and per peer uid.
 
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "common/protocol.hpp"
+#include "daemon/lanes.hpp"
 #include "daemon/peer_credentials.hpp"
 
 namespace kpanel::daemon {
@@ -45,9 +46,11 @@ class Server {
   // Must not throw; runs on a worker thread. The Dispatcher's handle().
   using Handler = std::function<common::protocol::Response(const PeerCredentials&,
                                                            const common::protocol::Request&)>;
+  // Which lane a request's work runs in (Dispatcher::lane); io thread, must not throw.
+  using LaneOf = std::function<Lane(const common::protocol::Request&)>;
 
   Server(boost::asio::io_context& io, boost::asio::local::stream_protocol::acceptor acceptor,
-         boost::asio::thread_pool& workers, Handler handler, ServerLimits limits = {});
+         WorkLanes& lanes, Handler handler, LaneOf lane_of, ServerLimits limits = {});
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   Server(Server&&) = delete;
@@ -73,8 +76,9 @@ class Server {
 
   boost::asio::io_context& io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
-  boost::asio::thread_pool& workers_;
+  WorkLanes& lanes_;
   Handler handler_;
+  LaneOf lane_of_;
   ServerLimits limits_;
   bool accepting_ = false;
   std::size_t connections_ = 0;

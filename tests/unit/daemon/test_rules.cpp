@@ -626,6 +626,42 @@ RULES_TEST(disable_with_a_wrong_password_is_refused_and_counted) {
   BOOST_TEST(verify(h, code).status == Status::ok);  // the code was not spent
 }
 
+RULES_TEST(parallel_wrong_passwords_cost_at_most_max_failures_checks) {
+  // Twelve disables at once, each with a wrong password, while PAM is slow:
+  // only as many checks start as the user has failures left (5); the rest
+  // are answered busy without a check, and the five failures lock the account.
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  const std::string code = code_at(h, e.secret, 0);
+  h.passwords.hold();
+  std::vector<Response> responses(12);
+  std::vector<std::thread> threads;
+  threads.reserve(responses.size());
+  for (Response& response : responses) {
+    threads.emplace_back([&h, &response, &code] { response = disable(h, "not-the-password", code); });
+  }
+  for (int i = 0; i < 500 && h.passwords.waiting() < 5; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(100ms);  // the others have had time to get in line
+  h.passwords.release();
+  for (std::thread& thread : threads) thread.join();
+  BOOST_TEST(h.passwords.calls() == 5);
+  int busy = 0;
+  int wrong = 0;
+  int locked = 0;
+  for (const Response& response : responses) {
+    busy += response.status == Status::busy ? 1 : 0;
+    wrong += response.status == Status::wrong_password ? 1 : 0;
+    locked += response.status == Status::locked ? 1 : 0;
+  }
+  BOOST_TEST(busy == 7);
+  BOOST_TEST(wrong == 4);
+  BOOST_TEST(locked == 1);
+  BOOST_TEST(status_of(h, kSelf).locked_until.has_value());
+  // Once they end, the next request is judged again (here: refused as locked, unchecked).
+  BOOST_TEST(disable(h, "alice-password", code).status == Status::locked);
+  BOOST_TEST(h.passwords.calls() == 5);
+}
+
 RULES_TEST(disable_with_a_wrong_code_is_refused_and_counted) {
   Harness h(std::make_unique<Backend>());
   const Enrolled e = enroll(h);

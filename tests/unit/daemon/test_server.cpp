@@ -13,7 +13,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdio>
@@ -34,15 +33,22 @@ namespace {
 
 namespace asio = boost::asio;
 namespace protocol = kpanel::common::protocol;
+using kpanel::daemon::Lane;
+using kpanel::daemon::LaneLimits;
 using kpanel::daemon::PeerCredentials;
 using kpanel::daemon::Server;
 using kpanel::daemon::ServerLimits;
+using kpanel::daemon::WorkLanes;
 using namespace std::chrono_literals;
 
-// A Server on a socket in a fresh directory, its io thread and two workers.
+// A Server on a socket in a fresh directory, its io thread and its lanes
+// (two fast workers and one slow one unless the test says otherwise).
 class RunningServer {
  public:
-  RunningServer(Server::Handler handler, ServerLimits limits) {
+  RunningServer(Server::Handler handler, ServerLimits limits,
+                Server::LaneOf lane_of = [](const protocol::Request&) { return Lane::fast; },
+                LaneLimits lanes = {.fast_threads = 2, .slow_threads = 1})
+      : lanes_(lanes) {
     std::array<char, 64> pattern{};
     std::snprintf(pattern.data(), pattern.size(), "/tmp/kpanel-server-test-XXXXXX");
     BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
@@ -50,7 +56,8 @@ class RunningServer {
     socket_ = dir_ + "/sock";
     asio::local::stream_protocol::acceptor acceptor(
         io_, asio::local::stream_protocol::endpoint(socket_));
-    server_.emplace(io_, std::move(acceptor), workers_, std::move(handler), limits);
+    server_.emplace(io_, std::move(acceptor), lanes_, std::move(handler), std::move(lane_of),
+                    limits);
     server_->start();
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -61,7 +68,7 @@ class RunningServer {
   ~RunningServer() {
     asio::post(io_, [this] { server_->stop_accepting(); });
     thread_.join();
-    workers_.join();
+    lanes_.join();
     server_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -77,7 +84,7 @@ class RunningServer {
 
  private:
   asio::io_context io_{1};
-  asio::thread_pool workers_{2};
+  WorkLanes lanes_;
   std::string dir_;
   std::string socket_;
   std::optional<Server> server_;
@@ -212,4 +219,69 @@ BOOST_AUTO_TEST_CASE(a_client_that_never_reads_a_big_reply_is_cut_at_the_deadlin
   send_request(client.get(), protocol::AdminListRequest{});
   // The rest of the reply cannot go; the deadline closes the connection.
   BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_fast_request_is_answered_while_the_slow_lane_is_busy) {
+  // A slow handler (a password check) holds the only slow worker; a status
+  // request in the fast lane must not wait for it.
+  std::atomic<bool> release{false};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request& request) {
+        if (std::holds_alternative<protocol::DisableRequest>(request)) {
+          while (!release.load()) std::this_thread::sleep_for(5ms);
+        }
+        return protocol::Response{.status = protocol::Status::ok,
+                                  .result = protocol::EmptyResult{}};
+      },
+      ServerLimits{},
+      [](const protocol::Request& request) {
+        return std::holds_alternative<protocol::DisableRequest>(request) ? Lane::slow : Lane::fast;
+      });
+  auto slow = std::async(std::launch::async, [&] {
+    return kpanel::common::call_daemon({.socket_path = server.socket_path(), .timeout = 10s},
+                                       protocol::DisableRequest{});
+  });
+  std::this_thread::sleep_for(100ms);  // the slow request is in its handler
+  const auto started = std::chrono::steady_clock::now();
+  const auto fast = kpanel::common::call_daemon(
+      {.socket_path = server.socket_path(), .timeout = 5s}, protocol::StatusRequest{"alice"});
+  const auto took = std::chrono::steady_clock::now() - started;
+  BOOST_REQUIRE(fast.has_value());
+  BOOST_TEST((fast->status == protocol::Status::ok));
+  BOOST_TEST((took < 1s));
+  BOOST_TEST((slow.wait_for(0s) == std::future_status::timeout));  // still held
+  release = true;
+  const auto slow_reply = slow.get();
+  BOOST_REQUIRE(slow_reply.has_value());
+  BOOST_TEST((slow_reply->status == protocol::Status::ok));
+}
+
+BOOST_AUTO_TEST_CASE(slow_work_beyond_the_lane_bound_is_answered_busy_at_once) {
+  // Root's own slow jobs are capped too (here at one); the second is refused
+  // with `busy` without running its handler, and without waiting.
+  std::atomic<bool> release{false};
+  std::atomic<int> calls{0};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request&) {
+        ++calls;
+        while (!release.load()) std::this_thread::sleep_for(5ms);
+        return protocol::Response{.status = protocol::Status::ok,
+                                  .result = protocol::EmptyResult{}};
+      },
+      ServerLimits{}, [](const protocol::Request&) { return Lane::slow; },
+      LaneLimits{.fast_threads = 1, .slow_threads = 1, .slow_root_capacity = 1});
+  auto first = std::async(std::launch::async, [&] {
+    return kpanel::common::call_daemon({.socket_path = server.socket_path(), .timeout = 10s},
+                                       protocol::DisableRequest{});
+  });
+  BOOST_TEST(eventually([&] { return calls.load() == 1; }));
+  const auto started = std::chrono::steady_clock::now();
+  const auto second = kpanel::common::call_daemon(
+      {.socket_path = server.socket_path(), .timeout = 5s}, protocol::DisableRequest{});
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 1s));
+  BOOST_REQUIRE(second.has_value());
+  BOOST_TEST((second->status == protocol::Status::busy));
+  release = true;
+  BOOST_TEST((first.get()->status == protocol::Status::ok));
+  BOOST_TEST(calls.load() == 1);
 }

@@ -19,10 +19,31 @@ int TablePasswordChecker::calls() const {
   return calls_;
 }
 
+void TablePasswordChecker::hold() {
+  const std::lock_guard lock(mutex_);
+  held_ = true;
+}
+
+void TablePasswordChecker::release() {
+  {
+    const std::lock_guard lock(mutex_);
+    held_ = false;
+  }
+  released_.notify_all();
+}
+
+int TablePasswordChecker::waiting() const {
+  const std::lock_guard lock(mutex_);
+  return waiting_;
+}
+
 std::expected<bool, PasswordCheckError> TablePasswordChecker::check(
     std::string_view user, const common::SecureString& password) {
-  const std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   ++calls_;
+  ++waiting_;
+  released_.wait(lock, [this] { return !held_; });
+  --waiting_;
   if (failure_) {
     return std::unexpected(PasswordCheckError{*failure_});
   }

@@ -1,0 +1,108 @@
+#define BOOST_TEST_MODULE daemon_lanes
+// daemon/lanes: root first, one slow job per uid, a bound overall, and
+// queued work run before the lanes stop.
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "daemon/lanes.hpp"
+
+namespace {
+
+using kpanel::daemon::Lane;
+using kpanel::daemon::LaneLimits;
+using kpanel::daemon::WorkLanes;
+using namespace std::chrono_literals;
+
+// Holds a lane's worker until opened.
+class Gate {
+ public:
+  void wait() {
+    entered_ = true;
+    while (!open_.load()) std::this_thread::sleep_for(1ms);
+  }
+  void open() { open_ = true; }
+  [[nodiscard]] bool entered() const { return entered_.load(); }
+
+ private:
+  std::atomic<bool> open_{false};
+  std::atomic<bool> entered_{false};
+};
+
+bool eventually(const auto& condition) {
+  for (int i = 0; i < 500; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return condition();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_second_slow_job_of_one_uid_is_refused_until_the_first_ends) {
+  WorkLanes lanes(LaneLimits{.fast_threads = 1, .slow_threads = 1});
+  Gate gate;
+  BOOST_TEST(lanes.submit(Lane::slow, 1001, [&]() noexcept { gate.wait(); }));
+  BOOST_TEST(eventually([&] { return gate.entered(); }));
+  BOOST_TEST(!lanes.submit(Lane::slow, 1001, []() noexcept {}));
+  BOOST_TEST(lanes.submit(Lane::slow, 1002, []() noexcept {}));  // another uid waits its turn
+  // Fast work of the same uid is not bounded by its slow job.
+  std::atomic<bool> fast_ran{false};
+  BOOST_TEST(lanes.submit(Lane::fast, 1001, [&]() noexcept { fast_ran = true; }));
+  BOOST_TEST(eventually([&] { return fast_ran.load(); }));
+  gate.open();
+  BOOST_TEST(eventually([&] { return lanes.slow_in_flight() == 0; }));
+  BOOST_TEST(lanes.submit(Lane::slow, 1001, []() noexcept {}));
+}
+
+BOOST_AUTO_TEST_CASE(the_slow_lane_refuses_other_uids_beyond_its_capacity_but_not_root) {
+  WorkLanes lanes(LaneLimits{.fast_threads = 1, .slow_threads = 1, .slow_capacity = 3});
+  Gate gate;
+  BOOST_TEST(lanes.submit(Lane::slow, 2000, [&]() noexcept { gate.wait(); }));
+  BOOST_TEST(lanes.submit(Lane::slow, 2001, []() noexcept {}));
+  BOOST_TEST(lanes.submit(Lane::slow, 2002, []() noexcept {}));
+  BOOST_TEST(!lanes.submit(Lane::slow, 2003, []() noexcept {}));
+  BOOST_TEST(lanes.submit(Lane::slow, 0, []() noexcept {}));  // root has its own cap
+  BOOST_TEST(lanes.submit(Lane::slow, 0, []() noexcept {}));  // and is not one-per-uid
+  gate.open();
+  BOOST_TEST(eventually([&] { return lanes.slow_in_flight() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(roots_queued_jobs_run_before_other_uids_queued_jobs) {
+  for (const Lane lane : {Lane::fast, Lane::slow}) {
+    WorkLanes lanes(LaneLimits{.fast_threads = 1, .slow_threads = 1});
+    Gate gate;
+    std::mutex mutex;
+    std::vector<int> order;
+    const auto note = [&](int who) {
+      const std::lock_guard lock(mutex);
+      order.push_back(who);
+    };
+    BOOST_TEST(lanes.submit(lane, 0, [&]() noexcept { gate.wait(); }));
+    BOOST_TEST(eventually([&] { return gate.entered(); }));
+    for (int uid = 3000; uid < 3005; ++uid) {
+      BOOST_TEST(lanes.submit(lane, static_cast<uid_t>(uid), [&, uid]() noexcept { note(uid); }));
+    }
+    BOOST_TEST(lanes.submit(lane, 0, [&]() noexcept { note(0); }));
+    gate.open();
+    lanes.join();
+    BOOST_REQUIRE_EQUAL(order.size(), 6U);
+    BOOST_TEST(order.front() == 0);
+    BOOST_TEST(order.at(1) == 3000);  // the others keep their arrival order
+    BOOST_TEST(order.back() == 3004);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(join_runs_what_is_queued_and_then_refuses_new_work) {
+  WorkLanes lanes(LaneLimits{.fast_threads = 1, .slow_threads = 1});
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 50; ++i) {
+    BOOST_TEST(lanes.submit(Lane::fast, 1000, [&]() noexcept { ++ran; }));
+  }
+  lanes.join();
+  BOOST_TEST(ran.load() == 50);
+  BOOST_TEST(!lanes.submit(Lane::fast, 0, []() noexcept {}));
+}
