@@ -38,6 +38,22 @@ std::expected<void, Failure> write_images(const common::QrCode& qr, const Comman
   return {};
 }
 
+// The same checks before the daemon is asked for anything, so that a file the
+// images cannot go to (someone else's, a symlink, no such directory) stops the
+// command before an enrollment is started or replaced.
+std::expected<void, Failure> check_image_paths(const CommandLine& line) {
+  for (const std::string_view kind : {"png", "svg"}) {
+    if (const std::string* file = line.value(kind)) {
+      if (auto usable = common::check_qr_output_path(*file); !usable) {
+        return std::unexpected(Failure{kExitRefused, "cannot write " + *file + ": " +
+                                                         common::describe(usable.error()) +
+                                                         "; nothing was started"});
+      }
+    }
+  }
+  return {};
+}
+
 int print_confirmed(Context& context, const protocol::RecoveryCodesResult& result) {
   if (context.global().json) {
     context.out() << recovery_codes_json(result.codes).view() << '\n';
@@ -111,6 +127,9 @@ int run_enroll(Context& context, const CommandLine& line) {
   }
   const bool begin_only = line.has("begin");
   const bool replace = line.has("replace");
+  if (auto usable = check_image_paths(line); !usable) {
+    return context.fail(usable.error());
+  }
 
   protocol::EnrollBeginRequest request;
   request.user = context.global().user;

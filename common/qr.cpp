@@ -49,29 +49,39 @@ bool dark_padded(const QrCode& code, std::size_t x, std::size_t y) noexcept {
 
 std::size_t padded_width(const QrCode& code) noexcept { return code.width() + 2 * kQrQuietZone; }
 
-// A regular file, created 0600 (or chmod'ed to 0600 if it existed) before a byte
-// of `data` is written; never through a symlink in the last component.
-std::expected<void, QrError> write_private_file(const std::string& path,
-                                                std::span<const std::uint8_t> data) {
-  // O_NONBLOCK: opening a FIFO must not hang; it has no effect on regular files.
-  const int fd = ::open(path.c_str(),
-                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
-  if (fd < 0) {
-    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
-  }
-  auto fail = [fd](QrErrorCode code, int err) {
-    ::close(fd);
-    return std::unexpected(QrError{code, err});
-  };
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    return fail(QrErrorCode::open_failed, errno);
+// An existing output path may be replaced only when it is a regular file of
+// the caller's: never a symlink (it could point anywhere), never a file another
+// user made (they could read what it gets, or own its inode).
+std::expected<void, QrError> replaceable(const struct stat& st) {
+  if (S_ISLNK(st.st_mode)) {
+    return std::unexpected(QrError{QrErrorCode::symlink, 0});
   }
   if (!S_ISREG(st.st_mode)) {
-    return fail(QrErrorCode::not_regular_file, 0);
+    return std::unexpected(QrError{QrErrorCode::not_regular_file, 0});
   }
-  if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
-    return fail(QrErrorCode::open_failed, errno);
+  if (st.st_uid != ::geteuid()) {
+    return std::unexpected(QrError{QrErrorCode::not_owner, 0});
+  }
+  return {};
+}
+
+std::string parent_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) {
+    return ".";
+  }
+  return slash == 0 ? std::string("/") : path.substr(0, slash);
+}
+
+// Writes all of `data` to `fd`, fsyncs and closes it (always closed).
+std::expected<void, QrError> write_and_close(int fd, std::span<const std::uint8_t> data) {
+  auto fail = [fd](int err) {
+    ::close(fd);
+    return std::unexpected(QrError{QrErrorCode::write_failed, err});
+  };
+  // Exactly 0600 whatever the umask; nobody else may read the secret.
+  if (::fchmod(fd, 0600) != 0) {
+    return fail(errno);
   }
   std::size_t done = 0;
   while (done < data.size()) {
@@ -80,16 +90,81 @@ std::expected<void, QrError> write_private_file(const std::string& path,
       if (errno == EINTR) {
         continue;
       }
-      return fail(QrErrorCode::write_failed, errno);
+      return fail(errno);
     }
     done += static_cast<std::size_t>(n);
   }
   if (::fsync(fd) != 0) {
-    return fail(QrErrorCode::write_failed, errno);
+    return fail(errno);
   }
   if (::close(fd) != 0) {
     return std::unexpected(QrError{QrErrorCode::write_failed, errno});
   }
+  return {};
+}
+
+// The rename is durable only once the directory is synced; best effort.
+void sync_directory(const std::string& directory) noexcept {
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// A file only the caller can read: created new (O_EXCL, so never someone
+// else's file or a link), or replacing the caller's own regular file by
+// rename, so no byte is ever written into an inode that already existed.
+std::expected<void, QrError> write_private_file(const std::string& path,
+                                                std::span<const std::uint8_t> data) {
+  const std::string directory = parent_of(path);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    auto written = write_and_close(fd, data);
+    if (!written) {
+      ::unlink(path.c_str());  // ours, just made: no half picture left behind
+      return written;
+    }
+    sync_directory(directory);
+    return {};
+  }
+  if (errno != EEXIST) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
+  }
+  if (auto ok = replaceable(st); !ok) {
+    return ok;
+  }
+  std::string temporary = directory + "/.kpanel-totp-qr-XXXXXX";
+  const int temp_fd = ::mkostemp(temporary.data(), O_CLOEXEC);  // O_EXCL, 0600
+  if (temp_fd < 0) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
+  }
+  if (auto written = write_and_close(temp_fd, data); !written) {
+    ::unlink(temporary.c_str());
+    return written;
+  }
+  // Checked again just before the rename. The rename replaces the directory
+  // entry and never writes into the old inode, so a swap in between can at
+  // worst lose the old file, never expose the new one.
+  if (::lstat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    ::unlink(temporary.c_str());
+    return std::unexpected(QrError{QrErrorCode::open_failed, err});
+  }
+  if (auto ok = replaceable(st); !ok) {
+    ::unlink(temporary.c_str());
+    return ok;
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temporary.c_str());
+    return std::unexpected(QrError{QrErrorCode::write_failed, err});
+  }
+  sync_directory(directory);
   return {};
 }
 
@@ -120,7 +195,12 @@ std::string describe(const QrError& error) {
     case QrErrorCode::open_failed:
       return with_errno("cannot create the file");
     case QrErrorCode::not_regular_file:
-      return "not a regular file";
+      return "not a regular file; refusing to write there (choose a new file name)";
+    case QrErrorCode::symlink:
+      return "a symbolic link; refusing to write through it (choose a new file name)";
+    case QrErrorCode::not_owner:
+      return "owned by another user; refusing to replace it, since the picture holds the "
+             "secret (choose a new file name)";
     case QrErrorCode::write_failed:
       return with_errno("cannot write the file");
     case QrErrorCode::png_failed:
@@ -287,6 +367,24 @@ std::expected<void, QrError> write_qr_png(const QrCode& code, const std::string&
     return std::unexpected(png.error());
   }
   return write_private_file(path, png->view());
+}
+
+std::expected<void, QrError> check_qr_output_path(const std::string& path) {
+  if (path.empty()) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, ENOENT});
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    return replaceable(st);
+  }
+  if (errno != ENOENT) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
+  }
+  // A new file: its directory must exist and let the caller create it.
+  if (::faccessat(AT_FDCWD, parent_of(path).c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    return std::unexpected(QrError{QrErrorCode::open_failed, errno});
+  }
+  return {};
 }
 
 std::expected<void, QrError> write_qr_svg(const QrCode& code, const std::string& path) {

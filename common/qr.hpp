@@ -2,8 +2,8 @@
 // QR codes for enrollment: libqrencode (level M, 8-bit mode, case-sensitive)
 // builds the module matrix; renderers turn it into terminal text, PNG or SVG.
 // The text renderer is a pure function (the daemon uses it for the PAM
-// module's inline enrollment); the file writers create the file 0600 with
-// O_NOFOLLOW, since the picture carries the TOTP secret.
+// module's inline enrollment); the file writers never put a byte into a file
+// someone else could read or owns, since the picture carries the TOTP secret.
 
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +27,8 @@ enum class QrErrorCode : std::uint8_t {
   encode_failed,     // libqrencode failed otherwise (e.g. out of memory)
   open_failed,       // the output file could not be created (sys_errno says why)
   not_regular_file,  // the output path names a device, FIFO or directory
+  symlink,           // the output path is a symbolic link
+  not_owner,         // the output path is a file owned by another user
   write_failed,      // write/fsync/close failed (sys_errno says why)
   png_failed,        // libpng refused the image
 };
@@ -78,11 +80,21 @@ enum class QrTextColors : std::uint8_t {
 // in module units with the quiet zone included in the viewBox.
 [[nodiscard]] std::string render_qr_svg(const QrCode& code);
 
-// Write the PNG / SVG to `path`: O_CREAT|O_TRUNC|O_NOFOLLOW, mode 0600 (an
-// existing file is chmod'ed to 0600 before anything is written), regular files only.
+// Write the PNG / SVG to `path`. A new file is created O_EXCL|O_NOFOLLOW, mode
+// 0600. An existing path is replaced only when it is a regular file owned by
+// the caller (euid), and never written into: a temporary file (0600, O_EXCL)
+// in the same directory is written, fsync'ed and renamed over it. Anything
+// else is refused (symlink, not_owner, not_regular_file): in a sticky
+// world-writable directory another user could otherwise pre-create the file
+// and read the secret from it.
 [[nodiscard]] std::expected<void, QrError> write_qr_png(const QrCode& code, const std::string& path,
                                                         std::size_t scale = kQrPngScale);
 [[nodiscard]] std::expected<void, QrError> write_qr_svg(const QrCode& code,
                                                         const std::string& path);
+// The same checks, before anything is rendered (so the tool can refuse before
+// it asks the daemon to start an enrollment): an existing path must be a
+// regular file owned by the caller; for a new file the directory must exist
+// and be writable. The writers check again: this is an early answer, not a lock.
+[[nodiscard]] std::expected<void, QrError> check_qr_output_path(const std::string& path);
 
 }  // namespace kpanel::common

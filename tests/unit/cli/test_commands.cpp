@@ -2,10 +2,13 @@
 // reads (in SPEC §6 order), what it prints and the exit code.
 #define BOOST_TEST_MODULE cli_commands
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>  // mkdtemp
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -306,15 +309,81 @@ BOOST_AUTO_TEST_CASE(begin_writes_private_images) {
   BOOST_TEST(nlohmann::json::parse(world.out())["uri"] == kUri);
 }
 
+// A new file in a directory that does not exist: refused before the daemon
+// is asked, so no enrollment is started (or replaced) for nothing.
 BOOST_AUTO_TEST_CASE(unwritable_image_exits_1_before_asking) {
   FakeWorld world;
   world.prompter.answers = {"123456"};
   world.reply(begun());
   BOOST_TEST(world.run({"enroll", "--png", "/nonexistent/dir/qr.png"}) == 1);
-  BOOST_TEST(world.requests.size() == 1U);
+  BOOST_TEST(world.requests.empty());
   BOOST_TEST(world.prompter.prompts.empty());
   check_one_line_error(world);
   BOOST_TEST(contains(world.err(), "/nonexistent/dir/qr.png"));
+  BOOST_TEST(contains(world.err(), "nothing was started"));
+}
+
+// In a sticky world-writable directory another user pre-created the file root
+// would write bob's QR code (his secret) into: refused, before anything starts.
+BOOST_AUTO_TEST_CASE(image_file_of_another_user_is_refused_before_asking) {
+  BOOST_REQUIRE_MESSAGE(::geteuid() == 0, "needs root to give a file to another uid");
+  const TempDir dir;
+  BOOST_REQUIRE_EQUAL(::chmod(dir.path.c_str(), 01777), 0);
+  for (const std::string kind : {"--png", "--svg"}) {
+    const auto file = dir.path / ("planted" + kind.substr(1));
+    {
+      std::ofstream out(file);
+      out << "attacker's";
+    }
+    BOOST_REQUIRE_EQUAL(::chmod(file.c_str(), 0666), 0);
+    BOOST_REQUIRE_EQUAL(::chown(file.c_str(), 65534, 65534), 0);
+    FakeWorld world;
+    world.reply(begun());
+    BOOST_TEST(world.run({"--user", "bob", "enroll", "--begin", kind, file.string()}) == 1);
+    BOOST_TEST(world.requests.empty());
+    check_one_line_error(world);
+    BOOST_TEST(contains(world.err(), "owned by another user"));
+    std::ifstream in(file);
+    BOOST_TEST(std::string(std::istreambuf_iterator<char>(in), {}) == "attacker's");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(image_path_that_is_a_symlink_is_refused_before_asking) {
+  const TempDir dir;
+  const auto target = dir.path / "target";
+  {
+    std::ofstream out(target);
+    out << "keep";
+  }
+  const auto link = dir.path / "qr.png";
+  std::filesystem::create_symlink(target, link);
+  FakeWorld world;
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--begin", "--png", link.string()}) == 1);
+  BOOST_TEST(world.requests.empty());
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "symbolic link"));
+  std::ifstream in(target);
+  BOOST_TEST(std::string(std::istreambuf_iterator<char>(in), {}) == "keep");
+}
+
+// The caller's own file is replaced (a new 0600 file renamed over it).
+BOOST_AUTO_TEST_CASE(own_image_file_is_replaced) {
+  const TempDir dir;
+  const auto file = dir.path / "qr.svg";
+  {
+    std::ofstream out(file);
+    out << "old";
+  }
+  BOOST_REQUIRE_EQUAL(::chmod(file.c_str(), 0644), 0);
+  FakeWorld world;
+  world.reply(begun());
+  BOOST_TEST(world.run({"enroll", "--begin", "--svg", file.string()}) == 0);
+  struct stat st {};
+  BOOST_REQUIRE_EQUAL(::stat(file.c_str(), &st), 0);
+  BOOST_TEST((st.st_mode & 07777) == 0600U);
+  std::ifstream in(file);
+  BOOST_TEST(std::string(std::istreambuf_iterator<char>(in), {}).starts_with("<?xml"));
 }
 
 BOOST_AUTO_TEST_CASE(plain_enroll_json_keeps_stdout_for_the_codes) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
@@ -20,6 +21,7 @@
 
 namespace {
 
+using kpanel::common::check_qr_output_path;
 using kpanel::common::kQrQuietZone;
 using kpanel::common::QrCode;
 using kpanel::common::QrErrorCode;
@@ -91,6 +93,16 @@ std::string zbar_decode(const std::filesystem::path& file) {
 std::string read_file(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The names in a directory, sorted: nothing left behind (no temporary file).
+std::vector<std::string> entries(const std::filesystem::path& directory) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 mode_t file_mode(const std::filesystem::path& file) {
@@ -303,44 +315,113 @@ BOOST_AUTO_TEST_CASE(png_file_is_private_and_scans_back) {
   BOOST_TEST(zbar_decode(file) == kUri);
 }
 
-BOOST_AUTO_TEST_CASE(existing_file_is_truncated_and_made_private) {
+// Only the caller's own regular file is replaced, and by rename: no byte goes
+// into the inode that was there (a hard link to it keeps the old content).
+BOOST_AUTO_TEST_CASE(own_existing_file_is_replaced_not_written_into) {
   const TempDir dir;
   const auto file = dir.path / "qr.png";
+  const auto other_link = dir.path / "other-name";
   {
     std::ofstream out(file);
     out << std::string(1 << 20, 'x');
   }
   ::chmod(file.c_str(), 0644);
+  std::filesystem::create_hard_link(file, other_link);
   BOOST_REQUIRE(write_qr_png(encode_uri(), file.string()).has_value());
   BOOST_TEST(file_mode(file) == 0600U);
   BOOST_TEST(std::filesystem::file_size(file) < (1U << 20));
   BOOST_TEST(zbar_decode(file) == kUri);
+  BOOST_TEST(read_file(other_link) == std::string(1 << 20, 'x'));  // old inode untouched
+  BOOST_TEST(entries(dir.path) == (std::vector<std::string>{"other-name", "qr.png"}));
 }
 
-BOOST_AUTO_TEST_CASE(symlink_is_not_followed) {
+BOOST_AUTO_TEST_CASE(new_file_is_created_0600_and_nothing_else) {
+  const TempDir dir;
+  const auto file = dir.path / "qr.svg";
+  const auto old_umask = ::umask(0);
+  const auto written = write_qr_svg(encode_uri(), file.string());
+  ::umask(old_umask);
+  BOOST_REQUIRE(written.has_value());
+  BOOST_TEST(file_mode(file) == 0600U);
+  BOOST_TEST(entries(dir.path) == std::vector<std::string>{"qr.svg"});
+  BOOST_TEST(check_qr_output_path((dir.path / "new.png").string()).has_value());
+  BOOST_TEST(check_qr_output_path(file.string()).has_value());  // ours: may be replaced
+}
+
+BOOST_AUTO_TEST_CASE(symlink_is_refused) {
   const TempDir dir;
   const auto target = dir.path / "target";
   const auto link = dir.path / "link.svg";
+  const auto dangling = dir.path / "dangling.png";
   {
     std::ofstream out(target);
     out << "keep me";
   }
   std::filesystem::create_symlink(target, link);
+  std::filesystem::create_symlink(dir.path / "not-yet", dangling);
   const auto written = write_qr_svg(encode_uri(), link.string());
   BOOST_REQUIRE(!written.has_value());
-  BOOST_TEST((written.error().code == QrErrorCode::open_failed));
-  BOOST_TEST(written.error().sys_errno == ELOOP);
+  BOOST_TEST((written.error().code == QrErrorCode::symlink));
   BOOST_TEST(read_file(target) == "keep me");
-  BOOST_TEST(!describe(written.error()).empty());
+  BOOST_TEST(describe(written.error()).find("symbolic link") != std::string::npos);
+  const auto through_dangling = write_qr_png(encode_uri(), dangling.string());
+  BOOST_REQUIRE(!through_dangling.has_value());
+  BOOST_TEST((through_dangling.error().code == QrErrorCode::symlink));
+  BOOST_TEST(!std::filesystem::exists(dir.path / "not-yet"));
+  for (const auto& path : {link, dangling}) {
+    const auto checked = check_qr_output_path(path.string());
+    BOOST_REQUIRE(!checked.has_value());
+    BOOST_TEST((checked.error().code == QrErrorCode::symlink));
+  }
+  BOOST_TEST(entries(dir.path) == (std::vector<std::string>{"dangling.png", "link.svg", "target"}));
+}
+
+// In a sticky world-writable directory (/tmp) another user pre-creates the
+// file root is about to write the QR code of someone's secret into.
+BOOST_AUTO_TEST_CASE(file_of_another_user_in_a_sticky_directory_is_refused) {
+  BOOST_REQUIRE_MESSAGE(::geteuid() == 0, "needs root to give a file to another uid");
+  const TempDir dir;
+  BOOST_REQUIRE_EQUAL(::chmod(dir.path.c_str(), 01777), 0);
+  const auto file = dir.path / "qr.png";
+  {
+    std::ofstream out(file);
+    out << "attacker's";
+  }
+  BOOST_REQUIRE_EQUAL(::chmod(file.c_str(), 0666), 0);
+  BOOST_REQUIRE_EQUAL(::chown(file.c_str(), 65534, 65534), 0);
+  for (const bool png : {true, false}) {
+    const auto written =
+        png ? write_qr_png(encode_uri(), file.string()) : write_qr_svg(encode_uri(), file.string());
+    BOOST_REQUIRE(!written.has_value());
+    BOOST_TEST((written.error().code == QrErrorCode::not_owner));
+    BOOST_TEST(describe(written.error()).find("owned by another user") != std::string::npos);
+  }
+  struct stat st {};
+  BOOST_REQUIRE_EQUAL(::lstat(file.c_str(), &st), 0);
+  BOOST_TEST(st.st_uid == 65534U);
+  BOOST_TEST((st.st_mode & 07777) == 0666U);
+  BOOST_TEST(read_file(file) == "attacker's");
+  const auto checked = check_qr_output_path(file.string());
+  BOOST_REQUIRE(!checked.has_value());
+  BOOST_TEST((checked.error().code == QrErrorCode::not_owner));
+  BOOST_TEST(entries(dir.path) == std::vector<std::string>{"qr.png"});  // no temp left
 }
 
 BOOST_AUTO_TEST_CASE(directory_and_missing_parent_are_errors) {
   const TempDir dir;
-  BOOST_TEST(!write_qr_png(encode_uri(), dir.path.string()).has_value());
+  const auto directory = write_qr_png(encode_uri(), dir.path.string());
+  BOOST_REQUIRE(!directory.has_value());
+  BOOST_TEST((directory.error().code == QrErrorCode::not_regular_file));
   const auto missing = write_qr_png(encode_uri(), (dir.path / "no" / "qr.png").string());
   BOOST_REQUIRE(!missing.has_value());
   BOOST_TEST(missing.error().sys_errno == ENOENT);
   BOOST_TEST(describe(missing.error()).find("No such file") != std::string::npos);
+  const auto checked_missing = check_qr_output_path((dir.path / "no" / "qr.png").string());
+  BOOST_REQUIRE(!checked_missing.has_value());
+  BOOST_TEST(checked_missing.error().sys_errno == ENOENT);
+  const auto checked_directory = check_qr_output_path(dir.path.string());
+  BOOST_REQUIRE(!checked_directory.has_value());
+  BOOST_TEST((checked_directory.error().code == QrErrorCode::not_regular_file));
 }
 
 BOOST_AUTO_TEST_CASE(svg_file_is_private_and_draws_exactly_the_dark_modules) {
