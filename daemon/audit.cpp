@@ -2,6 +2,7 @@
 
 #include <syslog.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common/clock.hpp"
@@ -74,6 +75,7 @@ void field(std::string& line, std::string_view key, std::string_view value) {
 
 bool is_warning(const AuditEvent& event) noexcept {
   return event.outcome != Status::ok || event.kind == AuditEventKind::lockout ||
+         event.kind == AuditEventKind::audit_suppressed ||
          event.kind == AuditEventKind::exempt_login ||
          event.decision == common::protocol::LoginDecision::refuse ||
          event.decision == common::protocol::LoginDecision::locked;
@@ -120,11 +122,39 @@ std::string_view to_string(AuditEventKind kind) noexcept {
       return "lockout";
     case AuditEventKind::clock_skew:
       return "clock_skew";
+    case AuditEventKind::audit_suppressed:
+      return "audit_suppressed";
   }
   return "unknown";
 }
 
+// event=audit_suppressed peer_uid=1001 suppressed=5310 seconds=10
+// counts=status/forbidden:5300,verify/wrong_code:10
+std::string format_summary(const AuditEvent& event) {
+  std::string line;
+  field(line, "event", to_string(event.kind));
+  field(line, "peer_uid", event.peer_uid ? std::to_string(*event.peer_uid) : "other");
+  field(line, "suppressed", std::to_string(event.suppressed));
+  field(line, "seconds", std::to_string(event.suppressed_seconds));
+  std::string counts;
+  for (const SuppressedCount& count : event.suppressed_by) {
+    if (!counts.empty()) {
+      counts.push_back(',');
+    }
+    counts.append(to_string(count.kind))
+        .append("/")
+        .append(common::protocol::to_string(count.outcome))
+        .append(":")
+        .append(std::to_string(count.count));
+  }
+  field(line, "counts", counts.empty() ? std::string("\"\"") : counts);
+  return line;
+}
+
 std::string format_audit_event(const AuditEvent& event) {
+  if (event.kind == AuditEventKind::audit_suppressed) {
+    return format_summary(event);
+  }
   std::string line;
   field(line, "event", to_string(event.kind));
   field(line, "user", sanitize(event.user));
@@ -178,6 +208,131 @@ void SyslogAuditLog::record(const AuditEvent& event) noexcept {
     }
   } catch (...) {
     // Out of memory while formatting: nothing sensible left to log with.
+  }
+}
+
+// ---- the per-uid budget --------------------------------------------------------
+
+bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
+  return event.peer_uid && *event.peer_uid != 0 && event.outcome != Status::ok &&
+         event.kind != AuditEventKind::lockout && event.kind != AuditEventKind::audit_suppressed;
+}
+
+void RateLimitedAuditLog::refill(Budget& budget, common::TimePoint now) const {
+  // A clock set back refills nothing and restarts from now.
+  const auto elapsed = std::max(now - budget.refilled, common::TimePoint::duration::zero());
+  budget.tokens = std::min(
+      limits_.burst, budget.tokens + static_cast<double>(elapsed.count()) * limits_.per_second);
+  budget.refilled = now;
+}
+
+RateLimitedAuditLog::Budget& RateLimitedAuditLog::budget_for(std::optional<uid_t>& uid,
+                                                             common::TimePoint now) {
+  if (const auto found = budgets_.find(*uid); found != budgets_.end()) {
+    return found->second;
+  }
+  if (budgets_.size() < limits_.max_uids) {
+    return budgets_.emplace(*uid, Budget{limits_.burst, now, 0, now, {}}).first->second;
+  }
+  uid.reset();
+  if (!overflow_) {
+    overflow_ = Budget{limits_.burst, now, 0, now, {}};
+  }
+  return *overflow_;
+}
+
+AuditEvent RateLimitedAuditLog::take_summary(std::optional<uid_t> uid, Budget& budget,
+                                             common::TimePoint now) {
+  AuditEvent summary;
+  summary.kind = AuditEventKind::audit_suppressed;
+  summary.peer_uid = uid;
+  summary.outcome = Status::ok;
+  summary.suppressed = budget.suppressed;
+  summary.suppressed_seconds = std::max<std::int64_t>((now - budget.since).count(), 0);
+  for (const auto& [key, count] : budget.counts) {
+    summary.suppressed_by.push_back(SuppressedCount{key.first, key.second, count});
+  }
+  budget.suppressed = 0;
+  budget.counts.clear();
+  return summary;
+}
+
+void RateLimitedAuditLog::record(const AuditEvent& event) noexcept {
+  if (!may_suppress(event)) {
+    inner_.record(event);
+    return;
+  }
+  try {
+    std::optional<AuditEvent> summary;
+    bool write = false;
+    {
+      const std::lock_guard lock(mutex_);
+      const common::TimePoint now = clock_.now();
+      std::optional<uid_t> uid = event.peer_uid;
+      Budget& budget = budget_for(uid, now);
+      refill(budget, now);
+      if (budget.suppressed != 0 && now - budget.since >= limits_.summary_period) {
+        summary = take_summary(uid, budget, now);
+      }
+      if (budget.tokens >= 1) {
+        budget.tokens -= 1;
+        write = true;
+      } else {
+        if (budget.suppressed == 0) {
+          budget.since = now;
+        }
+        ++budget.suppressed;
+        ++budget.counts[{event.kind, event.outcome}];
+      }
+    }
+    if (summary) {
+      inner_.record(*summary);
+    }
+    if (write) {
+      inner_.record(event);
+    }
+  } catch (...) {
+    inner_.record(event);  // out of memory for the bookkeeping: rather too many lines than none
+  }
+}
+
+void RateLimitedAuditLog::flush(bool everything) noexcept {
+  try {
+    std::vector<AuditEvent> due;
+    {
+      const std::lock_guard lock(mutex_);
+      const common::TimePoint now = clock_.now();
+      const auto ready = [&](const Budget& budget) {
+        return budget.suppressed != 0 &&
+               (everything || now - budget.since >= limits_.summary_period);
+      };
+      for (auto it = budgets_.begin(); it != budgets_.end();) {
+        refill(it->second, now);
+        if (ready(it->second)) {
+          due.push_back(take_summary(it->first, it->second, now));
+        }
+        // A full budget with nothing counted is what a new uid gets: forget it.
+        if (it->second.suppressed == 0 && it->second.tokens >= limits_.burst) {
+          it = budgets_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (overflow_) {
+        refill(*overflow_, now);
+        if (ready(*overflow_)) {
+          due.push_back(take_summary(std::nullopt, *overflow_, now));
+        }
+        if (overflow_->suppressed == 0 && overflow_->tokens >= limits_.burst) {
+          overflow_.reset();
+        }
+      }
+    }
+    for (const AuditEvent& summary : due) {
+      inner_.record(summary);
+    }
+  } catch (...) {
+    inner_.error("writing the audit summary of suppressed events failed");
   }
 }
 

@@ -9,11 +9,19 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
+#include "common/clock.hpp"
 #include "common/protocol.hpp"
 #include "daemon/store.hpp"
 
@@ -33,10 +41,18 @@ enum class AuditEventKind : std::uint8_t {
   admin_list,
   reset,
   unlock,
-  lockout,     // a failure started a lockout (see locked_until)
-  clock_skew,  // a refused code matched a step outside the window (see skew_seconds)
+  lockout,           // a failure started a lockout (see locked_until)
+  clock_skew,        // a refused code matched a step outside the window (see skew_seconds)
+  audit_suppressed,  // one uid's refused requests over its budget, counted (see suppressed)
 };
 [[nodiscard]] std::string_view to_string(AuditEventKind kind) noexcept;
+
+// How many events of one kind and outcome were counted instead of written.
+struct SuppressedCount {
+  AuditEventKind kind = AuditEventKind::verify;
+  common::protocol::Status outcome = common::protocol::Status::ok;
+  std::uint64_t count = 0;
+};
 
 struct AuditEvent {
   AuditEventKind kind = AuditEventKind::verify;
@@ -52,6 +68,10 @@ struct AuditEvent {
   std::optional<std::int64_t> skew_seconds;  // phone clock minus ours, probable
   std::optional<std::int64_t> days_left;     // grace period
   std::optional<StoreErrorKind> store_error;
+  // audit_suppressed only; peer_uid unset means "every uid beyond the table".
+  std::uint64_t suppressed = 0;
+  std::int64_t suppressed_seconds = 0;
+  std::vector<SuppressedCount> suppressed_by;
 };
 
 // One line of key=value fields, user-controlled values sanitized: no control
@@ -85,6 +105,69 @@ class SyslogAuditLog final : public AuditLog {
 
  private:
   bool also_stderr_;
+};
+
+// Audit lines of one uid's refused requests, within a budget, so that one
+// local user flooding the socket with requests that are refused cannot bury
+// other users' security events, nor push syslog (journald rate-limits per
+// service) into dropping them. A token bucket per peer uid: `burst` lines at
+// once, then `per_second`. Beyond it the uid's events are counted by kind and
+// outcome, and one audit_suppressed line per uid says how many, when
+// `summary_period` has passed since the first one counted (at the uid's next
+// event or at flush(), whichever comes first).
+//
+// Never counted against the budget, always written: everything root asked
+// (the PAM module in sshd, login, su, sudo: real logins), everything that
+// succeeded (logins, enrollments, disables, resets, unlocks), and lockouts.
+// Root's events do not even take the lock, so a flood never delays them.
+struct AuditRateLimits {
+  // A person mistyping produces a refused request every few seconds; a
+  // script run by an admin a short burst. 20 at once, then 2 a second, keeps
+  // every such line, while a flooding uid costs syslog at most ~2.1 lines a
+  // second: journald's default (10000 per 30 s per service) would need over a
+  // hundred uids flooding at once to drop a line.
+  double burst = 20;
+  double per_second = 2;
+  std::chrono::seconds summary_period{10};
+  // Memory is bounded: uids beyond this share one budget (their summary has no
+  // peer_uid); idle uids are forgotten at flush().
+  std::size_t max_uids = 1024;
+};
+
+class RateLimitedAuditLog final : public AuditLog {
+ public:
+  RateLimitedAuditLog(AuditLog& inner, const common::Clock& clock, AuditRateLimits limits = {})
+      : inner_(inner), clock_(clock), limits_(limits) {}
+
+  void record(const AuditEvent& event) noexcept override;
+  void error(std::string_view message) noexcept override { inner_.error(message); }
+
+  // Writes the summaries that are due (every one with `everything`, at exit)
+  // and forgets idle uids. The daemon calls it every second.
+  void flush(bool everything = false) noexcept;
+
+  // Whether the budget applies to `event` at all.
+  [[nodiscard]] static bool may_suppress(const AuditEvent& event) noexcept;
+
+ private:
+  struct Budget {
+    double tokens = 0;
+    common::TimePoint refilled{};
+    std::uint64_t suppressed = 0;
+    common::TimePoint since{};  // the first event counted in this period
+    std::map<std::pair<AuditEventKind, common::protocol::Status>, std::uint64_t> counts;
+  };
+  Budget& budget_for(std::optional<uid_t>& uid, common::TimePoint now);
+  void refill(Budget& budget, common::TimePoint now) const;
+  [[nodiscard]] static AuditEvent take_summary(std::optional<uid_t> uid, Budget& budget,
+                                               common::TimePoint now);
+
+  AuditLog& inner_;
+  const common::Clock& clock_;
+  AuditRateLimits limits_;
+  std::mutex mutex_;
+  std::unordered_map<uid_t, Budget> budgets_;
+  std::optional<Budget> overflow_;  // the uids beyond max_uids, together
 };
 
 // Operational lines (start, stop, reload, refused connections) that are not
