@@ -1,6 +1,10 @@
 #include "common/secure_buffer.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstring>  // explicit_bzero (glibc)
 #include <utility>
 
@@ -67,6 +71,50 @@ void SecureBytes::resize(std::size_t size) {
   } else {
     bytes_.resize(size);
   }
+}
+
+std::optional<ProtectedBytes> ProtectedBytes::allocate(std::size_t size) noexcept {
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  const std::size_t page = page_size > 0 ? static_cast<std::size_t>(page_size) : 4096U;
+  if (size == 0 || size > SIZE_MAX - page) return std::nullopt;
+  const std::size_t mapped = (size + page - 1) / page * page;
+  void* where = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (where == MAP_FAILED) return std::nullopt;
+  if (::madvise(where, mapped, MADV_DONTDUMP) != 0) {
+    ::munmap(where, mapped);
+    return std::nullopt;
+  }
+  // Best effort, both: older kernels lack WIPEONFORK, RLIMIT_MEMLOCK may be 0.
+  (void)::madvise(where, mapped, MADV_WIPEONFORK);
+  (void)::mlock(where, mapped);
+  return ProtectedBytes(static_cast<std::uint8_t*>(where), size, mapped);
+}
+
+ProtectedBytes::ProtectedBytes(ProtectedBytes&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, 0)) {}
+
+ProtectedBytes& ProtectedBytes::operator=(ProtectedBytes&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    mapped_ = std::exchange(other.mapped_, 0);
+  }
+  return *this;
+}
+
+ProtectedBytes::~ProtectedBytes() { release(); }
+
+void ProtectedBytes::release() noexcept {
+  if (data_ == nullptr) return;
+  secure_wipe(data_, mapped_);
+  (void)::munlock(data_, mapped_);
+  (void)::munmap(data_, mapped_);
+  data_ = nullptr;
+  size_ = 0;
+  mapped_ = 0;
 }
 
 SecureString& SecureString::operator=(const SecureString& other) {

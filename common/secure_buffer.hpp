@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +50,44 @@ class SecureBytes {
 
  private:
   std::vector<std::uint8_t> bytes_;
+};
+
+// A fixed-size buffer for a secret that lives as long as the process (the
+// daemon's key): a page-aligned mapping of its own, so that page-granular
+// protections cover it and nothing else. It is excluded from core dumps
+// (MADV_DONTDUMP), reads as zeros in a forked child (MADV_WIPEONFORK, where
+// the kernel has it), and is kept out of swap when mlock is allowed (best
+// effort: RLIMIT_MEMLOCK). Wiped and unmapped when destroyed.
+// SecureBytes/SecureString stay on the heap: they live for one request and
+// are wiped at once, and a mapping each would cost system calls and
+// address-space lock traffic on every verification; the daemon makes no core
+// at all (non-dumpable, core limit 0) to cover them.
+class ProtectedBytes {
+ public:
+  // Empty when the mapping or MADV_DONTDUMP fails (errno says why).
+  [[nodiscard]] static std::optional<ProtectedBytes> allocate(std::size_t size) noexcept;
+
+  ProtectedBytes() = default;
+  ProtectedBytes(const ProtectedBytes&) = delete;
+  ProtectedBytes& operator=(const ProtectedBytes&) = delete;
+  ProtectedBytes(ProtectedBytes&& other) noexcept;
+  ProtectedBytes& operator=(ProtectedBytes&& other) noexcept;
+  ~ProtectedBytes();
+
+  [[nodiscard]] std::uint8_t* data() noexcept { return data_; }
+  [[nodiscard]] const std::uint8_t* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] std::span<const std::uint8_t> view() const noexcept { return {data_, size_}; }
+  [[nodiscard]] std::span<std::uint8_t> mutable_view() noexcept { return {data_, size_}; }
+
+ private:
+  ProtectedBytes(std::uint8_t* data, std::size_t size, std::size_t mapped) noexcept
+      : data_(data), size_(size), mapped_(mapped) {}
+  void release() noexcept;
+
+  std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t mapped_ = 0;  // whole pages
 };
 
 class SecureString {

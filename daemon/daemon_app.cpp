@@ -1,6 +1,8 @@
 #include "daemon/daemon_app.hpp"
 
 #include <malloc.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <systemd/sd-daemon.h>
 
@@ -9,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -16,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "common/clock.hpp"
@@ -110,8 +114,8 @@ int serve(const DaemonOptions& options) {
   }
   // Before the key, the store and the socket are touched: two daemons on one
   // state would overwrite each other's state and each other's socket.
-  auto state_lock = StateLock::acquire(config->state_dir, {},
-                                       [](const std::string& line) { log_notice(line); });
+  auto state_lock =
+      StateLock::acquire(config->state_dir, {}, [](const std::string& line) { log_notice(line); });
   if (!state_lock) {
     log_error(state_lock.error());
     return 1;
@@ -214,6 +218,27 @@ int serve(const DaemonOptions& options) {
   return 0;
 }
 
+// A core of the daemon would hold the key and the secrets being checked, so
+// none is written: core limit 0 (for a dump through a pipe too, which
+// systemd-coredump honours), and non-dumpable (no core even where the host
+// sets fs.suid_dumpable; also no ptrace or /proc/PID access for other
+// processes of the daemon's uid). The unit's LimitCORE=0 sets the same limit
+// where its system call filter refuses setrlimit.
+void keep_secrets_out_of_core_dumps() noexcept {
+  const rlimit none{.rlim_cur = 0, .rlim_max = 0};
+  if (setrlimit(RLIMIT_CORE, &none) != 0) {
+    const int error = errno;
+    rlimit current{};
+    if (getrlimit(RLIMIT_CORE, &current) != 0 || current.rlim_cur != 0) {
+      log_error("cannot set the core file size limit to 0: " +
+                std::generic_category().message(error));
+    }
+  }
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {  // NOLINT(*-vararg)
+    log_error("cannot make the process non-dumpable: " + std::generic_category().message(errno));
+  }
+}
+
 }  // namespace
 
 bool stdout_written() noexcept { return std::fflush(stdout) == 0 && std::ferror(stdout) == 0; }
@@ -240,6 +265,7 @@ int migrate_to_postgresql(const DaemonOptions& options, const std::string& dsn) 
     return 1;
   };
   try {
+    keep_secrets_out_of_core_dumps();
     const auto config = load(options);
     if (!config) {
       print_problems(config.error());
@@ -294,6 +320,7 @@ int run_daemon(const DaemonOptions& options) noexcept {
     // Before any thread starts, where mallopt is safe.
     (void)mallopt(M_ARENA_MAX, 2);  // NOLINT(concurrency-mt-unsafe)
     openlog("kpanel-totpd", LOG_PID, LOG_AUTHPRIV);
+    keep_secrets_out_of_core_dumps();  // before the key is read
     return serve(options);
   } catch (const std::exception& e) {
     log_error(std::string("fatal: ") + e.what());

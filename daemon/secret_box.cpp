@@ -65,8 +65,17 @@ bool fsync_directory(const std::filesystem::path& dir) noexcept {
   return fd.valid() && ::fsync(fd.get()) == 0;
 }
 
+// The key's home for the life of the process (see ProtectedBytes).
+std::expected<common::ProtectedBytes, std::string> key_page() {
+  auto page = common::ProtectedBytes::allocate(SecretBox::kKeyBytes);
+  if (!page) {
+    return std::unexpected("cannot set aside memory for the key: " + errno_text(errno));
+  }
+  return std::move(*page);
+}
+
 // `raced` is set when the file appeared since we looked.
-std::expected<common::SecureBytes, std::string> create_key_file(
+std::expected<common::ProtectedBytes, std::string> create_key_file(
     const std::filesystem::path& key_file, bool& raced) {
   common::UniqueFd fd(::open(key_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                              S_IRUSR | S_IWUSR));
@@ -78,6 +87,8 @@ std::expected<common::SecureBytes, std::string> create_key_file(
     return std::unexpected("cannot create key_file " + name + ": " + errno_text(error) +
                            (error == ENOENT ? " (create its directory first)" : ""));
   }
+  auto page = key_page();
+  if (!page) return std::unexpected(page.error());
   auto key = common::random_bytes(SecretBox::kKeyBytes);
   // The umask may have left the mode narrower than 0600, or (in theory) wider.
   const bool written = key.has_value() && ::fchmod(fd.get(), S_IRUSR | S_IWUSR) == 0 &&
@@ -97,11 +108,12 @@ std::expected<common::SecureBytes, std::string> create_key_file(
     return std::unexpected("cannot sync directory " + parent.string() + " of key_file " + name +
                            ": " + errno_text(error));
   }
-  return std::move(*key);
+  std::copy(key->view().begin(), key->view().end(), page->data());
+  return std::move(*page);  // `key` wipes its heap copy
 }
 
-std::expected<common::SecureBytes, std::string> read_key_file(const std::filesystem::path& key_file,
-                                                              int fd) {
+std::expected<common::ProtectedBytes, std::string> read_key_file(
+    const std::filesystem::path& key_file, int fd) {
   struct stat info {};
   const bool stat_ok = ::fstat(fd, &info) == 0;
   const int stat_error = errno;
@@ -129,9 +141,10 @@ std::expected<common::SecureBytes, std::string> read_key_file(const std::filesys
                            ": restore it from a backup (a new key cannot open the stored "
                            "secrets)");
   }
-  common::SecureBytes key(SecretBox::kKeyBytes);
+  auto key = key_page();
+  if (!key) return std::unexpected(key.error());
   std::array<std::uint8_t, 1> extra{};
-  const ssize_t got = read_full(fd, key.mutable_view());
+  const ssize_t got = read_full(fd, key->mutable_view());
   const int read_error = errno;
   if (got != static_cast<ssize_t>(SecretBox::kKeyBytes) || read_full(fd, extra) != 0) {
     return std::unexpected("cannot read key_file " + name + ": " +
@@ -163,7 +176,7 @@ std::expected<void, std::string> may_create_key(const std::filesystem::path& key
   return {};
 }
 
-std::expected<common::SecureBytes, std::string> load_or_create_key(
+std::expected<common::ProtectedBytes, std::string> load_or_create_key(
     const std::filesystem::path& key_file, const SecretBox::SealedProbe& holds_sealed) {
   // Two tries: a postinst may create the file between our open and our create.
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -221,7 +234,10 @@ std::expected<SecretBox, std::string> SecretBox::from_key(common::SecureBytes ke
   if (key.size() != kKeyBytes) {
     return std::unexpected("a secret box key must be " + std::to_string(kKeyBytes) + " bytes");
   }
-  return SecretBox(std::move(key));
+  auto page = key_page();
+  if (!page) return std::unexpected(page.error());
+  std::copy(key.view().begin(), key.view().end(), page->data());
+  return SecretBox(std::move(*page));  // `key` wipes its copy
 }
 
 std::expected<std::vector<std::uint8_t>, std::string> SecretBox::seal(

@@ -49,7 +49,10 @@ class SecretBox {
   SecretBox& operator=(const SecretBox&) = delete;
   SecretBox(SecretBox&&) noexcept = default;
   SecretBox& operator=(SecretBox&&) noexcept = default;
-  ~SecretBox() = default;  // SecureBytes wipes the key
+  ~SecretBox() = default;  // ProtectedBytes wipes the key
+
+  // Where the key lives (tests: its page is excluded from core dumps).
+  [[nodiscard]] const void* key_location() const noexcept { return key_.data(); }
 
   [[nodiscard]] std::expected<std::vector<std::uint8_t>, std::string> seal(
       std::span<const std::uint8_t> plaintext, std::string_view aad) const;
@@ -60,9 +63,10 @@ class SecretBox {
       std::span<const std::uint8_t> sealed, std::string_view aad) const;
 
  private:
-  explicit SecretBox(common::SecureBytes key) : key_(std::move(key)) {}
+  explicit SecretBox(common::ProtectedBytes key) : key_(std::move(key)) {}
 
-  common::SecureBytes key_;
+  // Its own page, never in a core dump: it lives as long as the daemon.
+  common::ProtectedBytes key_;
 };
 
 }  // namespace kpanel::daemon

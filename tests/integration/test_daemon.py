@@ -2,6 +2,7 @@
 real tool and by raw protocol frames from real uids (SO_PEERCRED)."""
 
 import os
+import resource
 import signal
 import socket
 import stat
@@ -113,6 +114,43 @@ class Lifecycle(unittest.TestCase):
             self.assertIn("sealed", last)
             self.assertIn("restore", last)
             self.assertFalse(os.path.exists(d.socket))
+
+    def test_no_core_dump_holds_its_secrets(self):
+        # Not root, as under the unit: a dumpable process would own its /proc
+        # entries; a non-dumpable one's belong to root.
+        with h.Daemon() as d:
+            nobody = 65534  # no test user: others' fixtures add and remove those
+            owned = os.path.join(d.dir, "owned")
+            os.makedirs(owned, mode=0o700)
+            os.makedirs(os.path.dirname(d.socket))
+            for path in (owned, os.path.dirname(d.socket)):
+                os.chown(path, nobody, nobody)
+            d.config.update(state_dir=os.path.join(owned, "state"),
+                            key_file=os.path.join(owned, "state.key"))
+            d.write_config()
+            # Started allowed to dump core: the daemon itself must say no.
+            limits = resource.getrlimit(resource.RLIMIT_CORE)
+            resource.setrlimit(resource.RLIMIT_CORE,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            try:
+                with open(d.log_path, "ab") as log:
+                    d.process = subprocess.Popen(
+                        ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups",
+                         "--no-new-privs", h.TOTPD, "--config", d.config_path],
+                        stdout=log, stderr=log)
+            finally:
+                resource.setrlimit(resource.RLIMIT_CORE, limits)
+            d.wait_ready()
+            pid = d.process.pid
+            with open(f"/proc/{pid}/limits") as f:
+                core = next(line for line in f if line.startswith("Max core file size"))
+            self.assertEqual(core.split()[4:6], ["0", "0"], core)
+            with open(f"/proc/{pid}/status") as f:  # still readable (RSS in bench/)
+                status = f.read()
+            self.assertIn("VmRSS:", status)
+            self.assertIn(f"\nUid:\t{nobody}\t", status)
+            self.assertEqual(os.stat(f"/proc/{pid}/status").st_uid, 0, "dumpable")
+            self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
 
     def test_sigterm_exits_zero_and_removes_socket(self):
         with h.Daemon() as d:
@@ -273,7 +311,9 @@ class Verification(unittest.TestCase):
         code = h.totp(secret)
         self.assertEqual(self.d.call(h.verify_request(ALICE, code))["status"], "ok")
         replay = self.d.call(h.verify_request(ALICE, code))
-        self.assertEqual(replay["status"], "wrong_code")
+        self.assertEqual(replay, {"status": "replayed", "result": "empty", "failures_left": 2})
+        self.assertIn(f"event=verify user={ALICE} ", self.d.log())
+        self.assertIn("outcome=replayed failures_left=2", self.d.log())
 
     def test_confirming_code_counts_as_used(self):
         rc, begun, _ = self.d.tool_json("enroll", "--begin", as_user=ALICE)
@@ -281,7 +321,7 @@ class Verification(unittest.TestCase):
         code = h.totp(begun["secret"])
         rc, _, _ = self.d.tool_json("enroll", "--confirm", code, as_user=ALICE)
         self.assertEqual(rc, 0)
-        self.assertEqual(self.d.call(h.verify_request(ALICE, code))["status"], "wrong_code")
+        self.assertEqual(self.d.call(h.verify_request(ALICE, code))["status"], "replayed")
 
     def test_wrong_codes_lock_then_admin_unlock(self):
         secret, _ = self.d.enroll(ALICE)
@@ -446,7 +486,7 @@ class Durability(unittest.TestCase):
             self.assertEqual(locked["status"], "locked")
             d.kill()  # no chance to flush anything after the replies
             d.start()
-            self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "wrong_code")
+            self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "replayed")
             self.assertEqual(d.call(h.verify_request(ALICE, codes[1]))["status"], "wrong_code")
             after = d.call(h.verify_request(BOB, "000000"))
             self.assertEqual(after["status"], "locked")

@@ -55,6 +55,16 @@ class SystemdUnits(unittest.TestCase):
         self.assertRegex(out.stdout, r"Overall exposure level for kpanel-totpd.service: 0\.[0-5]")
 
 
+    def test_no_core_dumps(self):
+        # A core would hold the key and secrets being checked.
+        out = subprocess.run(["systemd-analyze", "verify", "--man=no", "kpanel-totpd.service"],
+                             cwd=self.dir, capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        with open(os.path.join(self.dir, "kpanel-totpd.service")) as f:
+            settings = [line.strip() for line in f if not line.startswith("#")]
+        self.assertIn("LimitCORE=0", settings)
+
+
 class HardenedDaemon(unittest.TestCase):
     def test_checks_a_password_through_pam_unix_without_privileges(self):
         with h.Daemon(pam_services={"kpanel-totp": "auth required pam_unix.so nodelay\n"

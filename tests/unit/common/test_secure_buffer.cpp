@@ -1,7 +1,9 @@
 #define BOOST_TEST_MODULE common_secure_buffer
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -148,4 +150,62 @@ BOOST_AUTO_TEST_CASE(constant_time_equal_compares_contents_and_lengths) {
       !constant_time_equal(std::span<const std::uint8_t>(p), std::span<const std::uint8_t>(q)));
   BOOST_TEST((SecureString("code") == SecureString("code")));
   BOOST_TEST(!(SecureString("code") == SecureString("cod")));
+}
+
+// ---- ProtectedBytes: the key's own page -------------------------------------
+
+namespace {
+
+// The VmFlags of the mapping that holds `address` in /proc/self/smaps.
+std::string vm_flags_of(const void* address) {
+  const auto where = reinterpret_cast<std::uintptr_t>(address);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long start = 0;
+    unsigned long end = 0;
+    // A mapping's header: "start-end perms ...", both in hex.
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 &&
+        line.find('-') < line.find(' ')) {
+      inside = start <= where && where < end;
+      continue;
+    }
+    if (inside && line.starts_with("VmFlags:")) return line;
+  }
+  return "";
+}
+
+bool has_flag(const std::string& flags, const std::string& flag) {
+  return (flags + " ").find(" " + flag + " ") != std::string::npos;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(protected_bytes_live_on_their_own_page_excluded_from_core_dumps) {
+  auto bytes = kpanel::common::ProtectedBytes::allocate(32);
+  BOOST_TEST_REQUIRE(bytes.has_value());
+  BOOST_TEST(bytes->size() == 32U);
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(bytes->data()) % 4096 == 0U);
+  const std::string flags = vm_flags_of(bytes->data());
+  BOOST_TEST_REQUIRE(!flags.empty());
+  BOOST_TEST(has_flag(flags, "dd"), flags);  // MADV_DONTDUMP
+  BOOST_TEST(has_flag(flags, "wf"), flags);  // MADV_WIPEONFORK
+  // A heap buffer next to it is not marked: the flag means what it says.
+  const std::vector<std::uint8_t> heap(64);
+  BOOST_TEST(!has_flag(vm_flags_of(heap.data()), "dd"));
+}
+
+BOOST_AUTO_TEST_CASE(protected_bytes_move_and_start_zeroed) {
+  auto bytes = kpanel::common::ProtectedBytes::allocate(100);
+  BOOST_TEST_REQUIRE(bytes.has_value());
+  for (const auto b : bytes->view()) BOOST_TEST(b == 0U);
+  std::memset(bytes->data(), 0x5A, bytes->size());
+  const std::uint8_t* const where = bytes->data();
+  kpanel::common::ProtectedBytes moved = std::move(*bytes);
+  BOOST_TEST(bytes->data() == nullptr);
+  BOOST_TEST(bytes->size() == 0U);
+  BOOST_TEST(moved.data() == where);
+  BOOST_TEST(moved.view()[99] == 0x5AU);
+  BOOST_TEST(!kpanel::common::ProtectedBytes::allocate(0).has_value());
 }

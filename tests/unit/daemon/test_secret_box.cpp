@@ -5,6 +5,7 @@
 
 #include <boost/test/unit_test.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -268,6 +269,40 @@ BOOST_AUTO_TEST_CASE(a_key_file_in_a_missing_directory_is_an_error_not_a_crash) 
   const auto box = SecretBox::load_or_create(dir.path() / "missing" / "state.key");
   BOOST_TEST_REQUIRE(!box.has_value());
   BOOST_TEST(box.error().find("missing") != std::string::npos, box.error());
+}
+
+// ---- the key is never in a core dump ----------------------------------------------
+
+// The VmFlags line of the mapping that holds `address` (/proc/self/smaps).
+std::string vm_flags_of(const void* address) {
+  const auto where = reinterpret_cast<std::uintptr_t>(address);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long start = 0;
+    unsigned long end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 &&
+        line.find('-') < line.find(' ')) {
+      inside = start <= where && where < end;
+      continue;
+    }
+    if (inside && line.starts_with("VmFlags:")) return line + " ";
+  }
+  return "";
+}
+
+BOOST_AUTO_TEST_CASE(the_key_lives_on_a_page_excluded_from_core_dumps) {
+  const TempDir dir;
+  const auto loaded = SecretBox::load_or_create(dir.path() / "state.key");
+  BOOST_TEST_REQUIRE(loaded.has_value(), loaded.error());
+  const auto reread = SecretBox::load_or_create(dir.path() / "state.key");
+  BOOST_TEST_REQUIRE(reread.has_value(), reread.error());
+  const SecretBox given = random_box();
+  for (const SecretBox* box : {&*loaded, &*reread, &given}) {
+    const std::string flags = vm_flags_of(box->key_location());
+    BOOST_TEST(flags.find(" dd ") != std::string::npos, flags);
+  }
 }
 
 // ---- a key is made only on a first start -------------------------------------------
