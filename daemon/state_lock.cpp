@@ -41,7 +41,7 @@ Holder read_holder(int fd) noexcept {
 
 std::string describe(const Holder& holder) {
   return holder.pid ? "kpanel-totpd (pid " + std::to_string(*holder.pid) + ")"
-                    : std::string("another kpanel-totpd (pid not yet written)");
+                    : std::string("another kpanel-totpd (its pid is not in the lock file)");
 }
 
 bool write_text(int fd, std::string_view text, bool truncate) noexcept {
@@ -127,12 +127,9 @@ std::expected<StateLock, std::string> StateLock::acquire(
       constexpr auto kPoll = std::chrono::milliseconds(20);
       std::this_thread::sleep_for(kPoll);
     }
-    const std::string text = std::to_string(::getpid()) + "\n";
-    if (!write_text(fd->get(), text, true)) {
-      const int error = errno;
-      return std::unexpected("cannot write " + (state_dir / kFileName).string() + ": " +
-                             errno_text(error));
-    }
+    // Only a name for a successor's message: a full disk must not stop the
+    // daemon that holds the lock (the successor then says the pid is unknown).
+    (void)write_text(fd->get(), std::to_string(::getpid()) + "\n", true);
     return StateLock(std::move(*fd));
   } catch (const std::exception& e) {
     return std::unexpected("cannot lock state_dir " + state_dir.string() + ": " + e.what());

@@ -1,9 +1,11 @@
 #define BOOST_TEST_MODULE daemon state lock
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -86,6 +88,25 @@ BOOST_AUTO_TEST_CASE(a_holder_that_never_finishes_stopping_is_refused_after_the_
       state, StateLockOptions{.wait_for_stopping = milliseconds(300), .grace = milliseconds(100)});
   BOOST_TEST_REQUIRE(!second.has_value());
   BOOST_TEST(second.error().find("stopping") != std::string::npos, second.error());
+}
+
+BOOST_AUTO_TEST_CASE(a_full_disk_does_not_keep_the_holder_from_starting) {
+  const TempDir dir;
+  const auto state = dir.path() / "state";
+  // The pid cannot be written (as on a full disk): the lock is still taken.
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit old_limit{};
+  BOOST_TEST_REQUIRE(::getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+  const rlimit nothing{.rlim_cur = 0, .rlim_max = old_limit.rlim_max};
+  BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_FSIZE, &nothing) == 0);
+  auto first = StateLock::acquire(state, kQuick);
+  (void)::setrlimit(RLIMIT_FSIZE, &old_limit);
+  (void)std::signal(SIGXFSZ, old_handler);
+  BOOST_TEST_REQUIRE(first.has_value(), first.error());
+  auto second = StateLock::acquire(state, kQuick);
+  BOOST_TEST_REQUIRE(!second.has_value());
+  BOOST_TEST(second.error().find("pid is not in the lock file") != std::string::npos,
+             second.error());
 }
 
 BOOST_AUTO_TEST_CASE(a_symlinked_state_dir_is_refused) {
