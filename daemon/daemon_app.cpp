@@ -278,6 +278,10 @@ int migrate_to_postgresql(const DaemonOptions& options, const std::string& dsn) 
         return fail(path.string() + " does not exist: nothing to migrate");
       }
     }
+    // A daemon still serving this state would change it behind the copy (a
+    // code used after it is read would work again on the fleet).
+    auto state_lock = StateLock::acquire(config->state_dir);
+    if (!state_lock) return fail(state_lock.error() + " (stop kpanel-totpd before migrating)");
     auto source_box = SecretBox::load_or_create(config->key_file);
     if (!source_box) return fail(source_box.error());
     auto target_box = SecretBox::load_or_create(config->key_file);

@@ -227,6 +227,18 @@ class Lifecycle(unittest.TestCase):
             finally:
                 idle.close()
 
+    def test_migrating_the_state_of_a_running_daemon_is_refused(self):
+        with h.Daemon() as d:
+            d.start()
+            # Refused before any database is contacted: port 1 is never asked.
+            out = subprocess.run([h.TOTPD, "--config", d.config_path, "--migrate-to-postgresql",
+                                  "host=127.0.0.1 port=1 dbname=x user=x connect_timeout=1"],
+                                 capture_output=True, text=True, timeout=20)
+            self.assertEqual(out.returncode, 1, out.stderr)
+            self.assertIn(f"pid {d.process.pid}", out.stderr)
+            self.assertIn("stop kpanel-totpd", out.stderr)
+            self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
+
     def test_on_exit_a_socket_path_bound_by_another_is_left_alone(self):
         with h.Daemon() as d:
             d.start()
