@@ -7,6 +7,7 @@ import re
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 import zlib
 
@@ -207,6 +208,33 @@ class ExitCodes(unittest.TestCase):
         self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
         self.assertIn("kpanel-totpd", out.stderr)
 
+
+
+class NoCoreDump(unittest.TestCase):
+    def test_the_tool_is_not_dumpable_while_it_may_hold_a_secret(self):
+        # As a user: a dumpable process owns its /proc files; a non-dumpable
+        # one's belong to root (no core, no ptrace by the user's other processes).
+        nobody = 65534
+        with tempfile.TemporaryDirectory() as empty:
+            tool = subprocess.Popen(
+                ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", h.TOOL,
+                 "--socket", os.path.join(empty, "none.sock"), "disable"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 10
+                while time.time() < deadline:  # until setpriv has become the tool
+                    with open(f"/proc/{tool.pid}/status") as f:
+                        status = f.read()
+                    if f"\nUid:\t{nobody}\t" in status and "kpanel-totp" in status:
+                        break
+                    time.sleep(0.01)
+                self.assertIn(f"\nUid:\t{nobody}\t", status)
+                # It waits for the password on stdin, past main()'s first line.
+                time.sleep(0.2)
+                self.assertEqual(os.stat(f"/proc/{tool.pid}/status").st_uid, 0, "dumpable")
+            finally:
+                tool.stdin.close()
+                tool.wait(10)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
