@@ -43,7 +43,11 @@ constexpr std::size_t index_in(const std::variant<Ts...>* /*tag*/) {
 template <typename Req, auto Method>
 constexpr Row row(std::string_view op, Permit permit, Cost cost, AuditEventKind audit) {
   return Row{
-      op, index_in<Req>(static_cast<const Request*>(nullptr)), permit, cost, audit,
+      op,
+      index_in<Req>(static_cast<const Request*>(nullptr)),
+      permit,
+      cost,
+      audit,
       [](Rules& rules, const Caller& caller, const std::string& user, const Request& request) {
         if constexpr (std::is_invocable_v<decltype(Method), Rules&, const Caller&, const Req&>) {
           return (rules.*Method)(caller, std::get<Req>(request));
@@ -124,7 +128,7 @@ Lane Dispatcher::lane(const Request& request) noexcept {
   // A recovery code costs scrypt hashes; a TOTP code an HMAC or two.
   const auto* verify = std::get_if<protocol::VerifyRequest>(&request);
   return verify != nullptr && common::looks_like_recovery_code(verify->code.view()) ? Lane::slow
-                                                                                     : Lane::fast;
+                                                                                    : Lane::fast;
 }
 
 Response Dispatcher::handle(const PeerCredentials& peer, const Request& request) noexcept {
