@@ -147,7 +147,7 @@ int run_enroll(Context& context, const CommandLine& line) {
     return context.fail(begun.error());
   }
 
-  auto qr = common::QrCode::encode(begun->uri);
+  auto qr = common::QrCode::encode(begun->uri.view());
   if (!qr) {
     return context.fail(
         Failure{kExitRefused, "cannot draw the QR code: " + common::describe(qr.error())});
@@ -158,14 +158,15 @@ int run_enroll(Context& context, const CommandLine& line) {
 
   const bool json = context.global().json;
   if (begin_only && json) {
-    context.out() << enroll_begin_json(begun->uri, begun->secret_base32.view()).view() << '\n';
+    context.out() << enroll_begin_json(begun->uri.view(), begun->secret_base32.view()).view()
+                  << '\n';
     return kExitOk;
   }
   // With --json, stdout is kept for the one JSON object: the picture goes to stderr.
   std::ostream& show = json ? context.err() : context.out();
   const auto colors =
       context.colors(show) ? common::QrTextColors::ansi : common::QrTextColors::none;
-  print_enrollment(show, *begun, common::render_qr_text(*qr, colors), context.now());
+  print_enrollment(show, *begun, common::render_qr_text(*qr, colors).view(), context.now());
   for (const std::string_view kind : {"png", "svg"}) {
     if (const std::string* file = line.value(kind)) {
       show << "The QR code is also in " << *file << " (delete it once scanned).\n";

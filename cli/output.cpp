@@ -218,11 +218,11 @@ void print_enrollment(std::ostream& out, const protocol::EnrollBeginResult& begu
       << "Apple Passwords, ...):\n\n"
       << qr_text << '\n'
       << "Or enter it by hand:\n"
-      << "    URI: " << begun.uri << '\n'
+      << "    URI: " << begun.uri.view() << '\n'
       << "    Key: " << common::group_in_fours(begun.secret_base32.view()).view() << '\n';
-  const std::string_view algorithm = uri_parameter(begun.uri, "algorithm");
-  const std::string_view digits = uri_parameter(begun.uri, "digits");
-  const std::string_view period = uri_parameter(begun.uri, "period");
+  const std::string_view algorithm = uri_parameter(begun.uri.view(), "algorithm");
+  const std::string_view digits = uri_parameter(begun.uri.view(), "digits");
+  const std::string_view period = uri_parameter(begun.uri.view(), "period");
   if (!algorithm.empty() && !digits.empty() && !period.empty()) {
     out << "    Type: time-based, " << algorithm << ", " << digits << " digits, every " << period
         << " seconds\n";

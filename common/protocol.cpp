@@ -102,6 +102,11 @@ constexpr Field<M> secret_field(std::string_view name, T M::*member, std::size_t
                                 Need need) {
   return {name, member, {need, max_length, Text::any}};
 }
+template <class M>  // a secret that must also be a line (the otpauth URI)
+constexpr Field<M> secret_line_field(std::string_view name, SecureString M::*member,
+                                     std::size_t max_length, Need need) {
+  return {name, member, {need, max_length, Text::line}};
+}
 template <class M>
 constexpr Field<M> flag_field(std::string_view name, bool M::*member) {
   return {name, member, {Need::optional, 0, Text::any}};  // absent means false
@@ -243,10 +248,10 @@ struct Schema<EnrollBeginResult> {
   using M = EnrollBeginResult;
   static constexpr std::string_view name = "enroll_begin";
   static constexpr std::array fields{
-      line_field("uri", &M::uri, kMaxUriLength, Need::required),
+      secret_line_field("uri", &M::uri, kMaxUriLength, Need::required),
       secret_field("secret_base32", &M::secret_base32, kMaxFieldLength, Need::required),
       value_field("expires_at", &M::expires_at, Need::required),
-      text_field("qr_text", &M::qr_text, kMaxQrTextLength)};
+      secret_field("qr_text", &M::qr_text, kMaxQrTextLength, Need::optional)};
 };
 template <>
 struct Schema<RecoveryCodesResult> {
@@ -660,7 +665,9 @@ class WipeOnExit {
 
 // Parses a body that must be one JSON object. Duplicate keys (which nlohmann
 // would resolve silently, last one wins) and nesting deeper than any message
-// needs make it malformed.
+// needs make it malformed. The parsed tree is wiped by its caller; what this
+// cannot reach is nlohmann's lexer, which frees its copy of the longest token
+// unwiped: one string, bounded by the field caps (the QR text's is the largest).
 Outcome parse_object(std::span<const std::uint8_t> body, Json& out) {
   bool rejected = false;
   std::vector<std::set<std::string, std::less<>>> open_objects;

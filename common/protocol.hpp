@@ -193,11 +193,12 @@ struct StatusResult {
   UserStatus status{};  // wire key "user_status": the envelope owns "status"
   friend bool operator==(const StatusResult&, const StatusResult&) = default;
 };
+// The URI and the QR text spell out the secret too: wiped like it.
 struct EnrollBeginResult {
-  std::string uri{};
+  SecureString uri{};
   SecureString secret_base32{};
   std::int64_t expires_at = 0;  // unix seconds
-  std::string qr_text{};        // only when asked for
+  SecureString qr_text{};       // only when asked for
   friend bool operator==(const EnrollBeginResult&, const EnrollBeginResult&) = default;
 };
 struct RecoveryCodesResult {

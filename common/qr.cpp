@@ -251,37 +251,36 @@ bool QrCode::dark(std::size_t x, std::size_t y) const noexcept {
 // is right everywhere; the tool uses it when writing to a colour terminal. The
 // daemon's text for inline enrollment must stay plain: clients that sanitize
 // what the server sends (OpenSSH does) print escape sequences as garbage.
-std::string render_qr_text(const QrCode& code, QrTextColors colors) {
+SecureString render_qr_text(const QrCode& code, QrTextColors colors) {
   const std::size_t side = padded_width(code);
-  std::string text;
-  text.reserve((side + 1) / 2 * (side * kFullBlock.size() + 16));
+  SecureString text;  // grows into fresh buffers, wiping the old ones
   for (std::size_t y = 0; y < side; y += 2) {
     if (colors == QrTextColors::ansi) {
-      text += kAnsiLightOnDark;
+      text.append(kAnsiLightOnDark);
     }
     for (std::size_t x = 0; x < side; ++x) {
       const bool top_light = !dark_padded(code, x, y);
       // Past the last row is outside the quiet zone: left as background.
       const bool bottom_light = y + 1 < side && !dark_padded(code, x, y + 1);
       if (top_light && bottom_light) {
-        text += kFullBlock;
+        text.append(kFullBlock);
       } else if (top_light) {
-        text += kUpperHalf;
+        text.append(kUpperHalf);
       } else if (bottom_light) {
-        text += kLowerHalf;
+        text.append(kLowerHalf);
       } else {
-        text += ' ';
+        text.push_back(' ');
       }
     }
     if (colors == QrTextColors::ansi) {
-      text += kAnsiReset;
+      text.append(kAnsiReset);
     }
-    text += '\n';
+    text.push_back('\n');
   }
   return text;
 }
 
-std::expected<std::string, QrError> qr_text(std::string_view text, QrTextColors colors) {
+std::expected<SecureString, QrError> qr_text(std::string_view text, QrTextColors colors) {
   auto code = QrCode::encode(text);
   if (!code) {
     return std::unexpected(code.error());
@@ -323,11 +322,11 @@ std::expected<SecureBytes, QrError> render_qr_png(const QrCode& code, std::size_
   return png;
 }
 
-std::string render_qr_svg(const QrCode& code) {
+SecureString render_qr_svg(const QrCode& code) {
   const std::size_t side = padded_width(code);
   const std::string n = std::to_string(side);
   const std::string px = std::to_string(side * kQrPngScale);
-  std::string svg;
+  SecureString svg;  // grows into fresh buffers, wiping the old ones
   // Attribute values are numbers only: nothing to escape.
   const auto append = [&svg](std::initializer_list<std::string_view> parts) {
     for (const std::string_view part : parts) {
@@ -356,7 +355,7 @@ std::string render_qr_svg(const QrCode& code) {
               run, "v1h-", run, "z"});
     }
   }
-  svg += "\"/>\n</svg>\n";
+  svg.append("\"/>\n</svg>\n");
   return svg;
 }
 
@@ -388,10 +387,8 @@ std::expected<void, QrError> check_qr_output_path(const std::string& path) {
 }
 
 std::expected<void, QrError> write_qr_svg(const QrCode& code, const std::string& path) {
-  std::string svg = render_qr_svg(code);
-  auto written = write_private_file(path, as_bytes(svg));
-  secure_wipe(svg.data(), svg.size());
-  return written;
+  const SecureString svg = render_qr_svg(code);
+  return write_private_file(path, as_bytes(svg.view()));
 }
 
 }  // namespace kpanel::common

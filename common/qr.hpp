@@ -67,18 +67,20 @@ enum class QrTextColors : std::uint8_t {
 // Terminal rendering, two module rows per line with Unicode half blocks and a
 // quiet zone of kQrQuietZone. Light modules are drawn as blocks, dark ones as
 // spaces; see qr.cpp for why. Every line ends with '\n'.
-[[nodiscard]] std::string render_qr_text(const QrCode& code,
-                                         QrTextColors colors = QrTextColors::none);
+// The text draws the secret: it is returned in wiping storage.
+[[nodiscard]] SecureString render_qr_text(const QrCode& code,
+                                          QrTextColors colors = QrTextColors::none);
 // encode + render_qr_text: the pure uri -> text function the daemon uses.
-[[nodiscard]] std::expected<std::string, QrError> qr_text(std::string_view text,
-                                                          QrTextColors colors = QrTextColors::none);
+[[nodiscard]] std::expected<SecureString, QrError> qr_text(
+    std::string_view text, QrTextColors colors = QrTextColors::none);
 
 // 8-bit grayscale PNG, `scale` pixels per module, quiet zone kQrQuietZone.
 [[nodiscard]] std::expected<SecureBytes, QrError> render_qr_png(const QrCode& code,
                                                                 std::size_t scale = kQrPngScale);
 // SVG document: a white background and one path of dark runs ("M x y h n v1 h-n z"),
 // in module units with the quiet zone included in the viewBox.
-[[nodiscard]] std::string render_qr_svg(const QrCode& code);
+// Wiping storage too: the path data draws the secret.
+[[nodiscard]] SecureString render_qr_svg(const QrCode& code);
 
 // Write the PNG / SVG to `path`. A new file is created O_EXCL|O_NOFOLLOW, mode
 // 0600. An existing path is replaced only when it is a regular file owned by

@@ -637,13 +637,13 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
     const common::SecureString uri = common::build_otpauth_uri(
         policy->issuer, user, common::short_host_name(), secret_base32.view(), policy->totp);
     protocol::EnrollBeginResult result;
-    result.uri = std::string(uri.view());
+    result.uri = uri;
     result.secret_base32 = secret_base32;
     result.expires_at = common::to_unix(pending.expires_at);
     if (request.want_qr_text) {
       // Rendered here so the PAM module never links libqrencode (SPEC §1).
       // Plain text: OpenSSH shows colour escapes literally.
-      auto text = common::qr_text(result.uri);
+      auto text = common::qr_text(result.uri.view());
       if (text) result.qr_text = std::move(*text);
     }
     return reply_ok(std::move(result));

@@ -117,9 +117,9 @@ class Login {
     // Shown whatever PAM_SILENT says: the login cannot go on without them.
     bool shown = conversation_.info(kpanel::pam::enrollment_intro());
     if (shown && !secret.qr_text.empty()) {
-      shown = conversation_.info(secret.qr_text);
+      shown = conversation_.info(secret.qr_text.view());
     }
-    shown = shown && conversation_.info(kpanel::pam::uri_message(secret.uri).view()) &&
+    shown = shown && conversation_.info(kpanel::pam::uri_message(secret.uri.view()).view()) &&
             conversation_.info(kpanel::pam::key_message(secret.secret_base32.view()).view());
     if (!shown) return conversation_failed("enrollment text");
 

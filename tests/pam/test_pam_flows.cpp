@@ -574,10 +574,10 @@ BOOST_AUTO_TEST_CASE(inline_enrollment) {
   daemon.reply(login_check_answer(LoginDecision::enroll));
   daemon.reply(protocol::Response{
       .status = Status::ok,
-      .result = protocol::EnrollBeginResult{.uri = uri,
+      .result = protocol::EnrollBeginResult{.uri = kpanel::common::SecureString(uri),
                                             .secret_base32 = kpanel::common::SecureString(secret),
                                             .expires_at = now_seconds() + 600,
-                                            .qr_text = qr}});
+                                            .qr_text = kpanel::common::SecureString(qr)}});
   daemon.reply(protocol::Response{.status = Status::wrong_code});
   daemon.reply(protocol::Response{.status = Status::ok,
                                   .result = protocol::RecoveryCodesResult{
@@ -628,7 +628,8 @@ BOOST_AUTO_TEST_CASE(inline_enrollment_gives_up_after_three_wrong_codes) {
   daemon.reply(protocol::Response{
       .status = Status::ok,
       .result = protocol::EnrollBeginResult{
-          .uri = "otpauth://totp/Kapsule:alice%40host?secret=JBSWY3DPEHPK3PXP&issuer=Kapsule",
+          .uri = kpanel::common::SecureString(
+              "otpauth://totp/Kapsule:alice%40host?secret=JBSWY3DPEHPK3PXP&issuer=Kapsule"),
           .secret_base32 = kpanel::common::SecureString("JBSWY3DPEHPK3PXP"),
           .expires_at = now_seconds() + 600}});
   for (int i = 0; i < 3; ++i) daemon.reply(protocol::Response{.status = Status::wrong_code});
@@ -668,7 +669,8 @@ BOOST_AUTO_TEST_CASE(debug_logs_decisions_and_no_secrets) {
     daemon.reply(protocol::Response{
         .status = Status::ok,
         .result = protocol::EnrollBeginResult{
-            .uri = "otpauth://totp/Kapsule:alice%40host?secret=" + secret + "&issuer=Kapsule",
+            .uri = kpanel::common::SecureString(
+                "otpauth://totp/Kapsule:alice%40host?secret=" + secret + "&issuer=Kapsule"),
             .secret_base32 = kpanel::common::SecureString(secret),
             .expires_at = now_seconds() + 600}});
     daemon.reply(

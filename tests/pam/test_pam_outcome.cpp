@@ -412,9 +412,10 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(enrollment)
 
 BOOST_AUTO_TEST_CASE(begin) {
-  const Answer begun = Response{.status = Status::ok,
-                                .result = protocol::EnrollBeginResult{
-                                    .uri = "otpauth://x", .secret_base32 = SecureString("AAAA")}};
+  const Answer begun =
+      Response{.status = Status::ok,
+               .result = protocol::EnrollBeginResult{.uri = SecureString("otpauth://x"),
+                                                     .secret_base32 = SecureString("AAAA")}};
   BOOST_TEST(!after_enroll_begin(begun, Options{}, kNow).has_value());
   const auto already = after_enroll_begin(status(Status::already_enrolled), Options{}, kNow);
   BOOST_REQUIRE(already.has_value());

@@ -31,7 +31,7 @@ const std::string kSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
 protocol::EnrollBeginResult begun() {
   protocol::EnrollBeginResult result;
-  result.uri = kUri;
+  result.uri = SecureString(kUri);
   result.secret_base32 = SecureString(kSecret);
   result.expires_at = kNow + 600;
   return result;

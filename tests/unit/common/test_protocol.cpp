@@ -6,6 +6,8 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "common/protocol.hpp"
@@ -132,12 +134,13 @@ std::vector<Response> all_responses() {
                .result = VerifyResult{.used_recovery_code = true, .recovery_codes_left = 3}},
       Response{.status = Status::ok, .result = StatusResult{.status = full_status("alice")}},
       Response{.status = Status::ok,
-               .result = EnrollBeginResult{.uri = "otpauth://totp/Kapsule:alice%40web1?secret="
-                                                  "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Kapsule",
-                                           .secret_base32 =
-                                               SecureString("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
-                                           .expires_at = 1'700'000'900,
-                                           .qr_text = "\xe2\x96\x88\xe2\x96\x80 \x1b[0m\n"}},
+               .result =
+                   EnrollBeginResult{
+                       .uri = SecureString("otpauth://totp/Kapsule:alice%40web1?secret="
+                                           "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Kapsule"),
+                       .secret_base32 = SecureString("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+                       .expires_at = 1'700'000'900,
+                       .qr_text = SecureString("\xe2\x96\x88\xe2\x96\x80 \x1b[0m\n")}},
       Response{.status = Status::ok,
                .result = RecoveryCodesResult{.codes = {SecureString("aaaa-bbbb-cccc"),
                                                        SecureString("dddd-eeee-ffff")}}},
@@ -527,6 +530,38 @@ BOOST_AUTO_TEST_CASE(numbers_out_of_range_or_not_integers) {
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(encoder_refusals)
+
+// The enrollment's URI and QR text spell out the secret: they travel in
+// wiping storage like the secret itself, and keep their wire rules (the URI
+// a line without control characters, both bounded).
+static_assert(std::is_same_v<decltype(EnrollBeginResult::uri), SecureString>);
+static_assert(std::is_same_v<decltype(EnrollBeginResult::qr_text), SecureString>);
+static_assert(std::is_same_v<decltype(EnrollBeginResult::secret_base32), SecureString>);
+
+BOOST_AUTO_TEST_CASE(enrollment_uri_and_qr_text_keep_their_rules) {
+  const auto begun = [](std::string uri, std::string qr) {
+    return Response{.status = Status::ok,
+                    .result = EnrollBeginResult{.uri = SecureString(uri),
+                                                .secret_base32 = SecureString("S"),
+                                                .expires_at = 1,
+                                                .qr_text = SecureString(qr)}};
+  };
+  BOOST_TEST(!encode_response(begun("otpauth://totp/x?secret=S", "\x1b[0m\n")).empty());
+  BOOST_TEST(encode_response(begun("otpauth://evil\nline", "")).empty());
+  BOOST_TEST(encode_response(begun(std::string(kMaxUriLength + 1, 'u'), "")).empty());
+  BOOST_TEST(encode_response(begun("u", std::string(kMaxQrTextLength + 1, 'q'))).empty());
+  const auto body = [](std::string_view uri, std::string_view qr) {
+    return R"({"status":"ok","result":"enroll_begin","uri":")" + std::string(uri) +
+           R"(","secret_base32":"S","expires_at":1,"qr_text":")" + std::string(qr) + R"("})";
+  };
+  const auto decoded = decode_response_text(body("otpauth://totp/x", "ab\\n"));
+  BOOST_REQUIRE(decoded.has_value());
+  const auto& result = std::get<EnrollBeginResult>(decoded->result);
+  BOOST_TEST(result.uri.view() == "otpauth://totp/x");
+  BOOST_TEST(result.qr_text.view() == "ab\n");
+  check_response_error(body("otpauth://x\\u0007", ""), DecodeError::invalid_value);
+  check_response_error(body(std::string(kMaxUriLength + 1, 'u'), ""), DecodeError::field_too_long);
+}
 
 BOOST_AUTO_TEST_CASE(messages_that_would_not_decode_are_not_encoded) {
   BOOST_TEST(encode_request(VerifyRequest{.user = "a", .code = SecureString("\xff\xfe")}).empty());

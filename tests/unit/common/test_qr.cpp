@@ -1,6 +1,7 @@
 // QR rendering: every output is decoded again with zbarimg (zbar-tools) and
 // must give back exactly the URI that went in.
 #define BOOST_TEST_MODULE common_qr
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,14 +11,48 @@
 #include <cstdint>
 #include <cstdio>   // popen
 #include <cstdlib>  // mkdtemp
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <new>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/qr.hpp"
+
+// ---- freed-memory probe: does a freed block still hold a given text? --------
+// Every allocation goes through malloc here, so a freed block's usable size is
+// known; while a needle is set, each block is searched before it is freed.
+namespace {
+thread_local const std::string* t_needle = nullptr;
+thread_local int t_freed_with_needle = 0;
+
+void* allocate(std::size_t size) {
+  void* memory = std::malloc(size == 0 ? 1 : size);  // NOLINT: the replaced allocator
+  if (memory == nullptr) throw std::bad_alloc();
+  return memory;
+}
+void release(void* memory) noexcept {
+  if (memory != nullptr && t_needle != nullptr && !t_needle->empty()) {
+    const std::size_t size = ::malloc_usable_size(memory);
+    if (::memmem(memory, size, t_needle->data(), t_needle->size()) != nullptr) {
+      ++t_freed_with_needle;
+    }
+  }
+  std::free(memory);  // NOLINT: the replaced allocator
+}
+}  // namespace
+
+void* operator new(std::size_t size) { return allocate(size); }
+void* operator new[](std::size_t size) { return allocate(size); }
+void operator delete(void* memory) noexcept { release(memory); }
+void operator delete[](void* memory) noexcept { release(memory); }
+void operator delete(void* memory, std::size_t /*size*/) noexcept { release(memory); }
+void operator delete[](void* memory, std::size_t /*size*/) noexcept { release(memory); }
 
 namespace {
 
@@ -236,7 +271,7 @@ BOOST_AUTO_TEST_CASE(rejects_empty_embedded_nul_and_oversized_text) {
 BOOST_AUTO_TEST_CASE(terminal_text_scans_back_to_the_uri) {
   const TempDir dir;
   const QrCode code = encode_uri();
-  const std::string text = render_qr_text(code);
+  const std::string text(render_qr_text(code).view());
   BOOST_TEST(text.find('\x1B') == std::string::npos);  // plain: no escape sequences
 
   // Two module rows per line, one character per module column.
@@ -261,14 +296,14 @@ BOOST_AUTO_TEST_CASE(terminal_text_is_a_pure_function_of_the_uri) {
   const auto again = kpanel::common::qr_text(kUri);
   BOOST_REQUIRE(once.has_value());
   BOOST_REQUIRE(again.has_value());
-  BOOST_TEST(*once == *again);
-  BOOST_TEST(*once == render_qr_text(encode_uri()));
+  BOOST_TEST((*once == *again));
+  BOOST_TEST((*once == render_qr_text(encode_uri())));
 }
 
 BOOST_AUTO_TEST_CASE(ansi_text_pins_light_on_dark_and_scans_back) {
   const TempDir dir;
   const QrCode code = encode_uri();
-  const std::string text = render_qr_text(code, QrTextColors::ansi);
+  const std::string text(render_qr_text(code, QrTextColors::ansi).view());
   // Every line sets the colours and resets them before the newline.
   std::size_t lines = 0;
   for (std::size_t start = 0; start < text.size(); ++lines) {
@@ -279,7 +314,7 @@ BOOST_AUTO_TEST_CASE(ansi_text_pins_light_on_dark_and_scans_back) {
     start = end + 1;
   }
   BOOST_TEST(lines == (code.width() + 2 * kQrQuietZone + 1) / 2);
-  BOOST_TEST(strip_ansi(text) == render_qr_text(code));
+  BOOST_TEST(strip_ansi(text) == std::string(render_qr_text(code).view()));
 
   write_pgm(dir.path / "ansi.pgm", rasterize_text(strip_ansi(text)), 4);
   BOOST_TEST(zbar_decode(dir.path / "ansi.pgm") == kUri);
@@ -458,6 +493,40 @@ BOOST_AUTO_TEST_CASE(svg_file_is_private_and_draws_exactly_the_dark_modules) {
 
   write_pgm(dir.path / "svg.pgm", grid, 4);
   BOOST_TEST(zbar_decode(dir.path / "svg.pgm") == kUri);
+}
+
+// The terminal text and the SVG draw the secret: neither may be left in freed
+// memory, not the result and not a buffer outgrown while building it.
+BOOST_AUTO_TEST_CASE(drawings_are_wiped_before_their_memory_is_freed) {
+  const QrCode code = encode_uri();
+  // Needles from the middle of each drawing (the data region, not the finder
+  // patterns every QR code shares), taken before watching starts.
+  const std::string text(render_qr_text(code).view());
+  const std::string svg(kpanel::common::render_qr_svg(code).view());
+  const std::string text_needle = text.substr(text.size() / 2, 48);
+  const std::string svg_needle = svg.substr(svg.size() / 2, 48);
+  for (const auto& [needle, draw] :
+       std::vector<std::pair<const std::string*, std::function<std::size_t()>>>{
+           {&text_needle, [&] { return render_qr_text(code).size(); }},
+           {&text_needle, [&] { return render_qr_text(code, QrTextColors::ansi).size(); }},
+           {&svg_needle, [&] { return kpanel::common::render_qr_svg(code).size(); }},
+           {&text_needle, [&] { return kpanel::common::qr_text(kUri)->size(); }}}) {
+    t_freed_with_needle = 0;
+    t_needle = needle;
+    const std::size_t drawn = draw();
+    t_needle = nullptr;
+    BOOST_TEST(drawn > 0U);
+    BOOST_TEST(t_freed_with_needle == 0);
+  }
+  // The probe works: an unwiped copy is seen.
+  t_freed_with_needle = 0;
+  t_needle = &svg_needle;
+  {
+    const std::string copy(svg);
+    BOOST_TEST(copy.size() == svg.size());
+  }
+  t_needle = nullptr;
+  BOOST_TEST(t_freed_with_needle == 1);
 }
 
 BOOST_AUTO_TEST_CASE(png_scale_is_bounded) {
