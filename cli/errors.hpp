@@ -14,7 +14,7 @@
 
 namespace kpanel::cli {
 
-// SPEC §6.
+// The tool's exit codes, fixed for scripts.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRefused = 1;      // wrong code, not allowed, locked, store down, ...
 inline constexpr int kExitUsage = 2;        // bad command line or missing answers on stdin

@@ -15,7 +15,7 @@ namespace protocol = common::protocol;
 
 namespace {
 
-using Json = nlohmann::ordered_json;  // keys in SPEC order
+using Json = nlohmann::ordered_json;  // keys in the documented order
 
 Json time_or_null(const std::optional<std::int64_t>& unix_seconds) {
   if (!unix_seconds) {

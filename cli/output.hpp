@@ -1,5 +1,5 @@
 #pragma once
-// What the commands print: JSON with exactly SPEC §6's keys (times ISO 8601 UTC
+// What the commands print: JSON with exactly the documented keys (times ISO 8601 UTC
 // with 'Z', null when absent) and the human forms.
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 #pragma once
 // Answers to prompts (codes, passwords). On a terminal: asked on /dev/tty with
 // echo off. Otherwise (scripts, tests): one line of stdin per prompt, in the
-// order the command asks (SPEC §6), with no prompt text printed.
+// order the command asks, with no prompt text printed.
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// The module's arguments from the PAM stack line (SPEC §5). Parsing is strict:
+// The module's arguments from the PAM stack line. Parsing is strict:
 // an unknown or malformed option is an error and the module then refuses the
 // login, because a typo such as "nulok" or "timeout=1O" must not silently
 // change what the stack lets through.

@@ -1,4 +1,4 @@
-// pam_kpanel_totp.so: the PAM entry points and the login flow (SPEC §5). The
+// pam_kpanel_totp.so: the PAM entry points and the login flow. The
 // module holds no state and no secrets: it asks the daemon (login_check), asks
 // the user, asks the daemon again (verify, or enroll_begin/enroll_confirm) and
 // maps each answer through the table in outcome.cpp.
@@ -154,7 +154,7 @@ class Login {
       // The enrollment is done whatever happens now; a conversation failure
       // here must not fail a login whose second factor was just proven.
       conversation_.info(kpanel::pam::recovery_codes_message(codes).view());
-      // OpenSSH shows text only together with a following prompt (TESTING-NOTES),
+      // OpenSSH shows text only together with a following prompt,
       // so one more prompt makes sure the codes are seen. The answer is ignored.
       (void)conversation_.ask(kpanel::pam::kSavedCodesPrompt, true);
       return finish(step.outcome);
@@ -278,7 +278,7 @@ __attribute__((visibility("default"))) int pam_sm_authenticate(pam_handle_t* pam
 
 __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_t* /*pamh*/, int /*flags*/,
                                                           int /*argc*/, const char** /*argv*/) {
-  return PAM_SUCCESS;  // no credentials of our own (SPEC §5)
+  return PAM_SUCCESS;  // no credentials of our own
 }
 
 }  // extern "C"

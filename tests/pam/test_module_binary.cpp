@@ -55,7 +55,7 @@ BOOST_AUTO_TEST_CASE(loads_with_rtld_now_and_resolves_the_entry_points) {
   BOOST_TEST(authenticate != nullptr);
   BOOST_REQUIRE(setcred != nullptr);
   BOOST_TEST(setcred(nullptr, 0, 0, nullptr) == PAM_SUCCESS);
-  BOOST_TEST(::dlsym(handle, "pam_sm_open_session") == nullptr);  // auth only (SPEC §5)
+  BOOST_TEST(::dlsym(handle, "pam_sm_open_session") == nullptr);  // auth only
   BOOST_TEST(::dlclose(handle) == 0);
 }
 

@@ -1,5 +1,5 @@
 // Each command against a scripted daemon: the request it sends, the prompts it
-// reads (in SPEC §6 order), what it prints and the exit code.
+// reads (in the documented order), what it prints and the exit code.
 #define BOOST_TEST_MODULE cli_commands
 #include <sys/stat.h>
 #include <unistd.h>
