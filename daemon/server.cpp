@@ -63,16 +63,25 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   Connection(Connection&&) = delete;
   Connection& operator=(Connection&&) = delete;
   ~Connection() {
-    if (*alive_) server_.release(peer_.uid);
+    if (*alive_) {
+      server_.waiting_.erase(this);
+      server_.release(peer_.uid);
+    }
   }
 
   void start() {
     arm_deadline();
+    server_.waiting_.insert(this);
     asio::async_read(socket_, asio::buffer(header_),
                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                        self->on_header(ec);
                      });
   }
+
+  // Stopping: a connection that has not sent its header yet is closed now
+  // rather than at its deadline, so a successor daemon waits for requests
+  // in flight only, not for idle clients.
+  void cut_if_waiting() noexcept { close(); }
 
  private:
   void arm_deadline() {
@@ -90,6 +99,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   }
 
   void on_header(const boost::system::error_code& ec) {
+    server_.waiting_.erase(this);
     if (ec) return;  // closed, reset or timed out: nothing to answer
     const auto header = protocol::parse_header(header_);
     if (!header) {
@@ -240,6 +250,9 @@ void Server::stop_accepting() {
   accepting_ = false;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  // close() completes their reads with an error, which erases them.
+  const std::vector<Connection*> waiting(waiting_.begin(), waiting_.end());
+  for (Connection* connection : waiting) connection->cut_if_waiting();
 }
 
 // Accepting must cost the daemon less than connecting costs a client, or a

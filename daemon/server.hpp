@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/protocol.hpp"
 #include "daemon/lanes.hpp"
@@ -58,8 +59,9 @@ class Server {
   ~Server();
 
   void start();
-  // SIGTERM: no new connections; those in flight finish (their deadlines
-  // bound how long that takes) and then the io_context runs out of work.
+  // SIGTERM: no new connections; connections that have not sent a request
+  // yet are closed; those in flight finish (their deadlines bound how long
+  // that takes) and then the io_context runs out of work.
   void stop_accepting();
 
   // For tests and the log; io thread only.
@@ -83,6 +85,8 @@ class Server {
   bool accepting_ = false;
   std::size_t connections_ = 0;
   std::unordered_map<uid_t, std::size_t> connections_per_uid_;
+  // Connections still waiting for their request's header (io thread only).
+  std::unordered_set<Connection*> waiting_;
   // Shared with connections so a late completion after ~Server is harmless.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

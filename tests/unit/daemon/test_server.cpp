@@ -45,9 +45,10 @@ using namespace std::chrono_literals;
 // (two fast workers and one slow one unless the test says otherwise).
 class RunningServer {
  public:
-  RunningServer(Server::Handler handler, ServerLimits limits,
-                Server::LaneOf lane_of = [](const protocol::Request&) { return Lane::fast; },
-                LaneLimits lanes = {.fast_threads = 2, .slow_threads = 1})
+  RunningServer(
+      Server::Handler handler, ServerLimits limits,
+      Server::LaneOf lane_of = [](const protocol::Request&) { return Lane::fast; },
+      LaneLimits lanes = {.fast_threads = 2, .slow_threads = 1})
       : lanes_(lanes) {
     std::array<char, 64> pattern{};
     std::snprintf(pattern.data(), pattern.size(), "/tmp/kpanel-server-test-XXXXXX");
@@ -74,6 +75,16 @@ class RunningServer {
   }
 
   [[nodiscard]] const std::string& socket_path() const { return socket_; }
+
+  // SIGTERM's first step, done on the io thread; returns once it has run.
+  void stop_accepting() {
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      server_->stop_accepting();
+      done.set_value();
+    });
+    done.get_future().get();
+  }
 
   // The io thread's view: connections still open.
   std::size_t connections() {
@@ -284,4 +295,34 @@ BOOST_AUTO_TEST_CASE(slow_work_beyond_the_lane_bound_is_answered_busy_at_once) {
   release = true;
   BOOST_TEST((first.get()->status == protocol::Status::ok));
   BOOST_TEST(calls.load() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(stopping_closes_connections_that_have_not_sent_a_request) {
+  // A successor daemon waits for this one to exit; idle clients must not
+  // hold it for their whole deadline. A request already being handled still
+  // gets its answer.
+  std::atomic<bool> release{false};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request&) {
+        while (!release.load()) std::this_thread::sleep_for(5ms);
+        return protocol::Response{.status = protocol::Status::ok,
+                                  .result = protocol::EmptyResult{}};
+      },
+      ServerLimits{.io_deadline = 5000ms});
+  auto busy = std::async(std::launch::async, [&] {
+    return kpanel::common::call_daemon({.socket_path = server.socket_path(), .timeout = 10s},
+                                       protocol::StatusRequest{"alice"});
+  });
+  const auto idle = connect_to(server.socket_path(), 4096);
+  BOOST_TEST(eventually([&] { return server.connections() == 2; }));
+  const auto started = std::chrono::steady_clock::now();
+  server.stop_accepting();
+  const auto bytes = read_to_end(idle.get(), 0ms);  // EOF once the server closes it
+  BOOST_TEST(bytes.empty());
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 1s));
+  BOOST_TEST(eventually([&] { return server.connections() == 1; }));
+  release = true;
+  const auto reply = busy.get();
+  BOOST_REQUIRE(reply.has_value());
+  BOOST_TEST((reply->status == protocol::Status::ok));
 }
