@@ -76,7 +76,7 @@ void field(std::string& line, std::string_view key, std::string_view value) {
 bool is_warning(const AuditEvent& event) noexcept {
   return event.outcome != Status::ok || event.kind == AuditEventKind::lockout ||
          event.kind == AuditEventKind::audit_suppressed ||
-         event.kind == AuditEventKind::exempt_login ||
+         event.kind == AuditEventKind::exempt_login || event.kind == AuditEventKind::clock_moved ||
          event.decision == common::protocol::LoginDecision::refuse ||
          event.decision == common::protocol::LoginDecision::locked;
 }
@@ -122,6 +122,8 @@ std::string_view to_string(AuditEventKind kind) noexcept {
       return "lockout";
     case AuditEventKind::clock_skew:
       return "clock_skew";
+    case AuditEventKind::clock_moved:
+      return "clock_moved";
     case AuditEventKind::audit_suppressed:
       return "audit_suppressed";
   }
@@ -189,6 +191,9 @@ std::string format_audit_event(const AuditEvent& event) {
   if (event.skew_seconds) {
     field(line, "skew_seconds", std::to_string(*event.skew_seconds));
   }
+  if (event.clock_moved_seconds) {
+    field(line, "clock_moved_seconds", std::to_string(*event.clock_moved_seconds));
+  }
   if (event.days_left) {
     field(line, "days_left", std::to_string(*event.days_left));
   }
@@ -213,9 +218,39 @@ void SyslogAuditLog::record(const AuditEvent& event) noexcept {
 
 // ---- the per-uid budget --------------------------------------------------------
 
+// A success that changed state (a code accepted, an enrollment confirmed,
+// the factor disabled, an admin's reset or unlock) cannot be repeated at will:
+// each needs a fresh code or a deliberate act, so it is always written. Any
+// other event of an unprivileged uid can be repeated as fast as it can send,
+// a refusal or not (a login_check that lets an unenrolled user through, a
+// started enrollment), and spends the uid's budget.
 bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
-  return event.peer_uid && *event.peer_uid != 0 && event.outcome != Status::ok &&
-         event.kind != AuditEventKind::lockout && event.kind != AuditEventKind::audit_suppressed;
+  if (!event.peer_uid || *event.peer_uid == 0) {
+    return false;
+  }
+  switch (event.kind) {
+    case AuditEventKind::lockout:
+    case AuditEventKind::clock_moved:
+    case AuditEventKind::audit_suppressed:
+      return false;
+    case AuditEventKind::verify:
+    case AuditEventKind::enroll_confirm:
+    case AuditEventKind::disable:
+    case AuditEventKind::recovery_regenerate:
+    case AuditEventKind::reset:
+    case AuditEventKind::unlock:
+      return event.outcome != Status::ok;
+    case AuditEventKind::login_check:
+    case AuditEventKind::exempt_login:
+    case AuditEventKind::grace_login:
+    case AuditEventKind::nullok_login:
+    case AuditEventKind::status:
+    case AuditEventKind::enroll_begin:
+    case AuditEventKind::admin_list:
+    case AuditEventKind::clock_skew:
+      return true;
+  }
+  return true;
 }
 
 void RateLimitedAuditLog::refill(Budget& budget, common::TimePoint now) const {

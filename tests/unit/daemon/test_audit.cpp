@@ -150,6 +150,14 @@ BOOST_AUTO_TEST_CASE(which_events_a_budget_applies_to) {
       !RateLimitedAuditLog::may_suppress(event(AuditEventKind::verify, kFlooder, Status::ok, "x")));
   BOOST_TEST(!RateLimitedAuditLog::may_suppress(
       event(AuditEventKind::lockout, kFlooder, Status::locked, "x")));
+  // Successes a user can repeat at will spend the budget too: a login_check
+  // that lets an unenrolled user through, a started enrollment.
+  BOOST_TEST(RateLimitedAuditLog::may_suppress(
+      event(AuditEventKind::nullok_login, kFlooder, Status::ok, "x")));
+  BOOST_TEST(RateLimitedAuditLog::may_suppress(
+      event(AuditEventKind::enroll_begin, kFlooder, Status::ok, "x")));
+  BOOST_TEST(
+      !RateLimitedAuditLog::may_suppress(event(AuditEventKind::nullok_login, 0, Status::ok, "x")));
   AuditEvent no_peer;
   no_peer.outcome = Status::store_unavailable;
   BOOST_TEST(!RateLimitedAuditLog::may_suppress(no_peer));
