@@ -1,5 +1,6 @@
 #pragma once
-// otpauth:// URIs (Google Authenticator Key Uri Format), as SPEC §6 fixes them:
+// otpauth:// URIs (Google Authenticator Key Uri Format), as kpanel-totp(1)
+// documents them:
 // otpauth://totp/ISSUER:USER%40HOST?secret=B32&issuer=ISSUER&algorithm=SHA1&digits=6&period=30
 
 #include <string>

@@ -137,7 +137,7 @@ using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, En
 enum class Status : std::uint8_t {
   ok = 0,
   bad_request = 1,  // malformed or not valid for this op
-  forbidden = 2,    // the peer may not do this (SPEC §1)
+  forbidden = 2,    // the peer may not do this (daemon/dispatch.cpp decides)
   not_enrolled = 3,
   wrong_code = 4,  // wrong code or used recovery code
   locked = 5,      // see locked_until
@@ -151,6 +151,8 @@ enum class Status : std::uint8_t {
   busy = 13,      // slow work (password check, recovery-code hashing) already in flight for
                   // this caller or the daemon's slow lane full: nothing was checked; try again
   replayed = 14,  // the right code for a step already accepted: counts as a failure
+  malformed_code = 15,  // neither the enrollment's digits nor a recovery code: not checked,
+                        // not counted (a slip of the finger is no guess)
 };
 [[nodiscard]] std::string_view to_string(Status s) noexcept;
 
@@ -221,6 +223,10 @@ struct Response {
   Result result = EmptyResult{};
   std::optional<std::int64_t> locked_until{};    // with Status::locked
   std::optional<std::uint32_t> failures_left{};  // with Status::wrong_code (before a lockout)
+  // With Status::store_unavailable: which store failed, for the admin's next
+  // step ("the SQLite database in /var/lib/kpanel-totp", "the PostgreSQL
+  // database"); names a place, never a password or a DSN. Empty: not said.
+  std::string store{};
   friend bool operator==(const Response&, const Response&) = default;
 };
 
@@ -229,7 +235,7 @@ struct Response {
 // frame may carry a code or a password. They apply the decoder's rules, so a
 // frame they produce always decodes; a message that breaks one (a string not
 // UTF-8 or over its bound, a bad user name, a body over the cap, a non-ok
-// Response with a result, an ok Response with locked_until/failures_left) or
+// Response with a result, an ok Response with locked_until/failures_left/store) or
 // running out of memory gives an EMPTY buffer. A daemon whose reply does not
 // encode sends Response{Status::internal_error}, which always does.
 // decode_* take a complete body (after parse_header), validate it fully and

@@ -1,5 +1,5 @@
 #pragma once
-// Security events (SPEC §3, §9: verify outcomes, enrollments, disables,
+// Security events (verify outcomes, enrollments, disables,
 // resets, unlocks, exempt logins) to syslog authpriv and to stderr.
 //
 // An AuditEvent has no free-text field: every detail is typed (a status from
@@ -41,8 +41,9 @@ enum class AuditEventKind : std::uint8_t {
   admin_list,
   reset,
   unlock,
-  lockout,           // a failure started a lockout (see locked_until)
-  clock_skew,        // a refused code matched a step outside the window (see skew_seconds)
+  lockout,      // a failure started a lockout (see locked_until)
+  clock_skew,   // a refused code matched a step outside the window (see skew_seconds)
+  clock_moved,  // the last accepted step lies ahead of this host's clock (see clock_moved_seconds)
   audit_suppressed,  // one uid's refused requests over its budget, counted (see suppressed)
 };
 [[nodiscard]] std::string_view to_string(AuditEventKind kind) noexcept;
@@ -66,7 +67,10 @@ struct AuditEvent {
   std::optional<std::uint32_t> failures_left;
   std::optional<std::int64_t> locked_until;  // unix seconds
   std::optional<std::int64_t> skew_seconds;  // phone clock minus ours, probable
-  std::optional<std::int64_t> days_left;     // grace period
+  // How far this host's clock moved, at least (negative: back), as the last
+  // accepted step tells.
+  std::optional<std::int64_t> clock_moved_seconds;
+  std::optional<std::int64_t> days_left;  // grace period
   std::optional<StoreErrorKind> store_error;
   // audit_suppressed only; peer_uid unset means "every uid beyond the table".
   std::uint64_t suppressed = 0;
@@ -118,7 +122,8 @@ class SyslogAuditLog final : public AuditLog {
 //
 // Never counted against the budget, always written: everything root asked
 // (the PAM module in sshd, login, su, sudo: real logins), everything that
-// succeeded (logins, enrollments, disables, resets, unlocks), and lockouts.
+// succeeded (logins, enrollments, disables, resets, unlocks), lockouts, and
+// a clock found moved back.
 // Root's events do not even take the lock, so a flood never delays them.
 struct AuditRateLimits {
   // A person mistyping produces a refused request every few seconds; a

@@ -491,7 +491,7 @@ struct Key {
   std::string (*show)(const DaemonConfig& config);
 };
 
-// Every key of SPEC §3, in the order of the shipped file and describe_config().
+// Every key of kpanel-totpd.conf(5), in the order of the shipped file and describe_config().
 // The defaults are DaemonConfig's and Policy's member initializers.
 constexpr auto kKeys = std::to_array<Key>({
     {"socket", false,

@@ -1,5 +1,5 @@
 #pragma once
-// kpanel-totpd.conf (SPEC §3): `key = value` lines, `#` comments, unknown keys
+// kpanel-totpd.conf (man/kpanel-totpd.conf.5): `key = value` lines, `#` comments, unknown keys
 // an error. config.cpp holds the one table of keys; each row names its key,
 // how its value is parsed and validated, and where it goes. The defaults live
 // in the structs below (and Policy), nowhere else.

@@ -1,6 +1,6 @@
 #pragma once
 // The daemon's listening socket: the one systemd passes (socket activation,
-// sd_listen_fds) or one it binds itself at `socket` (SPEC §2: mode 0666,
+// sd_listen_fds) or one it binds itself at `socket` (mode 0666,
 // authorization is by peer credentials). Binding creates the parent
 // directory, replaces a stale socket file left by a crash, and refuses to
 // touch a socket a live daemon still answers on, or anything not a socket.

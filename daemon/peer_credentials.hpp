@@ -1,6 +1,6 @@
 #pragma once
 // Who is at the other end of a client connection, as the kernel reports it
-// (SO_PEERCRED). The only input authorization is decided from (SPEC §1).
+// (SO_PEERCRED). The only input authorization is decided from.
 
 #include <sys/types.h>
 

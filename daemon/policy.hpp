@@ -1,6 +1,7 @@
 #pragma once
 // The knobs the rules obey, filled from the config file (daemon/config.hpp).
-// Defaults here are the SPEC §3 defaults; the config table repeats none of them.
+// Defaults here are the documented ones (kpanel-totpd.conf(5)); the config
+// table repeats none of them.
 
 #include <chrono>
 #include <cstdint>

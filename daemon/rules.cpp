@@ -108,22 +108,53 @@ Response guarded(AuditLog& log, std::string_view operation, Body&& body) noexcep
 // ---- TOTP codes ----------------------------------------------------------------
 
 struct TotpMatch {
-  std::optional<std::int64_t> step;          // accepted: inside the window, after last_step
+  std::optional<std::int64_t> step;          // accepted: inside the window, fresh
   std::optional<std::int64_t> skew_seconds;  // refused, but right for a fresh step further out
+  // The last accepted step lies ahead of the window: this host's clock moved
+  // back by about this much (negative seconds).
+  std::optional<std::int64_t> clock_moved_seconds;
   bool replayed = false;  // refused: right for a step in the window already accepted
   bool failed = false;    // HMAC failure: neither right nor wrong
 };
 
-// Checks a typed code against `key` for the steps around `now`. Only a step
-// after `last_step` can match (RFC 6238 §5.2: a code works once; and a clock
-// set back never reopens a used step). Every candidate in the window is
-// computed and compared in constant time whether or not one matches; only a
-// refused code is then looked for further out (the skew hint), which tells a
-// timer nothing the refusal itself does not. Whether a refused code was a
-// replay is read off the scan's result, after it has run in full. Authenticator
-// apps show "123 456", so spaces are ignored.
+// The replay state a code is checked against: its own secret's. A pending
+// secret has accepted nothing yet, so a new phone's first code is fresh even
+// in the step of the old phone's last one.
+struct ReplayState {
+  std::optional<std::int64_t> last_step;
+  std::vector<StepRun> used_steps;
+};
+
+ReplayState replay_state_of(const UserRecord& record) {
+  ReplayState state{record.last_step, record.used_steps};
+  // Every step up to last_step may have been used when that is all we know.
+  if (state.used_steps.empty() && state.last_step) {
+    state.used_steps = step_runs_up_to(*state.last_step);
+  }
+  return state;
+}
+
+// The record's replay state after accepting `step` of its active secret.
+void accept_step(UserRecord& record, std::int64_t step) {
+  ReplayState state = replay_state_of(record);
+  mark_step_used(state.used_steps, step);
+  record.last_step = step;
+  record.used_steps = std::move(state.used_steps);
+}
+
+// Checks a typed code against `key` for the steps around `now`. A step is
+// fresh when it was never accepted (RFC 6238 §5.2: a code works once) and is
+// after the last accepted step; but when that step lies ahead of the window
+// (the clock moved back: an NTP step, a VM restored), any step never accepted
+// is fresh, so a jump back does not lock users out for its length and still
+// never reopens a used step. Every candidate in the window is computed and
+// compared in constant time whether or not one matches; only a refused code
+// is then looked for further out (the skew hint), which tells a timer nothing
+// the refusal itself does not. Whether a refused code was a replay is read off
+// the scan's result, after it has run in full. Authenticator apps show
+// "123 456", so spaces are ignored.
 TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams& params,
-                     std::string_view typed, std::optional<std::int64_t> last_step, unsigned window,
+                     std::string_view typed, const ReplayState& replay, unsigned window,
                      TimePoint now) {
   TotpMatch match;
   common::SecureString code;
@@ -143,19 +174,35 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
   }
   const std::int64_t center = common::totp_step(now, params.period);
   const auto inner = static_cast<std::int64_t>(window);
-  const auto fresh = [&](std::int64_t step) { return !last_step || step > *last_step; };
-  // The latest step in the window with this code: if it is spent, so is any
-  // earlier one.
-  const auto in_window = generator->find_step(code.view(), center, window);
-  if (!in_window) {
-    match.failed = true;
+  const bool moved_back = replay.last_step && *replay.last_step > center + inner;
+  if (moved_back) {
+    match.clock_moved_seconds =
+        (center - *replay.last_step) * static_cast<std::int64_t>(params.period);
+  }
+  const auto fresh = [&](std::int64_t step) {
+    return !step_used(replay.used_steps, step) &&
+           (moved_back || !replay.last_step || step > *replay.last_step);
+  };
+  // Every step of the window, none skipped: the latest fresh one with this
+  // code wins; a code right only for spent steps is a replay.
+  bool right = false;
+  for (std::int64_t step = center - inner; step <= center + inner; ++step) {
+    const auto candidate = generator->at_step(step);
+    if (!candidate) {
+      match.failed = true;
+      return match;
+    }
+    if (common::constant_time_equal(candidate->view(), code.view())) {
+      right = true;
+      if (fresh(step)) {
+        match.step = step;
+      }
+    }
+  }
+  if (match.step) {
     return match;
   }
-  if (*in_window && fresh(**in_window)) {
-    match.step = *in_window;
-    return match;
-  }
-  match.replayed = in_window->has_value();
+  match.replayed = right;
   const std::int64_t reach = std::max(inner, kSkewSearchSteps);
   std::optional<std::int64_t> outer_offset;
   // All of them, with no exit at a match: when the search stopped would tell
@@ -252,9 +299,9 @@ std::optional<RecoveryBatch> make_recovery_codes(unsigned count) {
 // (the update decides again; should the record have changed, it makes one).
 // Unexpected: making the batch failed.
 std::expected<std::optional<RecoveryBatch>, Status> batch_for_code(
-    std::span<const std::uint8_t> key, const common::TotpParams& params, const UserRecord& record,
+    std::span<const std::uint8_t> key, const common::TotpParams& params, const ReplayState& replay,
     std::string_view typed, const Policy& policy, TimePoint now) {
-  if (!match_totp(key, params, typed, record.last_step, policy.window, now).step) {
+  if (!match_totp(key, params, typed, replay, policy.window, now).step) {
     return std::nullopt;
   }
   auto batch = make_recovery_codes(policy.recovery_codes);
@@ -274,6 +321,7 @@ struct Attempt {
   std::optional<TimePoint> locked_until;
   std::optional<std::uint32_t> failures_left;
   std::optional<std::int64_t> skew_seconds;
+  std::optional<std::int64_t> clock_moved_seconds;
 };
 
 // Counts a checked code: success resets the lockout state, a failure counts
@@ -308,6 +356,25 @@ void note_skew(Attempt& attempt, UserRecord& record, const TotpMatch& match) {
   attempt.skew_seconds = match.skew_seconds;
 }
 
+// A code that cannot be right by its shape alone: neither the enrollment's
+// digits (spaces ignored: apps show "123 456") nor a recovery code's length.
+// Such a slip of the finger is refused without counting toward lockout: no
+// secret was compared, and the shape of a code is public anyway.
+bool malformed_code(std::string_view typed, unsigned digits) noexcept {
+  if (common::looks_like_recovery_code(typed)) {
+    return false;
+  }
+  std::size_t length = 0;
+  bool all_digits = true;
+  for (const char c : typed) {
+    if (c != ' ') {
+      ++length;
+      all_digits = all_digits && c >= '0' && c <= '9';
+    }
+  }
+  return !all_digits || length != digits;
+}
+
 // Inside a store update: `typed` against the active secret or, when the caller
 // found one before the update, that unused recovery code. This is what verify,
 // enroll --replace, disable and regenerate share. A locked account is refused
@@ -325,14 +392,20 @@ Attempt prove(UserRecord& record, std::string_view typed,
     attempt.locked_until = record.locked_until;
     return attempt;
   }
+  if (malformed_code(typed, record.active->params.digits)) {
+    attempt.status = Status::malformed_code;  // nothing written
+    return attempt;
+  }
   const TotpMatch match = match_totp(record.active->secret.view(), record.active->params, typed,
-                                     record.last_step, policy.window, now);
+                                     replay_state_of(record), policy.window, now);
   if (match.failed) {
     return attempt;  // internal_error, nothing written
   }
+  attempt.clock_moved_seconds = match.clock_moved_seconds;
   bool accepted = false;
   if (match.step) {
-    record.last_step = match.step;
+    accept_step(record, *match.step);
+    record.last_skew_seconds.reset();  // the phone's clock is right again
     accepted = true;
   } else if (recovery_hash && consume_recovery_code(record, *recovery_hash)) {
     accepted = true;
@@ -372,6 +445,13 @@ void audit_attempt(AuditLog& log, AuditEvent event, const Attempt& attempt) {
     skew.skew_seconds = attempt.skew_seconds;
     log.record(skew);
   }
+  if (attempt.clock_moved_seconds) {
+    AuditEvent moved = base;
+    moved.kind = AuditEventKind::clock_moved;
+    moved.outcome = attempt.status;  // what became of the code checked meanwhile
+    moved.clock_moved_seconds = attempt.clock_moved_seconds;
+    log.record(moved);
+  }
   if (attempt.lockout_started && attempt.locked_until) {
     AuditEvent lockout = base;
     lockout.kind = AuditEventKind::lockout;
@@ -410,6 +490,7 @@ void forget_enrollment(UserRecord& record) {
   record.pending.reset();
   record.recovery_codes.clear();
   record.last_step.reset();
+  record.used_steps.clear();
   record.last_skew_seconds.reset();
 }
 
@@ -447,7 +528,7 @@ std::shared_ptr<const Policy> Rules::policy() const {
   return policy_;
 }
 
-// ---- login_check (SPEC §9) -------------------------------------------------------
+// ---- login_check ------------------------------------------------------------------
 
 Response Rules::login_check(const Caller& caller, const std::string& user,
                             const protocol::LoginCheckRequest& request) noexcept {
@@ -641,7 +722,7 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
     result.secret_base32 = secret_base32;
     result.expires_at = common::to_unix(pending.expires_at);
     if (request.want_qr_text) {
-      // Rendered here so the PAM module never links libqrencode (SPEC §1).
+      // Rendered here so the PAM module never links libqrencode (it stays small).
       // Plain text: OpenSSH shows colour escapes literally.
       auto text = common::qr_text(result.uri.view());
       if (text) result.qr_text = std::move(*text);
@@ -667,8 +748,8 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
     if (const auto& record = *loaded; record && record->pending && !record->active &&
                                       now < record->pending->expires_at &&
                                       !is_locked(*record, now)) {
-      auto made = batch_for_code(record->pending->secret.view(), record->pending->params, *record,
-                                 request.code.view(), *policy, now);
+      auto made = batch_for_code(record->pending->secret.view(), record->pending->params,
+                                 ReplayState{}, request.code.view(), *policy, now);
       if (!made) {
         return internal_failure(audit_, event, "making recovery codes failed");
       }
@@ -695,9 +776,14 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
         attempt.locked_until = record.locked_until;
         return false;
       }
-      const TotpMatch match =
-          match_totp(record.pending->secret.view(), record.pending->params, request.code.view(),
-                     record.last_step, policy->window, now);
+      if (malformed_code(request.code.view(), record.pending->params.digits)) {
+        attempt.status = Status::malformed_code;
+        return false;
+      }
+      // The new secret's own replay state, which is empty: the old phone's
+      // last code, maybe in this very step, says nothing about the new one.
+      const TotpMatch match = match_totp(record.pending->secret.view(), record.pending->params,
+                                         request.code.view(), ReplayState{}, policy->window, now);
       if (match.failed) {
         return false;  // internal_error
       }
@@ -714,8 +800,12 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
         return true;
       }
 
-      // The confirming code counts as used, whichever secret it matched (SPEC §9).
+      // From now on the record's replay state is the new secret's, in which
+      // the confirming code counts as used.
       record.last_step = match.step;
+      record.used_steps.clear();
+      mark_step_used(record.used_steps, *match.step);
+      record.last_skew_seconds.reset();
       record.active = Enrollment{record.pending->secret, record.pending->params, now};
       record.pending.reset();
       // A replace keeps the recovery codes: they are not on the phone.
@@ -853,8 +943,8 @@ Response Rules::regenerate_recovery_codes(
 
     std::optional<RecoveryBatch> batch;
     if (const auto& record = *loaded; record && record->active && !is_locked(*record, now)) {
-      auto made = batch_for_code(record->active->secret.view(), record->active->params, *record,
-                                 request.code.view(), *policy, now);
+      auto made = batch_for_code(record->active->secret.view(), record->active->params,
+                                 replay_state_of(*record), request.code.view(), *policy, now);
       if (!made) {
         return internal_failure(audit_, event, "making recovery codes failed");
       }

@@ -1,5 +1,5 @@
 #pragma once
-// Every policy decision of kpanel-totpd, in one place (STYLE.md; OpenSSH
+// Every policy decision of kpanel-totpd, in one place (as OpenSSH
 // keeps its privileged answers in monitor.c): the login decision table,
 // the verification window, replay protection, lockout, recovery codes and
 // enrollment. rules.cpp reads top to bottom in that order.
@@ -46,7 +46,7 @@ class Rules {
   void set_policy(Policy policy);
   [[nodiscard]] std::shared_ptr<const Policy> policy() const;
 
-  // SPEC §9: does this login need a code? LoginCheckResult.
+  // Does this login need a code? LoginCheckResult.
   common::protocol::Response login_check(
       const Caller& caller, const std::string& user,
       const common::protocol::LoginCheckRequest& request) noexcept;

@@ -1,4 +1,4 @@
-"""Crash consistency (SPEC §3: "a crash never resurrects a used code or
+"""Crash consistency ("a crash never resurrects a used code or
 recovery code, nor clears a lockout"): mixed load from several threads, the
 daemon SIGKILLed at a random moment, restarted on the same state, and after
 every round:

@@ -378,7 +378,7 @@ class Verification(unittest.TestCase):
 
 
 class Authorization(unittest.TestCase):
-    """SPEC §1 as a table: every operation x (root, the user, another user,
+    """Authorization as a table: every operation x (root, the user, another user,
     an admin_group member), decided from SO_PEERCRED, never from a field."""
 
     ROLES = {"root": None, "self": ALICE, "other": BOB, "admin": ADMIN}

@@ -1,4 +1,4 @@
-"""Rollout policy (SPEC §9): enforce_after, exempt_group, the module's nullok
+"""Rollout policy: enforce_after, exempt_group, the module's nullok
 and enroll — through pamtester against the real daemon, and inline
 enrollment inside a real OpenSSH keyboard-interactive login."""
 

@@ -1,4 +1,4 @@
-// JSON output has exactly SPEC §6's keys, ISO 8601 UTC times with 'Z' and
+// JSON output has exactly the documented keys (kpanel-totp(1)), ISO 8601 UTC times with 'Z' and
 // nulls; the human forms say the same things.
 #define BOOST_TEST_MODULE cli_output
 #include <boost/test/unit_test.hpp>
@@ -25,7 +25,8 @@ protocol::UserStatus enrolled_alice() {
   status.recovery_codes_left = 7;
   // Internal detail that must not reach the JSON.
   status.enrollment_pending = true;
-  status.last_skew_seconds = -1;
+  // What the human output shows as "Phone clock": it reaches the JSON too.
+  status.last_skew_seconds = -60;
   return status;
 }
 
@@ -44,15 +45,16 @@ std::set<std::string> keys_of(const nlohmann::json& object) {
   return keys;
 }
 
-const std::set<std::string> kStatusKeys{"user", "enrolled", "enrolled_at", "recovery_codes_left",
-                                        "locked_until"};
+const std::set<std::string> kStatusKeys{"user",         "enrolled",
+                                        "enrolled_at",  "recovery_codes_left",
+                                        "locked_until", "clock_offset_seconds"};
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(status_json_of_an_enrolled_user) {
   BOOST_TEST(kpanel::cli::status_json(enrolled_alice()) ==
              R"({"user":"alice","enrolled":true,"enrolled_at":"2026-11-28T19:27:28Z",)"
-             R"("recovery_codes_left":7,"locked_until":null})");
+             R"("recovery_codes_left":7,"locked_until":null,"clock_offset_seconds":-60})");
 }
 
 BOOST_AUTO_TEST_CASE(status_json_of_a_user_without_enrollment) {
@@ -60,7 +62,7 @@ BOOST_AUTO_TEST_CASE(status_json_of_a_user_without_enrollment) {
   status.user = "carol";
   BOOST_TEST(kpanel::cli::status_json(status) ==
              R"({"user":"carol","enrolled":false,"enrolled_at":null,)"
-             R"("recovery_codes_left":0,"locked_until":null})");
+             R"("recovery_codes_left":0,"locked_until":null,"clock_offset_seconds":null})");
 }
 
 BOOST_AUTO_TEST_CASE(status_json_of_a_locked_user) {
@@ -94,8 +96,18 @@ BOOST_AUTO_TEST_CASE(enroll_begin_json) {
   const std::string uri =
       "otpauth://totp/Kapsule:alice%40web01?secret=JBSWY3DPEHPK3PXP&issuer=Kapsule"
       "&algorithm=SHA1&digits=6&period=30";
-  const auto json = kpanel::cli::enroll_begin_json(uri, "JBSWY3DPEHPK3PXP");
-  BOOST_TEST(json.view() == R"({"uri":")" + uri + R"(","secret":"JBSWY3DPEHPK3PXP"})");
+  const auto json = kpanel::cli::enroll_begin_json(uri, "JBSWY3DPEHPK3PXP", kNow + 600);
+  BOOST_TEST(json.view() ==
+             R"({"uri":")" + uri +
+                 R"(","secret":"JBSWY3DPEHPK3PXP","expires_at":"2026-11-28T19:37:28Z"})");
+  BOOST_TEST(kpanel::cli::enroll_begin_json(uri, "S", 0).view().ends_with(R"("expires_at":null})"));
+}
+
+BOOST_AUTO_TEST_CASE(error_json_has_reason_and_message) {
+  const auto json = nlohmann::json::parse(kpanel::cli::error_json("wrong_code", "wrong \"code\""));
+  BOOST_TEST(keys_of(json) == (std::set<std::string>{"error", "message"}));
+  BOOST_TEST(json["error"] == "wrong_code");
+  BOOST_TEST(json["message"] == "wrong \"code\"");
 }
 
 BOOST_AUTO_TEST_CASE(hand_written_json_escapes_like_a_json_library_reads_it) {
@@ -103,7 +115,8 @@ BOOST_AUTO_TEST_CASE(hand_written_json_escapes_like_a_json_library_reads_it) {
   const std::vector<SecureString> codes{SecureString(awkward)};
   const auto parsed = nlohmann::json::parse(kpanel::cli::recovery_codes_json(codes).view());
   BOOST_TEST(parsed["recovery_codes"][0].get<std::string>() == awkward);
-  const auto begin = nlohmann::json::parse(kpanel::cli::enroll_begin_json(awkward, "S").view());
+  const auto begin =
+      nlohmann::json::parse(kpanel::cli::enroll_begin_json(awkward, "S", kNow).view());
   BOOST_TEST(begin["uri"].get<std::string>() == awkward);
 }
 
@@ -169,6 +182,6 @@ BOOST_AUTO_TEST_CASE(human_status_shows_the_phone_clock_skew_to_admins) {
   std::ostringstream with;
   kpanel::cli::print_status(with, status, kpanel::common::from_unix(kNow));
   BOOST_TEST(with.str().find("Phone clock:         about 150 s behind") != std::string::npos);
-  // --json keeps SPEC §6's exact keys.
+  // --json keeps the documented keys exactly.
   BOOST_TEST(kpanel::cli::status_json(status).find("skew") == std::string::npos);
 }

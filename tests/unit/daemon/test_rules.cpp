@@ -306,13 +306,119 @@ RULES_TEST(replay_is_refused_across_a_restart) {
 RULES_TEST(a_clock_moved_backwards_never_reopens_a_used_step) {
   Harness h(std::make_unique<Backend>());
   const Enrolled e = enroll(h);
+  const std::string confirming = code_at(h, e.secret, -1);
   const std::string used = code_at(h, e.secret, 0);
   BOOST_TEST(verify(h, used).status == Status::ok);
-  h.clock.advance(-30s);
+  h.clock.advance(-30s);  // the last accepted step is still in the window: no jump
   BOOST_TEST(verify(h, used).status == Status::replayed);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::replayed);  // the confirming one
+  BOOST_TEST(h.audit.count(AuditEventKind::clock_moved) == 0U);
+  h.clock.advance(30s);
+  h.clock.advance(-600s);  // back past the window: a step never accepted works
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+  h.clock.advance(600s);  // forward again: both codes used before stay used
+  BOOST_TEST(verify(h, used).status == Status::replayed);
+  BOOST_TEST(verify(h, confirming).status == Status::replayed);
+}
+
+// ---- the clock jumps -----------------------------------------------------------------
+
+// The host clock stepped a day ahead (an NTP misstep, a VM snapshot), a user
+// logged in, and the clock came back: the right code works at once, with no
+// lockout; the codes used meanwhile and before stay used.
+RULES_TEST(a_clock_back_from_a_day_ahead_locks_nobody_out_and_reopens_nothing) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  const std::string before = code_at(h, e.secret, 0);
+  BOOST_TEST(verify(h, before).status == Status::ok);
+  h.clock.advance(24h);
+  const std::string ahead = code_at(h, e.secret, 0);
+  BOOST_TEST(verify(h, ahead).status == Status::ok);
+  h.clock.advance(-24h + 30s);
+  const Response back = verify(h, code_at(h, e.secret, 0));
+  BOOST_TEST(back.status == Status::ok);
+  const auto moved = h.audit.last(AuditEventKind::clock_moved);
+  BOOST_TEST_REQUIRE(moved.has_value());
+  BOOST_TEST(moved->user == kUser);
+  BOOST_TEST(moved->clock_moved_seconds.value() == -(24 * 3600 - 30));
+  BOOST_TEST(moved->outcome == Status::ok);
+  BOOST_TEST(h.audit.lines().back().find("clock_moved_seconds=-86370") != std::string::npos);
+  // Logged once: the next login finds the last accepted step near the clock.
+  h.clock.advance(30s);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+  BOOST_TEST(h.audit.count(AuditEventKind::clock_moved) == 1U);
+  // No code works twice, whichever side of the jump it was used on.
   BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::replayed);
-  h.clock.advance(-600s);
-  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::replayed);
+  BOOST_TEST(verify(h, code_at(h, e.secret, -1)).status == Status::replayed);
+  h.clock.advance(24h - 60s);  // the day-ahead step is back in the window
+  BOOST_TEST(verify(h, ahead).status == Status::replayed);
+  BOOST_TEST(!status_of(h, kRoot).locked_until.has_value());
+}
+
+RULES_TEST(a_step_accepted_before_the_jump_is_refused_after_it) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  const std::string before = code_at(h, e.secret, 0);
+  BOOST_TEST(verify(h, before).status == Status::ok);
+  h.clock.advance(24h);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+  h.clock.advance(-24h);  // back to the very step of `before`
+  BOOST_TEST(verify(h, before).status == Status::replayed);
+  BOOST_TEST(verify(h, code_at(h, e.secret, +1)).status == Status::ok);
+}
+
+// NTP steps a clock that ran 5 minutes fast back: the right code is accepted
+// at once (it used to be refused until the clock caught up, locking the user
+// out for 7 minutes).
+RULES_TEST(a_clock_set_back_five_minutes_accepts_the_right_code_at_once) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+  h.clock.advance(-5min);
+  for (int login = 0; login < 6; ++login) {
+    BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+    h.clock.advance(30s);
+  }
+  BOOST_TEST(status_of(h, kRoot).locked_until.has_value() == false);
+  BOOST_TEST(h.audit.count(AuditEventKind::clock_moved) == 1U);
+  BOOST_TEST(h.audit.last(AuditEventKind::clock_moved)->clock_moved_seconds.value() == -300);
+}
+
+// More separate logins during the jump than the replay state keeps runs of:
+// still no lockout after the clock comes back, and no code works twice.
+RULES_TEST(many_logins_during_a_jump_still_neither_lock_out_nor_replay) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  h.clock.advance(24h);
+  std::vector<std::string> used;
+  for (std::size_t login = 0; login < kMaxStepRuns + 8; ++login) {
+    used.push_back(code_at(h, e.secret, 0));
+    BOOST_TEST(verify(h, used.back()).status == Status::ok);
+    h.clock.advance(5min);
+  }
+  h.clock.advance(-24h - 5min * static_cast<int>(kMaxStepRuns + 8));
+  for (int login = 0; login < 3; ++login) {
+    BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+    h.clock.advance(30s);
+  }
+  h.clock.advance(24h - 90s);
+  for (const std::string& code : used) {
+    BOOST_TEST(verify(h, code).status != Status::ok);
+    h.clock.advance(5min);
+    h.rules().admin_unlock(kRoot, kUser, {});  // the refusals count: keep checking
+  }
+}
+
+// A refused code matched outside the window, then the clock was put right:
+// the hint is gone after the next good login.
+RULES_TEST(the_skew_hint_clears_after_a_good_login) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  h.clock.advance(300s);  // so that five steps back is after the confirming step
+  BOOST_TEST(verify(h, code_at(h, e.secret, -5)).status == Status::wrong_code);
+  BOOST_TEST(status_of(h, kRoot).last_skew_seconds.value() == -150);
+  BOOST_TEST(verify(h, code_at(h, e.secret, 0)).status == Status::ok);
+  BOOST_TEST(!status_of(h, kRoot).last_skew_seconds.has_value());
 }
 
 RULES_TEST(of_eight_concurrent_verifies_of_one_code_exactly_one_is_accepted) {
@@ -602,6 +708,23 @@ RULES_TEST(replace_keeps_the_old_secret_until_confirmed_and_keeps_recovery_codes
   BOOST_TEST(verify(h, old.recovery_codes[0]).status == Status::ok);
 }
 
+// Changing phones: the old phone's code proves the user and the new phone's
+// first code comes within the same 30 s step. The new secret has its own,
+// empty, replay state, so it is accepted; then its confirming step is used.
+RULES_TEST(replace_accepts_the_new_phones_first_code_in_the_old_phones_step) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled old = enroll(h);
+  const common::SecureBytes fresh = secret_of(begin(h, kUser, true, code_at(h, old.secret, +1)));
+  const std::string first = code_at(h, fresh, 0);
+  const Response confirmed = confirm(h, first);
+  BOOST_TEST(confirmed.status == Status::ok);
+  BOOST_TEST(status_of(h, kRoot).enrolled);
+  BOOST_TEST(!status_of(h, kRoot).enrollment_pending);
+  BOOST_TEST(verify(h, first).status == Status::replayed);
+  BOOST_TEST(verify(h, code_at(h, fresh, +1)).status == Status::ok);
+  BOOST_TEST(status_of(h, kRoot).locked_until.has_value() == false);
+}
+
 RULES_TEST(replace_accepts_a_recovery_code_as_proof) {
   Harness h(std::make_unique<Backend>());
   const Enrolled old = enroll(h);
@@ -638,7 +761,8 @@ RULES_TEST(parallel_wrong_passwords_cost_at_most_max_failures_checks) {
   std::vector<std::thread> threads;
   threads.reserve(responses.size());
   for (Response& response : responses) {
-    threads.emplace_back([&h, &response, &code] { response = disable(h, "not-the-password", code); });
+    threads.emplace_back(
+        [&h, &response, &code] { response = disable(h, "not-the-password", code); });
   }
   for (int i = 0; i < 500 && h.passwords.waiting() < 5; ++i) std::this_thread::sleep_for(10ms);
   std::this_thread::sleep_for(100ms);  // the others have had time to get in line
@@ -726,7 +850,7 @@ RULES_TEST(regenerate_needs_a_current_code_and_replaces_every_recovery_code) {
   BOOST_TEST(verify(h, fresh[0]).status == Status::ok);
 }
 
-// ---- login_check (SPEC §9) ------------------------------------------------------------------
+// ---- login_check ---------------------------------------------------------------------------
 
 RULES_TEST(login_check_decision_table) {
   Harness h(std::make_unique<Backend>());
@@ -1026,6 +1150,50 @@ BOOST_AUTO_TEST_CASE(an_exception_inside_a_handler_is_an_internal_error) {
   // verify with a TOTP code goes straight to update; the others load first.
   BOOST_TEST(audit.errors().at(0).find("update exploded") != std::string::npos);
   BOOST_TEST(audit.errors().at(1).find("load exploded") != std::string::npos);
+}
+
+// ---- codes of the wrong shape ---------------------------------------------------
+
+RULES_TEST(a_code_of_the_wrong_shape_is_refused_without_counting) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  const std::string right = code_at(h, e.secret, 0);
+  // Far more slips than max_failures: none counts, so no lockout follows.
+  for (const std::string typed :
+       {right.substr(0, 5), right + "7", std::string("12a456"), std::string("ABCDE"),
+        std::string("12345"), std::string("1234567"), std::string(""), std::string("123-456")}) {
+    BOOST_TEST_CONTEXT("typed '" << typed << "'") {
+      const Response response = verify(h, typed);
+      BOOST_TEST(response.status == Status::malformed_code);
+      BOOST_TEST(!response.failures_left.has_value());
+    }
+  }
+  BOOST_TEST(!status_of(h, kSelf).locked_until.has_value());
+  BOOST_TEST(h.audit.last(AuditEventKind::verify)->outcome == Status::malformed_code);
+  // The first real wrong code is the first failure.
+  BOOST_TEST(verify(h, wrong_code(h, e.secret)).failures_left.value() == 4U);
+  // Spaces as apps show them, and recovery-code shapes, are still checked.
+  BOOST_TEST(verify(h, right.substr(0, 3) + " " + right.substr(3)).status == Status::ok);
+  BOOST_TEST(verify(h, "AAAA-BBBB-CC").status == Status::wrong_code);
+}
+
+RULES_TEST(a_confirming_code_of_the_wrong_shape_is_not_counted) {
+  Harness h(std::make_unique<Backend>());
+  const common::SecureBytes secret = secret_of(begin(h));
+  for (int i = 0; i < 8; ++i) {
+    BOOST_TEST(confirm(h, "12345").status == Status::malformed_code);
+  }
+  BOOST_TEST(confirm(h, wrong_code(h, secret)).failures_left.value() == 4U);
+  BOOST_TEST(confirm(h, code_at(h, secret, 0)).status == Status::ok);
+}
+
+RULES_TEST(a_locked_account_answers_locked_whatever_the_shape) {
+  Harness h(std::make_unique<Backend>());
+  const Enrolled e = enroll(h);
+  for (int i = 0; i < 5; ++i) {
+    verify(h, wrong_code(h, e.secret));
+  }
+  BOOST_TEST(verify(h, "12345").status == Status::locked);
 }
 
 }  // namespace

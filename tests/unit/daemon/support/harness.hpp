@@ -27,7 +27,7 @@ inline constexpr uid_t kEve = 1003;
 inline constexpr uid_t kDave = 1004;
 inline constexpr uid_t kNoPasswdEntry = 4242;
 
-// SPEC defaults, except fewer recovery codes (hashing them is deliberately slow).
+// The documented defaults, except fewer recovery codes (hashing them is deliberately slow).
 [[nodiscard]] Policy test_policy();
 
 class Harness {
