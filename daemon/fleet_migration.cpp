@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 namespace kpanel::daemon {
 namespace {
@@ -17,6 +18,12 @@ bool merge_into(UserRecord& target, const UserRecord& source) {
   if (source.last_step && (!target.last_step || *target.last_step < *source.last_step)) {
     target.last_step = source.last_step;
     changed = true;
+  }
+  // Every step either copy accepted stays used.
+  if (!source.used_steps.empty()) {
+    const std::vector<StepRun> before = target.used_steps;
+    merge_step_runs(target.used_steps, source.used_steps);
+    changed = changed || target.used_steps != before;
   }
   const auto& from = source.recovery_codes;
   auto& to = target.recovery_codes;

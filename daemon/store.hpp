@@ -15,6 +15,7 @@
 #include "common/clock.hpp"
 #include "common/secure_buffer.hpp"
 #include "common/totp.hpp"
+#include "daemon/replay_steps.hpp"
 
 namespace kpanel::daemon {
 
@@ -39,8 +40,13 @@ struct UserRecord {
   std::string user;
   std::optional<Enrollment> active;
   std::optional<PendingEnrollment> pending;
-  // Replay state, per user whichever secret matched: the last accepted step.
+  // Replay state of the active secret (a pending secret has none yet: it has
+  // accepted nothing). last_step: the step of the code accepted most recently;
+  // a later code must be for a later step, unless last_step lies ahead of the
+  // clock (the clock moved back). used_steps: every step that may have been
+  // accepted, so that a code never works twice whatever the clock does.
   std::optional<std::int64_t> last_step;
+  std::vector<StepRun> used_steps;
   std::uint32_t failures = 0;       // consecutive failures since the last lockout/success
   std::uint32_t lockout_level = 0;  // lockouts so far; the next lasts lockout_seconds << level
   std::optional<common::TimePoint> locked_until;

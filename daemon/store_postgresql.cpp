@@ -66,6 +66,12 @@ CREATE TABLE kpanel_totp_key_check (
   sealed bytea NOT NULL
 );
 )sql"},
+    // The steps the active secret has accepted (replay_steps.hpp), so a clock
+    // moved back reopens no used step; NULL in a row written before: every
+    // step up to last_step counts as used.
+    Migration{2, R"sql(
+ALTER TABLE kpanel_totp_users ADD COLUMN used_steps text;
+)sql"},
 };
 static_assert(kMigrations.size() == static_cast<std::size_t>(kPostgresqlSchemaVersion));
 
@@ -77,7 +83,7 @@ UPDATE kpanel_totp_users SET
   active_secret = $2, active_algorithm = $3, active_digits = $4, active_period = $5,
   enrolled_at = $6, pending_secret = $7, pending_algorithm = $8, pending_digits = $9,
   pending_period = $10, pending_expires_at = $11, last_step = $12, failures = $13,
-  lockout_level = $14, locked_until = $15, last_skew_seconds = $16
+  lockout_level = $14, locked_until = $15, last_skew_seconds = $16, used_steps = $17
 WHERE name = $1
 )sql";
 
@@ -249,6 +255,10 @@ std::expected<StoredRow, StoreError> decode_user(const PGresult* result, int row
       store_row::to_u32(optional_integer(result, row, column(store_row::kLockoutLevel)));
   if (!failures || !lockout_level) return std::unexpected(invalid_row(user, "bad counters"));
   out.record.last_step = optional_integer(result, row, column(store_row::kLastStep));
+  auto used_steps = store_row::used_steps(
+      out.record.last_step, optional_text(result, row, column(store_row::kUsedSteps)));
+  if (!used_steps) return std::unexpected(invalid_row(user, "bad used_steps"));
+  out.record.used_steps = std::move(*used_steps);
   out.record.failures = *failures;
   out.record.lockout_level = *lockout_level;
   if (const auto until = optional_integer(result, row, column(store_row::kLockedUntil))) {
@@ -401,12 +411,12 @@ class Transaction {
 constexpr const char* kSelectUser =
     "SELECT active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
     "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds "
+    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps "
     "FROM kpanel_totp_users WHERE name = $1";
 constexpr const char* kSelectUserForUpdate =
     "SELECT active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
     "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds "
+    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps "
     "FROM kpanel_totp_users WHERE name = $1 FOR UPDATE";
 constexpr const char* kSelectCodes =
     "SELECT hash, used FROM kpanel_totp_recovery_codes WHERE name = $1 ORDER BY idx";
@@ -540,6 +550,11 @@ std::expected<void, StoreError> write_user(Connection& connection, const SecretB
       .optional_integer(record.locked_until ? std::optional(common::to_unix(*record.locked_until))
                                             : std::nullopt)
       .optional_integer(record.last_skew_seconds);
+  if (record.used_steps.empty()) {
+    params.null();
+  } else {
+    params.text(encode_step_runs(record.used_steps));
+  }
   if (auto done = connection.exec(kUpdateUser, params, "writing a user"); !done) {
     return std::unexpected(done.error());
   }

@@ -29,10 +29,22 @@ std::optional<common::TotpParams> totp_params(const std::optional<std::string>& 
   return common::TotpParams{*parsed, *digit_count, *seconds};
 }
 
+std::optional<std::vector<StepRun>> used_steps(std::optional<std::int64_t> last_step,
+                                               const std::optional<std::string>& stored) {
+  auto runs = stored ? decode_step_runs(*stored) : std::vector<StepRun>{};
+  // A daemon that writes used_steps always marks last_step in it. Otherwise
+  // the row was last written by one that knew only last_step (before the
+  // column existed, or an older host of a fleet sharing the database).
+  if (runs && last_step && !step_used(*runs, *last_step)) {
+    merge_step_runs(*runs, step_runs_up_to(*last_step));
+  }
+  return runs;
+}
+
 bool is_empty(const UserRecord& record) {
   return !record.active && !record.pending && record.recovery_codes.empty() &&
          record.failures == 0 && record.lockout_level == 0 && !record.locked_until &&
-         !record.last_step;
+         !record.last_step && record.used_steps.empty();
 }
 
 bool same_hashes(const std::vector<RecoveryCodeRecord>& a,

@@ -19,7 +19,7 @@ namespace kpanel::daemon::store_row {
 inline constexpr std::string_view kUserColumns =
     "active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
     "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds";
+    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps";
 
 enum Column : int {
   kActiveSecret,
@@ -37,6 +37,7 @@ enum Column : int {
   kLockoutLevel,
   kLockedUntil,
   kLastSkewSeconds,
+  kUsedSteps,
 };
 
 // Where a sealed secret belongs ("active"/"pending", the user): part of its
@@ -51,6 +52,13 @@ std::optional<std::uint32_t> to_u32(std::optional<std::int64_t> value);
 std::optional<common::TotpParams> totp_params(const std::optional<std::string>& algorithm,
                                               std::optional<std::int64_t> digits,
                                               std::optional<std::int64_t> period);
+
+// The replay state from the last_step and used_steps columns. A row whose
+// last_step is not in used_steps (NULL: written before the column existed, or
+// by an older host of a fleet) knows only last_step for sure: every step up to
+// it counts as used. Nullopt for a used_steps value that does not decode.
+std::optional<std::vector<StepRun>> used_steps(std::optional<std::int64_t> last_step,
+                                               const std::optional<std::string>& stored);
 
 // Deleting such a record loses nothing (every store, and the tests' memory
 // store, uses this one test): no enrollment, no codes, no lockout

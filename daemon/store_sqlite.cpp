@@ -77,6 +77,12 @@ CREATE TABLE recovery_codes (
   PRIMARY KEY (user, idx)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    // The steps the active secret has accepted (replay_steps.hpp), so a clock
+    // moved back reopens no used step; NULL in a row written before: every
+    // step up to last_step counts as used.
+    Migration{2, R"sql(
+ALTER TABLE users ADD COLUMN used_steps TEXT;
+)sql"},
 };
 static_assert(kMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 
@@ -85,8 +91,8 @@ constexpr const char* kUpsertUser = R"sql(
 INSERT INTO users (user, active_secret, active_algorithm, active_digits, active_period,
                    enrolled_at, pending_secret, pending_algorithm, pending_digits,
                    pending_period, pending_expires_at, last_step, failures, lockout_level,
-                   locked_until, last_skew_seconds)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                   locked_until, last_skew_seconds, used_steps)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
 ON CONFLICT (user) DO UPDATE SET
   active_secret = excluded.active_secret, active_algorithm = excluded.active_algorithm,
   active_digits = excluded.active_digits, active_period = excluded.active_period,
@@ -95,7 +101,7 @@ ON CONFLICT (user) DO UPDATE SET
   pending_period = excluded.pending_period, pending_expires_at = excluded.pending_expires_at,
   last_step = excluded.last_step, failures = excluded.failures,
   lockout_level = excluded.lockout_level, locked_until = excluded.locked_until,
-  last_skew_seconds = excluded.last_skew_seconds
+  last_skew_seconds = excluded.last_skew_seconds, used_steps = excluded.used_steps
 )sql";
 
 // ---- small helpers ----------------------------------------------------------------
@@ -635,6 +641,12 @@ std::expected<StoredRow, StoreError> decode_user(const Connection& connection,
     return std::unexpected(connection.invalid_row(user, "bad counters"));
   }
   row.record.last_step = optional_integer(statement, column(store_row::kLastStep));
+  auto used_steps = store_row::used_steps(row.record.last_step,
+                                          optional_text(statement, column(store_row::kUsedSteps)));
+  if (!used_steps) {
+    return std::unexpected(connection.invalid_row(user, "bad used_steps"));
+  }
+  row.record.used_steps = std::move(*used_steps);
   row.record.failures = *failures;
   row.record.lockout_level = *lockout_level;
   row.record.locked_until = optional_time(statement, column(store_row::kLockedUntil));
@@ -772,6 +784,8 @@ std::expected<void, StoreError> write_user(Connection& connection, const SecretB
     if (!sealed) return std::unexpected(sealed.error());
     pending_sealed = std::move(*sealed);
   }
+  // Bound SQLITE_STATIC: must outlive the statement's use.
+  const std::string used_steps = encode_step_runs(record.used_steps);
   {
     const StatementUse use(connection.upsert_user);
     Binder bind(use.get());
@@ -802,6 +816,11 @@ std::expected<void, StoreError> write_user(Connection& connection, const SecretB
         .optional_integer(record.locked_until ? std::optional(common::to_unix(*record.locked_until))
                                               : std::nullopt)
         .optional_integer(record.last_skew_seconds);
+    if (record.used_steps.empty()) {
+      bind.null();
+    } else {
+      bind.text(used_steps);
+    }
     if (bind.result() != SQLITE_OK) {
       return std::unexpected(connection.failure(bind.result(), "writing a user"));
     }

@@ -27,7 +27,7 @@
 namespace kpanel::daemon {
 
 // PRAGMA user_version of a database this build writes.
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 2;
 
 class SqliteStore final : public Store {
  public:

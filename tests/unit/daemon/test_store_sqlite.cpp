@@ -62,6 +62,7 @@ UserRecord full_record(const std::string& user) {
   record.pending = PendingEnrollment{
       bytes_of("pending-secret-" + user), {common::TotpAlgorithm::sha512, 7, 45}, kEnrolled + 600s};
   record.last_step = 60'000'123;
+  record.used_steps = {{59'000'000, 59'000'004}, {60'000'123, 60'000'123}};
   record.failures = 3;
   record.lockout_level = 2;
   record.locked_until = kEnrolled + 1200s;
@@ -90,6 +91,7 @@ void check_same(const UserRecord& got, const UserRecord& want) {
     BOOST_TEST((got.pending->expires_at == want.pending->expires_at));
   }
   BOOST_TEST((got.last_step == want.last_step));
+  BOOST_TEST((got.used_steps == want.used_steps));
   BOOST_TEST(got.failures == want.failures);
   BOOST_TEST(got.lockout_level == want.lockout_level);
   BOOST_TEST((got.locked_until == want.locked_until));
@@ -198,6 +200,7 @@ BOOST_AUTO_TEST_CASE(extreme_values_roundtrip) {
   record.failures = UINT32_MAX;
   record.lockout_level = UINT32_MAX;
   record.last_step = INT64_MIN;
+  record.used_steps = {{INT64_MIN, INT64_MIN + 1}, {INT64_MAX - 1, INT64_MAX}};
   record.last_skew_seconds = INT64_MAX;
   record.locked_until = common::from_unix(-1);
   record.active =
@@ -319,6 +322,7 @@ BOOST_AUTO_TEST_CASE(a_record_with_only_replay_state_is_kept) {
   UserRecord record;
   record.user = "alice";
   record.last_step = 7;
+  record.used_steps = {{7, 7}};
   put(*store, record);
   check_same(get(*store, "alice"), record);
 }
@@ -358,6 +362,66 @@ BOOST_AUTO_TEST_CASE(the_schema_version_is_recorded) {
   // Reopening an up-to-date database migrates nothing and changes nothing.
   open_store(dir.path()).reset();
   BOOST_TEST(raw.text("PRAGMA user_version") == std::to_string(kSqliteSchemaVersion));
+}
+
+// A database of schema 1 (before used_steps): its rows keep working, every
+// step up to last_step counting as used, and the schema is brought up to date.
+BOOST_AUTO_TEST_CASE(a_database_of_schema_1_is_migrated_and_its_rows_keep_working) {
+  const TempDir dir;
+  open_store(dir.path()).reset();
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("ALTER TABLE users DROP COLUMN used_steps");
+    raw.exec("INSERT INTO users (user, last_step, failures) VALUES ('alice', 1000, 2)");
+    raw.exec("PRAGMA user_version = 1");
+  }
+  auto store = open_store(dir.path());
+  RawDatabase raw(dir.path() / "state.db");
+  BOOST_TEST(raw.text("PRAGMA user_version") == "2");
+  UserRecord alice = get(*store, "alice");
+  BOOST_TEST(alice.last_step.value() == 1000);
+  BOOST_TEST(alice.failures == 2U);
+  BOOST_TEST((alice.used_steps == std::vector<StepRun>{{INT64_MIN, 1000}}));
+  alice.last_step = 1002;
+  alice.used_steps.push_back({1002, 1002});
+  put(*store, alice);
+  check_same(get(*open_store(dir.path()), "alice"), alice);
+}
+
+// A host of a fleet that does not know used_steps yet moves last_step on and
+// leaves used_steps as it was: every step up to the new last_step counts as used.
+BOOST_AUTO_TEST_CASE(a_last_step_missing_from_used_steps_makes_every_step_up_to_it_used) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  UserRecord record;
+  record.user = "alice";
+  record.last_step = 50;
+  record.used_steps = {{50, 50}, {90, 90}};
+  put(*store, record);
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("UPDATE users SET last_step = 70 WHERE user = 'alice'");
+  }
+  BOOST_TEST((get(*store, "alice").used_steps == std::vector<StepRun>{{INT64_MIN, 70}, {90, 90}}));
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_used_steps_value_is_refused_as_corrupt) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  UserRecord record;
+  record.user = "alice";
+  record.last_step = 5;
+  record.used_steps = {{5, 5}};
+  put(*store, record);
+  for (const char* bad : {"'5,4'", "'x'", "'5..5'", "'1,2'", "'5,'"}) {
+    {
+      RawDatabase raw(dir.path() / "state.db");
+      raw.exec(std::string("UPDATE users SET used_steps = ") + bad + " WHERE user = 'alice'");
+    }
+    const auto loaded = store->load("alice");
+    BOOST_TEST_REQUIRE(!loaded.has_value(), bad);
+    BOOST_TEST((loaded.error().kind == StoreErrorKind::corrupt), bad);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_database_from_a_newer_daemon_is_refused) {
