@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "common/protocol.hpp"
 
@@ -28,7 +29,11 @@ std::expected<void, std::string> check_user_name(std::string_view name) {
   for (const char c : name) {
     const auto byte = static_cast<unsigned char>(c);
     if (c == '/' || c == ':' || byte < 0x20 || byte == 0x7f) {
-      return std::unexpected("'" + std::string(name) + "' is not a valid user name");
+      // Built by append: `"'" + std::string` trips g++ 12's -Wrestrict false
+      // positive at -O3 (GCC PR 105651).
+      std::string message("'");
+      message.append(name).append("' is not a valid user name");
+      return std::unexpected(std::move(message));
     }
   }
   return {};

@@ -53,7 +53,7 @@ for tool in "$CC" "$CXX"; do
 done
 
 start=$SECONDS
-cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKPANEL_FUZZ=ON \
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKPANEL_FUZZ=ON -DKPANEL_WERROR=ON \
       -DKPANEL_BUILD_TESTS=OFF -DKPANEL_SANITIZE=OFF >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j "$jobs"
 if [[ $runs -gt 0 ]]; then

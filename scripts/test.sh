@@ -18,7 +18,8 @@ jobs="$(nproc)"
 
 run_suite() {
   local dir="$1"; shift
-  cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+  # Warnings are errors here (and so in CI), not in a user's own build.
+  cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKPANEL_WERROR=ON "$@"
   cmake --build "$dir" -j "$jobs"
   # Integration tests spend most of their time waiting for the next TOTP step,
   # so more run at once than there are cores.

@@ -1,8 +1,10 @@
 """What ships around the binaries: the systemd units pass systemd-analyze
 (verify prints nothing, security exposure <= 0.5), and the daemon still checks
 a password through pam_unix when it runs as the unit runs it: its own user in
-group shadow, no capabilities, no-new-privs."""
+group shadow, no capabilities, no-new-privs. A user's plain configure treats
+warnings as warnings; KPANEL_WERROR=ON (scripts/test.sh) makes them errors."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +65,41 @@ class SystemdUnits(unittest.TestCase):
         with open(os.path.join(self.dir, "kpanel-totpd.service")) as f:
             settings = [line.strip() for line in f if not line.startswith("#")]
         self.assertIn("LimitCORE=0", settings)
+
+
+class WarningsAreErrorsOnlyWhenAsked(unittest.TestCase):
+    """A plain `cmake -S . -B build -DCMAKE_BUILD_TYPE=Release` must build
+    with whatever compiler and level the user has (g++ 12 at -O3 warns
+    falsely inside libstdc++): no -Werror unless KPANEL_WERROR=ON."""
+
+    def flags(self, *options):
+        with tempfile.TemporaryDirectory(prefix="kpanel-configure-") as build:
+            out = subprocess.run(["cmake", "-S", SOURCE, "-B", build,
+                                  "-DCMAKE_BUILD_TYPE=Release", *options],
+                                 capture_output=True, text=True, timeout=300)
+            self.assertEqual(out.returncode, 0, out.stdout[-3000:] + out.stderr[-3000:])
+            with open(os.path.join(build, "compile_commands.json")) as f:
+                commands = json.load(f)
+        self.assertTrue(commands)
+        return [entry["command"] for entry in commands if "/tests/" not in entry["file"]
+                or entry["file"].endswith(".cpp")]
+
+    def test_plain_release_configure_has_no_werror(self):
+        commands = self.flags()
+        for command in commands:
+            self.assertNotIn("-Werror", command.split())
+        self.assertTrue(any("-Wall" in c.split() and "-O3" in c.split() for c in commands))
+
+    def test_kpanel_werror_turns_warnings_into_errors_everywhere(self):
+        commands = self.flags("-DKPANEL_WERROR=ON")
+        ours = [c for c in commands if "-Wall" in c.split()]
+        self.assertTrue(ours)
+        for command in ours:
+            self.assertIn("-Werror", command.split())
+
+    def test_test_script_turns_it_on(self):
+        with open(os.path.join(SOURCE, "scripts", "test.sh")) as f:
+            self.assertIn("-DKPANEL_WERROR=ON", f.read())
 
 
 class HardenedDaemon(unittest.TestCase):
