@@ -1,8 +1,9 @@
 # Debian 12 packages the project needs, in one place; sourced by test.sh and install.sh.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
+# `file`: CPack's DEB generator needs it (the .deb recipe); minimal images lack it.
 KPANEL_BUILD_PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config file
   libpam0g-dev libssl-dev libqrencode-dev libpng-dev libsqlite3-dev libsystemd-dev libpq-dev
   libboost-dev nlohmann-json3-dev
 )
@@ -11,7 +12,7 @@ KPANEL_TEST_PACKAGES=(
   libpam-wrapper libpamtest0-dev pamtester oathtool zbar-tools
   openssh-server openssh-client python3 python3-pexpect groff-base systemd
   clang-16 libclang-rt-16-dev valgrind postgresql
-  libpam-google-authenticator
+  libpam-google-authenticator lintian
 )
 
 # Installs the packages that are not installed yet; apt-get update first, once.

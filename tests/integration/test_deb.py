@@ -1,7 +1,7 @@
 """The Debian package, end to end on this machine: the .deb is made with CPack
 from the build directory the other tests use (found from KPANEL_TOTPD, which
 is <build>/daemon/kpanel-totpd), installed with dpkg into the real /usr, the
-daemon started the no-systemd way (as its own user, like scripts/install.sh),
+daemon started the no-systemd way (kpanel-totpd-ctl, as scripts/install.sh does),
 a real enrollment with the installed tool, a real login through the installed
 module (pamtester under pam_wrapper), then `dpkg -r` (keeps key, config and
 state) and `dpkg --purge` (removes them and the system user).
@@ -35,6 +35,7 @@ STATE_DIR = "/var/lib/kpanel-totp"
 RUN_DIR = "/run/kpanel-totp"
 SOCKET = os.path.join(RUN_DIR, "kpanel-totpd.sock")
 PID_FILE = os.path.join(RUN_DIR, "kpanel-totpd.pid")
+DAEMON_LOG = "/var/log/kpanel-totpd.log"
 MODULE = "/lib/x86_64-linux-gnu/security/pam_kpanel_totp.so"
 STRAY_PAM_FILE = "/etc/pam.d/kpt-deb-test"  # a hand-made stack naming the module
 
@@ -123,15 +124,19 @@ def build_package(config):
         state["made_alice"] = True
 
 
+def alive(pid):
+    return pid is not None and os.path.exists(f"/proc/{pid}")
+
+
 def stop_daemon():
-    process = state["daemon"]
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    pid = state["daemon"]
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        while alive(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
     state["daemon"] = None
 
 
@@ -139,6 +144,8 @@ def tearDownModule():
     stop_daemon()
     if os.path.exists(STRAY_PAM_FILE):
         os.remove(STRAY_PAM_FILE)
+    if os.path.exists("/usr/share/pam-configs/kpanel-totp"):
+        run("pam-auth-update", "--package", "--remove", "kpanel-totp")
     if package_status() is not None:
         out = run("dpkg", "--purge", PACKAGE)
         if out.returncode != 0:
@@ -146,6 +153,8 @@ def tearDownModule():
     # Anything the scripts left behind (they should not): the machine stays clean.
     for path in (ETC_DIR, STATE_DIR, RUN_DIR):
         shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(DAEMON_LOG):
+        os.remove(DAEMON_LOG)
     if user_exists(DAEMON_USER):
         subprocess.run(["userdel", DAEMON_USER], capture_output=True)
     try:
@@ -182,31 +191,17 @@ class DebianPackage(unittest.TestCase):
         self.assertEqual(pwd.getpwuid(info.st_uid).pw_name, owner, path)
 
     def start_daemon(self):
-        # The no-systemd way, as scripts/install.sh does it.
-        os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-        entry = pwd.getpwnam(DAEMON_USER)
-        os.chown(RUN_DIR, entry.pw_uid, entry.pw_gid)
-        log = open(os.path.join(RUN_DIR, "kpanel-totpd.log"), "ab")
-        state["daemon"] = subprocess.Popen(
-            ["setpriv", f"--reuid={DAEMON_USER}", f"--regid={DAEMON_USER}", "--init-groups",
-             "--no-new-privs", "/usr/sbin/kpanel-totpd"], stdout=log, stderr=log)
-        log.close()
-        with open(PID_FILE, "w") as f:
-            f.write(f"{state['daemon'].pid}\n")
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            self.assertIsNone(state["daemon"].poll(), f"kpanel-totpd exited:\n{self.daemon_log()}")
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                    s.connect(SOCKET)
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.fail(f"kpanel-totpd did not listen on {SOCKET}:\n{self.daemon_log()}")
+        # The no-systemd way the postinst names, as scripts/install.sh does it.
+        out = run("/usr/sbin/kpanel-totpd-ctl", "start")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr + self.daemon_log())
+        with open(PID_FILE) as f:
+            state["daemon"] = int(f.read().strip())
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(SOCKET)
 
     def daemon_log(self):
         try:
-            with open(os.path.join(RUN_DIR, "kpanel-totpd.log"), errors="replace") as f:
+            with open(DAEMON_LOG, errors="replace") as f:
                 return f.read()
         except OSError:
             return ""
@@ -219,6 +214,28 @@ class DebianPackage(unittest.TestCase):
                              capture_output=True, text=True, env=env, timeout=30)
         return out.returncode == 0, out.stdout + out.stderr
 
+    def test_lintian_reports_no_errors(self):
+        if shutil.which("lintian") is None:
+            self.skipTest("lintian not found (apt-get install lintian)")
+        out = run("lintian", "--no-cfg", state["deb"])
+        errors = [line for line in out.stdout.splitlines() if line.startswith("E:")]
+        self.assertEqual(errors, [], out.stdout + out.stderr)
+
+    def test_installs_under_usr_whatever_the_build_prefix(self):
+        # The tree the tests use is configured for CMake's default prefix
+        # (/usr/local); the package still installs under /usr.
+        listing = run("dpkg-deb", "-c", state["deb"], check=True).stdout
+        paths = [line.split()[-1].lstrip(".") for line in listing.splitlines()]
+        self.assertFalse([p for p in paths if p.startswith("/usr/local")], listing)
+        for path in ("/usr/sbin/kpanel-totpd", "/usr/sbin/kpanel-totpd-ctl",
+                     "/usr/bin/kpanel-totp", "/usr/share/kpanel-totp/kpanel-totpd.conf",
+                     "/usr/share/doc/kpanel-totp/copyright",
+                     "/usr/share/doc/kpanel-totp/changelog.Debian.gz"):
+            self.assertIn(path, paths)
+        maintainer = run("dpkg-deb", "-f", state["deb"], "Maintainer").stdout.strip()
+        self.assertRegex(maintainer, r"^[^<>]+ <[^@<>\s]+@[^@<>\s]+\.[a-z]+>$")
+        self.assertNotIn("localhost", maintainer)
+
     def test_install_enroll_login_remove_purge(self):
         # libpq is loaded at run time for store = postgresql: recommended, and
         # not a dependency shlibdeps could have derived from the daemon.
@@ -228,6 +245,7 @@ class DebianPackage(unittest.TestCase):
         # --- install ---------------------------------------------------------
         out = self.dpkg("-i", state["deb"])
         self.assertIn("systemd is not running", out.stdout)  # says how to start it
+        self.assertIn("kpanel-totpd-ctl start", out.stdout)
         self.assertEqual(package_status(), "installed")
         self.assertMode("/usr/sbin/kpanel-totpd", 0o755)
         self.assertMode("/usr/bin/kpanel-totp", 0o755)
@@ -297,13 +315,22 @@ class DebianPackage(unittest.TestCase):
         self.assertIn("Verification code", output)
 
         # --- remove: refused while a hand-made stack needs the module ---------
+        # The profile is on too: a refused removal must leave it in common-auth
+        # (su, sudo and login keep asking for a code).
+        enable = run("pam-auth-update", "--enable", "kpanel-totp")
+        self.assertEqual(enable.returncode, 0, enable.stdout + enable.stderr)
+        with open("/etc/pam.d/common-auth") as f:
+            common_auth = f.read()
+        self.assertIn("pam_kpanel_totp.so", common_auth)
         with open(STRAY_PAM_FILE, "w") as f:
             f.write("# kpanel-totp test_deb\nauth required pam_kpanel_totp.so\n")
         out = self.dpkg("-r", PACKAGE, ok=False)
         self.assertNotEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn(STRAY_PAM_FILE, out.stdout + out.stderr)
         self.assertTrue(os.path.exists(MODULE))
-        self.assertIsNone(state["daemon"].poll())  # still serving
+        self.assertTrue(alive(state["daemon"]))  # still serving
+        with open("/etc/pam.d/common-auth") as f:
+            self.assertEqual(f.read(), common_auth)
         # A commented-out line does not count.
         with open(STRAY_PAM_FILE, "w") as f:
             f.write("# auth required pam_kpanel_totp.so\n")
@@ -311,8 +338,10 @@ class DebianPackage(unittest.TestCase):
         # --- remove: stops the daemon, keeps key, config and state -----------
         self.dpkg("-r", PACKAGE)
         os.remove(STRAY_PAM_FILE)
-        self.assertEqual(state["daemon"].wait(10), 0, self.daemon_log())  # prerm stopped it
+        self.assertFalse(alive(state["daemon"]), self.daemon_log())  # prerm stopped it
         state["daemon"] = None
+        with open("/etc/pam.d/common-auth") as f:
+            self.assertNotIn("pam_kpanel_totp", f.read())
         self.assertEqual(package_status(), "config-files")
         for gone in ("/usr/sbin/kpanel-totpd", "/usr/bin/kpanel-totp", MODULE):
             self.assertFalse(os.path.exists(gone), gone)
@@ -325,7 +354,7 @@ class DebianPackage(unittest.TestCase):
         # --- purge: everything goes ---------------------------------------------
         self.dpkg("--purge", PACKAGE)
         self.assertIsNone(package_status())
-        for gone in (ETC_DIR, STATE_DIR, "/etc/pam.d/kpanel-totp"):
+        for gone in (ETC_DIR, STATE_DIR, "/etc/pam.d/kpanel-totp", DAEMON_LOG):
             self.assertFalse(os.path.exists(gone), gone)
         self.assertFalse(user_exists(DAEMON_USER))
         with self.assertRaises(KeyError):
