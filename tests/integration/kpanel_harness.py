@@ -23,6 +23,39 @@ import unittest
 TOTPD = os.environ.get("KPANEL_TOTPD", "kpanel-totpd")
 TOOL = os.environ.get("KPANEL_TOOL", "kpanel-totp")
 
+_REACHABLE_COPIES = {}
+
+
+def runnable_by_anyone(path):
+    """`path`, or a copy of it that every user can run. A build tree inside a
+    private directory (a clone in /root, mode 0700) cannot be reached by a
+    test user, so a test that execs a binary as that user (subprocess's
+    user=, os.setuid then exec) runs this copy, made once in a world-readable
+    temp directory and removed when the tests exit. Runs through `setpriv
+    --reuid` need none: setpriv still reaches the file when it execs it (as
+    measured on Debian 12), as Daemon.run_as and Daemon.tool rely on."""
+    path = os.path.abspath(path)
+    if path in _REACHABLE_COPIES:
+        return _REACHABLE_COPIES[path]
+    reachable = bool(os.stat(path).st_mode & 0o001)
+    directory = os.path.dirname(path)
+    while reachable and directory != "/":
+        reachable = bool(os.stat(directory).st_mode & 0o001)
+        directory = os.path.dirname(directory)
+    if reachable:
+        _REACHABLE_COPIES[path] = path
+        return path
+    import atexit
+    copy_dir = tempfile.mkdtemp(prefix="kpanel-bin-")
+    os.chmod(copy_dir, 0o755)
+    atexit.register(shutil.rmtree, copy_dir, True)
+    copy = os.path.join(copy_dir, os.path.basename(path))
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o755)
+    _REACHABLE_COPIES[path] = copy
+    return copy
+
+
 MAGIC = b"KP"
 VERSION = 1
 
