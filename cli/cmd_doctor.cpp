@@ -1,12 +1,12 @@
 // kpanel-totp admin doctor: checks this host's daemon, PAM stacks and sshd
 // settings for anything that lets a login skip the code or locks users out.
 //
-// Exit status: 0 when nothing was found; 1 when anything was (errors and
-// warnings alike: each finding is a way around the code or a way to lock
-// users out, and a script must not mistake one for health); 3 when the only
-// finding is that kpanel-totpd cannot be reached, so that 3 keeps meaning
-// "daemon unreachable" as for every other command, while a broken config
-// still wins (1) because fixing it does not wait for the daemon.
+// Exit status: 1 when it finds an error (a way to log in with fewer factors
+// than intended, or to lock users out); 0 when it finds only warnings (things
+// to finish, such as nullok during a rollout), or with --strict 1 on those
+// too; 3 when the only error is that kpanel-totpd cannot be reached, so that
+// 3 keeps meaning "daemon unreachable" as for every other command, while a
+// broken config still wins (1) because fixing it does not wait for the daemon.
 //
 // The file checks need only read access; the daemon part asks for status
 // (anyone) and admin_list (root or admin_group, for the lockouts).
@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -22,7 +21,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/doctor.hpp"
-#include "cli/doctor_pam.hpp"
+#include "cli/doctor_model.hpp"
 #include "cli/doctor_sshd.hpp"
 #include "cli/output.hpp"
 
@@ -35,10 +34,6 @@ using doctor::Severity;
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-// The PAM services a login goes through on Debian; sshd first, as the one
-// the tool is mostly for.
-constexpr std::array<std::string_view, 4> kServices{"sshd", "login", "su", "sudo"};
 
 struct DaemonOutcome {
   bool unreachable = false;  // the one finding that may map to exit 3
@@ -98,61 +93,6 @@ DaemonOutcome check_daemon(Context& context, const doctor::DaemonSettings& daemo
                                   "kpanel-totp admin unlock USER");
   }
   return outcome;
-}
-
-void check_pam_and_sshd(const doctor::Tree& tree, const doctor::DaemonSettings& daemon,
-                        Report& report) {
-  bool sshd_asks = false;
-  for (const std::string_view service : kServices) {
-    const auto stack = doctor::load_auth_stack(tree, service, report);
-    if (!stack) {
-      if (service == "sshd") {
-        report.skipped(tree.shown("/etc/pam.d/sshd") + " does not exist: SSH not checked");
-      }
-      continue;
-    }
-    const bool asks = doctor::check_pam_stack(tree, *stack, daemon, report);
-    if (service == "sshd") {
-      sshd_asks = asks;
-      if (!asks) {
-        report.warning(
-            "pam",
-            "sshd logins do not ask for a code: pam_kpanel_totp.so is not in the auth stack of " +
-                stack->file +
-                " (nor in the files it includes); add 'auth required pam_kpanel_totp.so' after "
-                "'@include common-auth', or enable the profile: pam-auth-update --enable "
-                "kpanel-totp",
-            stack->file);
-      }
-    } else if (!asks) {
-      report.skipped(stack->file + ": " + std::string(service) +
-                     " does not ask for a code (pam_kpanel_totp.so is not in its auth stack)");
-    }
-  }
-  if (!sshd_asks) {
-    report.skipped("sshd settings: not checked, as sshd's PAM stack does not ask for a code");
-    return;
-  }
-  auto config = doctor::load_sshd_config(tree, report);
-  if (!config) {
-    if (!tree.exists(doctor::kSshdConfigPath)) {
-      report.skipped(tree.shown(doctor::kSshdConfigPath) + " does not exist: sshd not checked");
-    }
-    return;
-  }
-  // sshd -T resolves everything the way sshd will; it reads the host's
-  // Includes and needs root (host keys), so only for this host, as root.
-  if (tree.is_host() && ::geteuid() == 0 &&
-      ::access(std::string(doctor::kSshdBinary).c_str(), X_OK) == 0) {
-    auto dump =
-        doctor::run_sshd_t(std::string(doctor::kSshdBinary), std::string(doctor::kSshdConfigPath));
-    if (dump) {
-      doctor::apply_sshd_t(*config, *dump);
-    } else {
-      report.skipped(dump.error() + "; read the files instead");
-    }
-  }
-  doctor::check_sshd(*config, report);
 }
 
 std::string finding_json(const Report& report) {
@@ -215,10 +155,15 @@ int run_admin_doctor(Context& context, const CommandLine& line) {
   }
   const doctor::Tree tree(root);
   Report report;
-  const doctor::DaemonSettings daemon = doctor::load_daemon_config(tree, report);
+  const doctor::DaemonSettings daemon =
+      doctor::load_daemon_config(tree, common::to_unix(context.now()), report);
   const DaemonOutcome daemon_outcome = check_daemon(context, daemon, report);
   doctor::check_key_file(tree, daemon.key_file, report);
-  check_pam_and_sshd(tree, daemon, report);
+  // sshd -T resolves everything the way sshd will; it reads the host's
+  // Includes and needs root (host keys), so only for this host, as root.
+  const bool sshd_t = tree.is_host() && ::geteuid() == 0 &&
+                      ::access(std::string(doctor::kSshdBinary).c_str(), X_OK) == 0;
+  doctor::check_pam_and_sshd(tree, daemon, sshd_t, report);
   if (tree.is_host()) {
     doctor::check_time_sync(report);
   } else {
@@ -230,14 +175,17 @@ int run_admin_doctor(Context& context, const CommandLine& line) {
   } else {
     print_human(context.out(), report);
   }
-  const std::vector<doctor::Finding> findings = report.findings();
-  if (findings.empty()) {
-    return kExitOk;
+  const bool strict = line.has("strict");
+  const std::size_t warnings = report.count(Severity::warning);
+  std::vector<doctor::Finding> errors = report.findings();
+  std::erase_if(errors, [](const doctor::Finding& f) { return f.severity != Severity::error; });
+  if (errors.empty()) {
+    return strict && warnings > 0 ? kExitRefused : kExitOk;
   }
-  const bool only_unreachable =
-      daemon_outcome.unreachable && std::ranges::all_of(findings, [](const doctor::Finding& f) {
-        return f.check == "daemon" || f.check == "socket";
-      });
+  const bool only_unreachable = daemon_outcome.unreachable && (!strict || warnings == 0) &&
+                                std::ranges::all_of(errors, [](const doctor::Finding& f) {
+                                  return f.check == "daemon" || f.check == "socket";
+                                });
   return only_unreachable ? kExitUnreachable : kExitRefused;
 }
 

@@ -26,6 +26,7 @@ constexpr std::array kDoctorOptions{
     OptionSpec{"root", "DIR",
                "read /etc and the PAM modules under DIR (tests, chroots); --socket still "
                "names the daemon"},
+    OptionSpec{"strict", "", "exit 1 on warnings too, not only on errors"},
 };
 
 // The command table: name, usage, summary, options, positional arguments, handler.
@@ -65,7 +66,7 @@ constexpr std::array kCommands{
     CommandSpec{
         "admin unlock", "USER", "clear USER's lockout", {}, kUserArgument, run_admin_unlock},
     CommandSpec{"admin doctor",
-                "[--root DIR]",
+                "[--root DIR] [--strict]",
                 "check the daemon, PAM stacks and sshd settings for ways around the code or "
                 "lockouts",
                 kDoctorOptions,

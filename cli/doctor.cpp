@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -213,7 +215,34 @@ std::vector<std::string> Tree::glob(std::string_view logical_pattern) const {
 
 // ---- daemon config -------------------------------------------------------------
 
-DaemonSettings parse_daemon_config(std::string_view text) {
+Enforcement enforcement_at(std::string_view date, std::int64_t now) {
+  if (date.empty()) {
+    return Enforcement::none;
+  }
+  int year = 0;
+  unsigned month = 0;
+  unsigned day = 0;
+  const auto number = [&date](std::size_t from, std::size_t length, auto& out) {
+    const char* const first = date.data() + from;
+    const auto [stop, problem] = std::from_chars(first, first + length, out);
+    return problem == std::errc{} && stop == first + length;
+  };
+  if (date.size() != 10 || date[4] != '-' || date[7] != '-' || !number(0, 4, year) ||
+      !number(5, 2, month) || !number(8, 2, day)) {
+    return Enforcement::none;
+  }
+  const std::chrono::year_month_day ymd{std::chrono::year{year}, std::chrono::month{month},
+                                        std::chrono::day{day}};
+  if (!ymd.ok()) {
+    return Enforcement::none;
+  }
+  // The daemon enforces from 00:00 UTC that day.
+  const std::int64_t from =
+      std::chrono::sys_seconds{std::chrono::sys_days{ymd}}.time_since_epoch().count();
+  return now >= from ? Enforcement::enforced : Enforcement::grace;
+}
+
+DaemonSettings parse_daemon_config(std::string_view text, std::int64_t now) {
   DaemonSettings settings;
   settings.known = true;
   while (!text.empty()) {
@@ -237,12 +266,15 @@ DaemonSettings parse_daemon_config(std::string_view text) {
       settings.key_file = value;
     } else if (key == "enforce_after" && settings.enforce_after.empty()) {
       settings.enforce_after = value;
+    } else if (key == "exempt_group" && settings.exempt_group.empty()) {
+      settings.exempt_group = value;
     }
   }
+  settings.enforcement = enforcement_at(settings.enforce_after, now);
   return settings;
 }
 
-DaemonSettings load_daemon_config(const Tree& tree, Report& report) {
+DaemonSettings load_daemon_config(const Tree& tree, std::int64_t now, Report& report) {
   auto text = tree.read(kDaemonConfigPath);
   if (!text) {
     if (text.error() != ENOENT) {
@@ -254,7 +286,7 @@ DaemonSettings load_daemon_config(const Tree& tree, Report& report) {
     defaults.known = true;
     return defaults;
   }
-  return parse_daemon_config(*text);
+  return parse_daemon_config(*text, now);
 }
 
 // ---- files ------------------------------------------------------------------------

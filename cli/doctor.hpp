@@ -86,6 +86,14 @@ inline constexpr std::string_view kDaemonConfigPath = "/etc/kpanel-totp/kpanel-t
 inline constexpr std::string_view kDefaultKeyFile = "/etc/kpanel-totp/state.key";
 inline constexpr std::size_t kKeyBytes = 32;
 
+// What enforce_after means at the time the doctor runs.
+enum class Enforcement : std::uint8_t {
+  none,      // not set (or not a date: the daemon refuses it): nullok lets users with no
+             // enrollment through
+  grace,     // before the date: users with no enrollment are let through, nullok or not
+  enforced,  // from 00:00 UTC that day: nullok lets nobody through any more
+};
+
 struct DaemonSettings {
   // The file was read, or it does not exist (so the daemon uses the defaults);
   // false when it could not be read and the values below are guesses.
@@ -93,14 +101,20 @@ struct DaemonSettings {
   std::string socket;  // empty: the default
   std::string key_file{kDefaultKeyFile};
   std::string enforce_after;  // empty: never
+  std::string exempt_group;   // empty: nobody skips the code
+  Enforcement enforcement = Enforcement::none;
 };
 
+// enforce_after (YYYY-MM-DD) at `now` (Unix seconds).
+[[nodiscard]] Enforcement enforcement_at(std::string_view date, std::int64_t now);
+
 // `key = value` lines, `#` comment lines (the daemon's own syntax). Unknown
-// keys are left to kpanel-totpd --check-config.
-[[nodiscard]] DaemonSettings parse_daemon_config(std::string_view text);
+// keys are left to kpanel-totpd --check-config. `now` (Unix seconds) settles
+// what enforce_after means.
+[[nodiscard]] DaemonSettings parse_daemon_config(std::string_view text, std::int64_t now = 0);
 // Reads kDaemonConfigPath under the tree; a missing file means the defaults,
 // an unreadable one is reported as skipped.
-[[nodiscard]] DaemonSettings load_daemon_config(const Tree& tree, Report& report);
+[[nodiscard]] DaemonSettings load_daemon_config(const Tree& tree, std::int64_t now, Report& report);
 
 // ---- files ------------------------------------------------------------------
 

@@ -346,6 +346,12 @@ std::optional<Skip> skips_over(const PamRule& rule, std::size_t index, std::size
   return std::nullopt;
 }
 
+}  // namespace
+
+bool is_password_module(std::string_view module_name) {
+  return one_of(module_name, kPasswordModules);
+}
+
 bool module_installed(const Tree& tree, const PamRule& rule) {
   if (rule.module.starts_with('/')) {
     return tree.exists(rule.module);
@@ -357,6 +363,8 @@ bool module_installed(const Tree& tree, const PamRule& rule) {
           "/usr/lib/security/", "/lib64/security/", "/usr/lib64/security/"},
       [&](std::string_view dir) { return !tree.glob(std::string(dir) + rule.module).empty(); });
 }
+
+namespace {
 
 class StackChecker {
  public:
@@ -487,9 +495,16 @@ class StackChecker {
         }
       }
     }
-    nullok_ = nullok_ || nullok;
+    // Once enforce_after has passed the daemon no longer lets anyone through
+    // under nullok, so the option then opens nothing.
+    const bool enforced = daemon_.known && daemon_.enforcement == Enforcement::enforced;
+    nullok_ = nullok_ || (nullok && !enforced);
     ignore_unavailable_ = ignore_unavailable_ || ignore_unavailable;
-    if (nullok) {
+    if (nullok && enforced) {
+      report_.ok("nullok at " + rule.where() + " lets nobody through: enforce_after (" +
+                 daemon_.enforce_after + ") has passed, so users with no enrollment are " +
+                 "refused (or enrolled in the login with enroll); the option can go");
+    } else if (nullok) {
       warning("nullok at " + rule.where() +
                   ": users without enrollment log in without a code; remove nullok once "
                   "everyone is enrolled (kpanel-totp admin list)",
@@ -568,7 +583,8 @@ class StackChecker {
   // enforce_after grace period, unavailable=ignore) it returns PAM_IGNORE; a
   // stack in which nothing else says yes then ends in PAM_PERM_DENIED.
   void check_alone(const std::vector<Path>& ours) {
-    if (!nullok_ && !ignore_unavailable_ && daemon_.enforce_after.empty()) {
+    const bool grace = daemon_.enforcement == Enforcement::grace;
+    if (!nullok_ && !ignore_unavailable_ && !grace) {
       return;
     }
     std::vector<const PamRule*> rules;

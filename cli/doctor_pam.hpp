@@ -76,6 +76,13 @@ struct PamStack {
 [[nodiscard]] std::optional<PamStack> load_auth_stack(const Tree& tree, std::string_view service,
                                                       Report& report);
 
+// pam_unix.so and the other modules that check a password (pam_sss, pam_ldap, ...).
+[[nodiscard]] bool is_password_module(std::string_view module_name);
+
+// Whether the module file of `rule` is in a PAM module directory of the tree
+// (or at its absolute path).
+[[nodiscard]] bool module_installed(const Tree& tree, const PamRule& rule);
+
 // Checks pam_kpanel_totp.so's place in the stack. Returns false when the
 // module is not in the auth stack at all (the caller decides whether that is
 // a finding: it is for sshd).

@@ -45,6 +45,12 @@ struct SshdConfig {
   std::vector<SshdMatch> matches;
 };
 
+// The value of `keyword` (lower case) for connections that match `block`
+// (nullptr: those that match no block): the block's own, else the global
+// one, else sshd's built-in default (file empty).
+[[nodiscard]] SshdValue sshd_setting(const SshdConfig& config, const SshdMatch* block,
+                                     std::string_view keyword);
+
 // Reads kSshdConfigPath and its Includes under the tree. nullopt when it is
 // missing (no sshd) or unreadable (reported as skipped).
 [[nodiscard]] std::optional<SshdConfig> load_sshd_config(const Tree& tree, Report& report);

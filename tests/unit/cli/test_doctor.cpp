@@ -14,11 +14,13 @@
 #include <cstdlib>  // mkdtemp
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli/doctor.hpp"
+#include "cli/doctor_model.hpp"
 #include "cli/doctor_pam.hpp"
 #include "cli/doctor_sshd.hpp"
 #include "support/fake_environment.hpp"
@@ -82,6 +84,10 @@ struct FakeRoot {
     BOOST_REQUIRE(::chmod(file.c_str(), mode) == 0);
   }
   void remove(const std::string& logical) const { std::filesystem::remove(real(logical)); }
+  [[nodiscard]] std::string read(const std::string& logical) const {
+    std::ifstream in(real(logical));
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
   [[nodiscard]] doctor::Tree tree() const { return doctor::Tree(path); }
 };
 
@@ -116,15 +122,36 @@ void write_good_tree(const FakeRoot& root) {
   root.write("/etc/ssh/sshd_config.d/kpanel-totp.conf", kSshdDropIn);
 }
 
+// A daemon config that was read, with these values.
+doctor::DaemonSettings daemon_settings(const std::string& socket = {},
+                                       const std::string& enforce_after = {},
+                                       doctor::Enforcement enforcement = doctor::Enforcement::none,
+                                       const std::string& exempt_group = {}) {
+  doctor::DaemonSettings settings;
+  settings.known = true;
+  settings.socket = socket;
+  settings.enforce_after = enforce_after;
+  settings.enforcement = enforcement;
+  settings.exempt_group = exempt_group;
+  return settings;
+}
+
 // The PAM checks of one service.
 Report check_service(const FakeRoot& root, const std::string& service,
-                     const doctor::DaemonSettings& daemon = {
-                         true, {}, "/etc/kpanel-totp/state.key", {}}) {
+                     const doctor::DaemonSettings& daemon = daemon_settings()) {
   Report report;
   const doctor::Tree tree = root.tree();
   auto stack = doctor::load_auth_stack(tree, service, report);
   BOOST_REQUIRE(stack.has_value());
   doctor::check_pam_stack(tree, *stack, daemon, report);
+  return report;
+}
+
+// The PAM stacks, the sshd settings and what SSH logins need, as the command runs them.
+Report check_logins(const FakeRoot& root,
+                    const doctor::DaemonSettings& daemon = daemon_settings()) {
+  Report report;
+  doctor::check_pam_and_sshd(root.tree(), daemon, false, report);
   return report;
 }
 
@@ -404,7 +431,7 @@ BOOST_AUTO_TEST_CASE(socket_option_must_match_the_daemon) {
   const auto finding =
       the_finding(check_service(root, "sshd"), "asks the daemon at /run/other.sock");
   BOOST_TEST((finding.severity == Severity::error));
-  doctor::DaemonSettings daemon{true, "/run/other.sock", "/etc/kpanel-totp/state.key", {}};
+  doctor::DaemonSettings daemon = daemon_settings("/run/other.sock");
   BOOST_TEST(check_service(root, "sshd", daemon).findings().empty());
   // Daemon config unreadable: nothing to compare with.
   daemon = doctor::DaemonSettings{};
@@ -426,8 +453,14 @@ BOOST_AUTO_TEST_CASE(module_alone_in_the_stack_refuses_those_it_lets_through) {
   root.write("/etc/pam.d/sshd", "auth required pam_kpanel_totp.so\n");
   BOOST_TEST(check_service(root, "sshd").findings().empty());
   // ... unless the daemon has an enforce_after date.
-  const doctor::DaemonSettings daemon{true, {}, "/etc/kpanel-totp/state.key", "2030-01-01"};
+  const doctor::DaemonSettings daemon =
+      daemon_settings({}, "2030-01-01", doctor::Enforcement::grace);
   the_finding(check_service(root, "sshd", daemon), "enforce_after grace period");
+  // Once the date has passed nobody is let through without a code.
+  BOOST_TEST(
+      check_service(root, "sshd", daemon_settings({}, "2020-01-01", doctor::Enforcement::enforced))
+          .findings()
+          .empty());
 }
 
 BOOST_AUTO_TEST_CASE(module_not_installed) {
@@ -557,15 +590,15 @@ BOOST_AUTO_TEST_CASE(challenge_response_is_the_same_option) {
   the_finding(check_sshd_tree(root), "KbdInteractiveAuthentication no at");
 }
 
-BOOST_AUTO_TEST_CASE(any_method_lets_publickey_and_password_through) {
+BOOST_AUTO_TEST_CASE(any_method_with_password_authentication_warns_of_lockouts) {
   FakeRoot root;
   root.write("/etc/ssh/sshd_config", "UsePAM yes\nKbdInteractiveAuthentication yes\n");
   const Report report = check_sshd_tree(root);
-  BOOST_TEST(report.findings().size() == 2U);
-  const auto publickey = the_finding(report, "publickey logins skip the code");
-  BOOST_TEST((publickey.severity == Severity::warning));
+  // What a key alone lets in is the login model's (an error, below).
+  BOOST_TEST(report.findings().size() == 1U);
   const auto password = the_finding(report, "PasswordAuthentication yes");
   BOOST_TEST((password.severity == Severity::warning));
+  BOOST_TEST(contains(password.message, "toward a lockout"));
   // Keys off and passwords off: nothing left but keyboard-interactive.
   root.write("/etc/ssh/sshd_config",
              "UsePAM yes\nKbdInteractiveAuthentication yes\nPubkeyAuthentication no\n"
@@ -580,11 +613,19 @@ BOOST_AUTO_TEST_CASE(method_lists_without_keyboard_interactive) {
              "AuthenticationMethods publickey,keyboard-interactive:pam publickey "
              "publickey,password\n");
   const Report report = check_sshd_tree(root);
-  BOOST_TEST(report.findings().size() == 2U);
-  const auto skip = the_finding(report, "list 'publickey' at");
-  BOOST_TEST(contains(skip.message, "lets a login skip the code"));
-  BOOST_TEST(skip.line == 2U);
-  the_finding(report, "list 'publickey,password'");
+  BOOST_TEST(report.findings().size() == 1U);
+  const auto password = the_finding(report, "list 'publickey,password'");
+  BOOST_TEST((password.severity == Severity::warning));
+  // The list 'publickey' alone lets a key in without the code: an error.
+  write_good_tree(root);
+  root.write("/etc/ssh/sshd_config.d/kpanel-totp.conf",
+             "UsePAM yes\nKbdInteractiveAuthentication yes\n"
+             "AuthenticationMethods publickey,keyboard-interactive:pam publickey\n");
+  const auto skip = the_finding(check_logins(root), "list 'publickey' at");
+  BOOST_TEST((skip.severity == Severity::error));
+  BOOST_TEST(skip.check == "ssh");
+  BOOST_TEST(contains(skip.message, "an enrolled user logs in over SSH with a key alone, no code"));
+  BOOST_TEST(skip.line == 3U);
 }
 
 BOOST_AUTO_TEST_CASE(match_blocks_are_reported_for_what_they_change) {
@@ -593,9 +634,10 @@ BOOST_AUTO_TEST_CASE(match_blocks_are_reported_for_what_they_change) {
   root.write("/etc/ssh/sshd_config", kSshdConfig +
                                          "Match User backup\n  AuthenticationMethods publickey\n"
                                          "Match Address 10.0.0.0/8\n  PasswordAuthentication no\n");
-  const Report report = check_sshd_tree(root);
+  const Report report = check_logins(root);
   BOOST_REQUIRE_EQUAL(report.findings().size(), 1U);
   const auto finding = the_finding(report, "for connections matching 'Match User backup'");
+  BOOST_TEST(contains(finding.message, "a key alone, no code"));
   BOOST_TEST(finding.line == 6U);
 }
 
@@ -605,7 +647,9 @@ BOOST_AUTO_TEST_CASE(include_inside_a_match_and_relative_paths) {
              "UsePAM yes\nAuthenticationMethods keyboard-interactive\n"
              "Match Group ops\n  Include ops.conf\n");
   root.write("/etc/ssh/ops.conf", "AuthenticationMethods \"publickey\"\n");
-  const Report report = check_sshd_tree(root);
+  root.write("/etc/pam.d/common-auth", kCommonAuth);
+  root.write("/etc/pam.d/sshd", kSshd);
+  const Report report = check_logins(root);
   const auto finding = the_finding(report, "Match Group ops");
   BOOST_TEST(finding.file == root.shown("/etc/ssh/ops.conf"));
 }
@@ -646,6 +690,340 @@ BOOST_AUTO_TEST_CASE(runs_the_real_sshd_t_when_it_can) {
   BOOST_TEST(contains(*dump, "passwordauthentication no"));
   root.write("/bad_config", "NoSuchKeyword yes\n");
   BOOST_TEST(!doctor::run_sshd_t("/usr/sbin/sshd", root.shown("/bad_config")).has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- what an SSH login needs: sshd x PAM -------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(ssh_logins)
+
+// Debian 12's common-auth without the module.
+const std::string kDebianCommonAuth =
+    "auth\t[success=1 default=ignore]\tpam_unix.so nullok\n"
+    "auth\trequisite\t\t\tpam_deny.so\n"
+    "auth\trequired\t\t\tpam_permit.so\n";
+// Debian 12's sshd_config: the drop-ins first, then its own (later) values.
+const std::string kDebianSshdConfig =
+    "Include /etc/ssh/sshd_config.d/*.conf\n"
+    "KbdInteractiveAuthentication no\n"
+    "UsePAM yes\n"
+    "X11Forwarding yes\n";
+
+// The two PAM recipes (config/pam.d/*.example).
+const std::string kPasswordRecipe =
+    "@include common-auth\n"
+    "auth  required  pam_kpanel_totp.so nullok\n"
+    "account required pam_nologin.so\n";
+const std::string kKeyRecipe =
+    "#@include common-auth\n"
+    "auth  required  pam_kpanel_totp.so nullok\n"
+    "auth  required  pam_permit.so\n"
+    "account required pam_nologin.so\n";
+
+// sshd drop-ins: the one shipped before (password + code active), and key + code.
+const std::string kDropInCodeOnly =
+    "UsePAM yes\n"
+    "KbdInteractiveAuthentication yes\n"
+    "AuthenticationMethods keyboard-interactive\n"
+    "#AuthenticationMethods publickey,keyboard-interactive\n";
+const std::string kDropInKeyAndCode =
+    "UsePAM yes\n"
+    "KbdInteractiveAuthentication yes\n"
+    "AuthenticationMethods publickey,keyboard-interactive\n";
+const std::string kDropInAny =
+    "UsePAM yes\n"
+    "KbdInteractiveAuthentication yes\n";
+
+struct LoginCase {
+  std::string name;
+  std::string sshd_pam;    // /etc/pam.d/sshd
+  std::string drop_in;     // /etc/ssh/sshd_config.d/kpanel-totp.conf
+  std::string sshd_extra;  // appended to sshd_config (Match blocks)
+  doctor::DaemonSettings daemon;
+  std::vector<std::string> errors;  // each: exactly one error says this; no other error
+  std::vector<std::string> no_finding_with = {};  // nothing says these
+};
+
+std::vector<LoginCase> login_cases() {
+  using doctor::Enforcement;
+  return {
+      // The finding of issue 16: the key recipe's PAM stack with the drop-in's
+      // password + code line left active.
+      {"half-followed key recipe",
+       kKeyRecipe,
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with the code alone (no password, no key): "
+        "AuthenticationMethods list 'keyboard-interactive'",
+        "a user with no enrollment (nullok at "}},
+      {"half-followed, the unenrolled one gets in with nothing",
+       kKeyRecipe,
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"with the code alone",
+        "logs in over SSH with nothing at all (no password, no key, no "
+        "code)"}},
+      {"password + code recipe", kPasswordRecipe, kDropInCodeOnly, "", daemon_settings(), {}},
+      {"key + code recipe", kKeyRecipe, kDropInKeyAndCode, "", daemon_settings(), {}},
+      {"password recipe with key + code sshd: three factors",
+       kPasswordRecipe,
+       kDropInKeyAndCode,
+       "",
+       daemon_settings(),
+       {}},
+      {"AuthenticationMethods any with keys and passwords on",
+       kPasswordRecipe,
+       kDropInAny,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with a key alone, no code: AuthenticationMethods is "
+        "any (sshd's default), so the publickey method alone is enough"}},
+      {"PasswordAuthentication yes with the key recipe: sshd's password method runs PAM",
+       kKeyRecipe,
+       kDropInAny + "PubkeyAuthentication no\nPasswordAuthentication yes\n",
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with the code alone",
+        "so the keyboard-interactive method alone is enough",
+        "so the password method alone is enough, and the password method runs"}},
+      {"PasswordAuthentication yes, keys off, password recipe: only the lockout warning",
+       kPasswordRecipe,
+       kDropInAny + "PubkeyAuthentication no\n",
+       "",
+       daemon_settings(),
+       {}},
+      {"sufficient pam_unix before the module",
+       "auth sufficient pam_unix.so\nauth requisite pam_deny.so\n"
+       "auth required pam_kpanel_totp.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with a password alone, no code",
+        "pam_unix.so sufficient at"}},
+      {"[success=2 default=ignore] jumps over the module",
+       "auth [success=2 default=ignore] pam_unix.so\nauth requisite pam_deny.so\n"
+       "auth required pam_kpanel_totp.so\nauth required pam_permit.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with a password alone, no code",
+        "jumps over pam_kpanel_totp.so"}},
+      {"[success=1 default=ignore] as Debian writes it",
+       "auth [success=1 default=ignore] pam_unix.so\nauth requisite pam_deny.so\n"
+       "auth required pam_permit.so\nauth required pam_kpanel_totp.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {}},
+      {"sufficient pam_permit: nothing at all",
+       "auth sufficient pam_permit.so\n@include common-auth\nauth required pam_kpanel_totp.so\n",
+       kDropInKeyAndCode,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with a key alone, no code",
+        "pam_permit.so sufficient at"}},
+      {"pam_rootok in sshd's stack: sshd runs PAM as root",
+       "auth sufficient pam_rootok.so\n@include common-auth\nauth required pam_kpanel_totp.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with nothing at all"}},
+      {"a Match block relaxes AuthenticationMethods for a group and an address",
+       kKeyRecipe,
+       kDropInKeyAndCode,
+       "Match Group backup\n  AuthenticationMethods publickey\n"
+       "Match Address 10.0.0.0/8\n  AuthenticationMethods keyboard-interactive\n"
+       "Match User carol\n  PasswordAuthentication no\n",
+       daemon_settings(),
+       {"for connections matching 'Match Group backup' (", "'Match Address 10.0.0.0/8' (",
+        "'Match Address 10.0.0.0/8' ("},
+       {"'Match User carol'"}},
+      {"nullok with pam_permit before the module",
+       "auth required pam_permit.so\nauth required pam_kpanel_totp.so nullok\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"with the code alone", "a user with no enrollment (nullok at "}},
+      {"enforce_after passed: nullok lets nobody in, no nullok warning",
+       kPasswordRecipe,
+       kDropInCodeOnly,
+       "",
+       daemon_settings({}, "2026-01-01", Enforcement::enforced),
+       {},
+       {"users without enrollment log in without a code"}},
+      {"enforce_after passed with the half-followed recipe: only the enrolled finding",
+       kKeyRecipe,
+       kDropInCodeOnly,
+       "",
+       daemon_settings({}, "2026-01-01", Enforcement::enforced),
+       {"an enrolled user logs in over SSH with the code alone"},
+       {"users without enrollment log in without a code", "a user with no enrollment"}},
+      {"grace period with the key recipe: a key is still needed",
+       kKeyRecipe,
+       kDropInKeyAndCode,
+       "",
+       daemon_settings({}, "2030-01-01", Enforcement::grace),
+       {}},
+      {"grace period with the half-followed recipe",
+       kKeyRecipe,
+       kDropInCodeOnly,
+       "",
+       daemon_settings({}, "2030-01-01", Enforcement::grace),
+       {"with the code alone",
+        "(the enforce_after grace period, until 2030-01-01) logs in over "
+        "SSH with nothing at all"}},
+      {"enroll in the login with no other factor: anyone who knows a name",
+       "auth required pam_kpanel_totp.so enroll\nauth required pam_permit.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"with the code alone", ": they enroll inside the login) logs in over SSH with nothing"}},
+      {"exempt_group with the key recipe needs the key",
+       kKeyRecipe,
+       kDropInKeyAndCode,
+       "",
+       daemon_settings({}, {}, Enforcement::none, "breakglass"),
+       {}},
+      {"exempt_group with the half-followed recipe",
+       kKeyRecipe,
+       kDropInCodeOnly,
+       "",
+       daemon_settings({}, {}, Enforcement::none, "breakglass"),
+       {"with the code alone", "a user with no enrollment (nullok",
+        "a member of exempt_group breakglass logs in over SSH with nothing at all"}},
+      {"unavailable=ignore with the key recipe's stack and no key",
+       "auth required pam_kpanel_totp.so unavailable=ignore\nauth required pam_permit.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"with the code alone", "anyone, while kpanel-totpd is down (unavailable=ignore at "}},
+      {"a substack's sufficient ends only the substack",
+       "auth substack password-auth\nauth required pam_kpanel_totp.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {}},
+      {"'-auth' with the module missing: libpam leaves the line out",
+       "@include common-auth\n-auth required /nowhere/pam_kpanel_totp.so\n",
+       kDropInCodeOnly,
+       "",
+       daemon_settings(),
+       {"an enrolled user logs in over SSH with a password alone, no code",
+        "makes PAM skip the line silently"}},
+      {"only password lists: enrolled users are locked out",
+       kPasswordRecipe,
+       kDropInAny + "PasswordAuthentication yes\nAuthenticationMethods publickey,password\n",
+       "",
+       daemon_settings(),
+       {"no AuthenticationMethods list lets an enrolled user log in over SSH"}},
+      {"a list whose method is disabled never completes",
+       kPasswordRecipe,
+       kDropInAny + "PubkeyAuthentication no\n"
+                    "AuthenticationMethods publickey,keyboard-interactive\n",
+       "",
+       daemon_settings(),
+       {"none has all its methods enabled"}},
+  };
+}
+
+BOOST_AUTO_TEST_CASE(each_sshd_and_pam_configuration_gets_its_verdict) {
+  for (const LoginCase& login : login_cases()) {
+    BOOST_TEST_CONTEXT(login.name) {
+      FakeRoot root;
+      root.write("/etc/pam.d/common-auth", kDebianCommonAuth);
+      root.write("/etc/pam.d/password-auth",
+                 "auth sufficient pam_unix.so\nauth requisite pam_deny.so\n");
+      root.write("/etc/pam.d/sshd", login.sshd_pam);
+      root.write("/etc/ssh/sshd_config", kDebianSshdConfig + login.sshd_extra);
+      root.write("/etc/ssh/sshd_config.d/kpanel-totp.conf", login.drop_in);
+      const Report report = check_logins(root, login.daemon);
+      const auto errors = findings_of(report, Severity::error);
+      std::string all;
+      for (const auto& finding : report.findings()) {
+        all += "\n  " + std::string(doctor::to_string(finding.severity)) + ": " + finding.message;
+      }
+      // Each expected text names its own error; together they are all the errors.
+      std::vector<bool> used(errors.size(), false);
+      for (const std::string& part : login.errors) {
+        bool found = false;
+        for (std::size_t i = 0; i < errors.size() && !found; ++i) {
+          if (!used[i] && contains(errors[i].message, part)) {
+            used[i] = true;
+            found = true;
+          }
+        }
+        BOOST_TEST(found, "no error with '" << part << "'; findings:" << all);
+      }
+      BOOST_TEST(errors.size() == login.errors.size(), "findings:" << all);
+      for (const std::string& part : login.no_finding_with) {
+        for (const auto& finding : report.findings()) {
+          BOOST_TEST(!contains(finding.message, part), "unexpected: " << finding.message);
+        }
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_ok_line_says_what_a_login_needs) {
+  FakeRoot root;
+  root.write("/etc/pam.d/common-auth", kDebianCommonAuth);
+  root.write("/etc/pam.d/sshd", kKeyRecipe);
+  root.write("/etc/ssh/sshd_config", kDebianSshdConfig);
+  root.write("/etc/ssh/sshd_config.d/kpanel-totp.conf", kDropInKeyAndCode);
+  const Report report = check_logins(root);
+  BOOST_TEST(findings_of(report, Severity::error).empty());
+  bool said = false;
+  for (const auto& entry : report.entries()) {
+    said = said || (entry.kind == Report::Kind::ok &&
+                    contains(entry.finding.message, "from an enrolled user: a key and the code"));
+    // The old line claimed safety from the lists alone.
+    BOOST_TEST(!contains(entry.finding.message, "every AuthenticationMethods list includes it"));
+  }
+  BOOST_TEST(said);
+}
+
+BOOST_AUTO_TEST_CASE(the_model_of_a_stack) {
+  FakeRoot root;
+  root.write("/etc/pam.d/common-auth", kDebianCommonAuth);
+  root.write("/etc/pam.d/sshd", kKeyRecipe);
+  Report report;
+  const auto stack = doctor::load_auth_stack(root.tree(), "sshd", report);
+  BOOST_REQUIRE(stack.has_value());
+  auto model = doctor::model_pam_stack(root.tree(), *stack, daemon_settings());
+  using doctor::kCode;
+  using doctor::kPassword;
+  const auto& enrolled = model.needs[static_cast<std::size_t>(doctor::UserKind::enrolled)];
+  BOOST_TEST(enrolled.keyboard_interactive == std::vector<doctor::Factors>{kCode});
+  BOOST_TEST(enrolled.password_method.empty());  // it cannot give a code
+  const auto& unenrolled = model.needs[static_cast<std::size_t>(doctor::UserKind::unenrolled)];
+  BOOST_TEST(unenrolled.keyboard_interactive == std::vector<doctor::Factors>{0U});
+
+  root.write("/etc/pam.d/sshd", kPasswordRecipe);
+  const auto password = doctor::load_auth_stack(root.tree(), "sshd", report);
+  BOOST_REQUIRE(password.has_value());
+  model = doctor::model_pam_stack(root.tree(), *password, daemon_settings());
+  BOOST_TEST(model.needs[0].keyboard_interactive ==
+             std::vector<doctor::Factors>{kPassword | kCode});
+  BOOST_TEST(model.needs[1].keyboard_interactive == std::vector<doctor::Factors>{kPassword});
+  BOOST_TEST(model.needs[1].password_method == std::vector<doctor::Factors>{kPassword});
+}
+
+BOOST_AUTO_TEST_CASE(enforce_after_against_the_clock) {
+  using doctor::Enforcement;
+  // 2026-12-04 00:00:00 UTC
+  constexpr std::int64_t kDay = 1796342400;
+  BOOST_TEST((doctor::enforcement_at("", kDay) == Enforcement::none));
+  BOOST_TEST((doctor::enforcement_at("2026-12-04", kDay - 1) == Enforcement::grace));
+  BOOST_TEST((doctor::enforcement_at("2026-12-04", kDay) == Enforcement::enforced));
+  BOOST_TEST((doctor::enforcement_at("2026-13-04", kDay) == Enforcement::none));
+  BOOST_TEST((doctor::enforcement_at("soon", kDay) == Enforcement::none));
+  const auto settings =
+      doctor::parse_daemon_config("enforce_after = 2026-12-04\nexempt_group = ops\n", kDay);
+  BOOST_TEST((settings.enforcement == Enforcement::enforced));
+  BOOST_TEST(settings.exempt_group == "ops");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -811,7 +1189,8 @@ BOOST_AUTO_TEST_CASE(json_all_well) {
   BOOST_TEST(doctor_run.world.out() == "{\"ok\":true,\"findings\":[]}\n");
 }
 
-BOOST_AUTO_TEST_CASE(nullok_exits_1_with_a_finding_in_json) {
+// A warning alone (nullok while users enroll) exits 0; --strict makes it 1.
+BOOST_AUTO_TEST_CASE(nullok_is_a_warning_exit_0_and_1_with_strict) {
   if (!running_as_root()) {
     return;
   }
@@ -823,14 +1202,20 @@ BOOST_AUTO_TEST_CASE(nullok_exits_1_with_a_finding_in_json) {
                         "auth required pam_kpanel_totp.so nullok\n");
   doctor_run.world.reply(own_status());
   doctor_run.world.reply(users(false));
-  BOOST_TEST(doctor_run.run({"--json"}) == 1);
-  const auto json = nlohmann::json::parse(doctor_run.world.out());
+  BOOST_TEST(doctor_run.run() == 0);
+  BOOST_TEST(contains(doctor_run.world.out(), "summary: 0 errors, 1 warning"));
+  DoctorRun strict_run;
+  strict_run.root.write("/etc/pam.d/common-auth", doctor_run.root.read("/etc/pam.d/common-auth"));
+  strict_run.world.reply(own_status());
+  strict_run.world.reply(users(false));
+  BOOST_TEST(strict_run.run({"--json", "--strict"}) == 1);
+  const auto json = nlohmann::json::parse(strict_run.world.out());
   BOOST_TEST(json["ok"] == false);
   BOOST_REQUIRE_EQUAL(json["findings"].size(), 1U);
   const auto& finding = json["findings"][0];
   BOOST_TEST(finding["severity"] == "warning");
   BOOST_TEST(finding["check"] == "pam");
-  BOOST_TEST(finding["file"] == doctor_run.root.shown("/etc/pam.d/common-auth"));
+  BOOST_TEST(finding["file"] == strict_run.root.shown("/etc/pam.d/common-auth"));
   BOOST_TEST(finding["line"] == 4);
   BOOST_TEST(contains(finding["message"].get<std::string>(), "remove nullok"));
 }
@@ -857,8 +1242,11 @@ BOOST_AUTO_TEST_CASE(lockouts_are_warnings_and_non_admins_skip_them) {
   DoctorRun doctor_run;
   doctor_run.world.reply(own_status());
   doctor_run.world.reply(users(true));
-  BOOST_TEST(doctor_run.run() == 1);
+  doctor_run.world.reply(own_status());
+  doctor_run.world.reply(users(true));
+  BOOST_TEST(doctor_run.run() == 0);
   BOOST_TEST(contains(doctor_run.world.out(), "warning: 1 user is locked out (bob until"));
+  BOOST_TEST(doctor_run.run({"--strict"}) == 1);
 
   DoctorRun user_run;
   user_run.world.reply(own_status());
@@ -876,7 +1264,7 @@ BOOST_AUTO_TEST_CASE(sshd_without_the_module_is_a_warning_and_sshd_config_is_not
   doctor_run.root.write("/etc/ssh/sshd_config", "UsePAM no\n");
   doctor_run.world.reply(own_status());
   doctor_run.world.reply(users(false));
-  BOOST_TEST(doctor_run.run() == 1);
+  BOOST_TEST(doctor_run.run() == 0);
   const std::string out = doctor_run.world.out();
   BOOST_TEST(contains(out, "warning: sshd logins do not ask for a code"));
   BOOST_TEST(!contains(out, "UsePAM"));

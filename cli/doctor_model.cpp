@@ -1,0 +1,775 @@
+#include "cli/doctor_model.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <initializer_list>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "pam_module/options.hpp"
+
+namespace kpanel::cli::doctor {
+
+namespace {
+
+// The PAM services a login goes through on Debian; sshd first, as the one
+// the tool is mostly for.
+constexpr std::array<std::string_view, 4> kServices{"sshd", "login", "su", "sudo"};
+
+// Branches explored per run of the stack: every module whose answer does not
+// depend on what the user types (pam_succeed_if, pam_faillock, ...) doubles
+// them, so a pathological stack stops here instead of running forever.
+constexpr std::size_t kMaxSteps = 200000;
+// libpam refuses deeper nesting.
+constexpr std::size_t kMaxLevels = 32;
+
+// ---- the PAM stack, run as libpam runs it ---------------------------------------
+
+// The return values that matter here.
+enum class Ret : std::uint8_t {
+  success,
+  auth_err,
+  ignore,
+  authinfo_unavail,
+  module_unknown,
+  perm_denied,
+};
+
+std::string_view name_of(Ret value) {
+  switch (value) {
+    case Ret::success:
+      return "success";
+    case Ret::auth_err:
+      return "auth_err";
+    case Ret::ignore:
+      return "ignore";
+    case Ret::authinfo_unavail:
+      return "authinfo_unavail";
+    case Ret::module_unknown:
+      return "module_unknown";
+    case Ret::perm_denied:
+      return "perm_denied";
+  }
+  return "auth_err";
+}
+
+// Modules whose auth function never says yes nor depends on the user's
+// answers: PAM_IGNORE.
+constexpr auto kIgnoring = std::to_array<std::string_view>(
+    {"pam_env.so", "pam_faildelay.so", "pam_nologin.so", "pam_group.so", "pam_warn.so",
+     "pam_echo.so", "pam_motd.so", "pam_keyinit.so", "pam_loginuid.so"});
+
+struct OurOptions {
+  bool valid = true;
+  bool nullok = false;
+  bool enroll = false;
+  bool ignore_unavailable = false;
+};
+
+OurOptions our_options(const PamRule& rule) {
+  std::vector<const char*> argv;
+  argv.reserve(rule.args.size());
+  for (const std::string& arg : rule.args) {
+    argv.push_back(arg.c_str());
+  }
+  OurOptions out;
+  auto parsed = pam::parse_options(argv);
+  if (!parsed) {
+    out.valid = false;  // the module refuses every login
+    return out;
+  }
+  out.nullok = parsed->nullok;
+  out.enroll = parsed->enroll;
+  out.ignore_unavailable = parsed->unavailable == pam::Unavailable::ignore;
+  return out;
+}
+
+// One auth line in libpam's flat list: substacks are inlined one level deeper.
+struct Flat {
+  const PamRule* rule = nullptr;
+  std::size_t level = 0;
+  bool substack = false;  // the substack line itself: libpam passes over it
+  bool installed = true;  // only known for pam_kpanel_totp.so
+  OurOptions ours{};      // for pam_kpanel_totp.so
+};
+
+void flatten(const Tree& tree, const std::vector<PamEntry>& list, std::size_t level,
+             std::vector<Flat>& out) {
+  for (const PamEntry& entry : list) {
+    if (entry.substack) {
+      out.push_back(Flat{&entry.rule, level, true, true, {}});
+      flatten(tree, entry.children, std::min(level + 1, kMaxLevels - 1), out);
+      continue;
+    }
+    Flat flat{&entry.rule, level, false, true, {}};
+    if (entry.rule.is_ours()) {
+      flat.installed = module_installed(tree, entry.rule);
+      if (!flat.installed && entry.rule.dash) {
+        continue;  // "-auth": libpam leaves out a line whose module is missing
+      }
+      flat.ours = our_options(entry.rule);
+    }
+    out.push_back(flat);
+  }
+}
+
+enum class Impression : std::uint8_t { undef, positive, negative };
+
+struct State {
+  Impression impression = Impression::undef;
+  Ret status = Ret::perm_denied;  // libpam's PAM_MUST_FAIL_CODE
+  std::size_t prev_level = 0;
+  std::array<std::pair<Impression, Ret>, kMaxLevels> saved{};  // at each substack's start
+};
+
+class Run {
+ public:
+  Run(const std::vector<Flat>& flat, UserKind kind, Factors typed, const DaemonSettings& daemon)
+      : flat_(flat), kind_(kind), typed_(typed), daemon_(daemon) {}
+
+  // Whether some run of the stack ends in PAM_SUCCESS.
+  bool passes() {
+    step(0, State{});
+    return passed_;
+  }
+  [[nodiscard]] bool exhausted() const noexcept { return steps_ >= kMaxSteps; }
+
+ private:
+  // What the module of `flat` may return to this user.
+  std::vector<Ret> outcomes(const Flat& flat) const {
+    const PamRule& rule = *flat.rule;
+    if (rule.is_ours()) {
+      if (!flat.installed) {
+        return {Ret::module_unknown};
+      }
+      if (!flat.ours.valid) {
+        return {Ret::auth_err};
+      }
+      switch (kind_) {
+        case UserKind::enrolled:
+          return {(typed_ & kCode) != 0 ? Ret::success : Ret::auth_err};
+        case UserKind::exempt:
+          return {Ret::success};
+        case UserKind::daemon_down:
+          return {flat.ours.ignore_unavailable ? Ret::ignore : Ret::authinfo_unavail};
+        case UserKind::unenrolled:
+          // The daemon's order: grace period, then enroll, then nullok.
+          if (daemon_.enforcement == Enforcement::grace) {
+            return {Ret::ignore};
+          }
+          if (flat.ours.enroll) {
+            return {Ret::success};  // enrolls inside the login: proves nothing
+          }
+          if (flat.ours.nullok && daemon_.enforcement == Enforcement::none) {
+            return {Ret::ignore};
+          }
+          return {Ret::auth_err};
+      }
+    }
+    const std::string name = rule.module_name();
+    if (is_password_module(name)) {
+      return {(typed_ & kPassword) != 0 ? Ret::success : Ret::auth_err};
+    }
+    // pam_rootok checks the caller's uid, and sshd runs PAM as root.
+    if (name == "pam_permit.so" || name == "pam_rootok.so") {
+      return {Ret::success};
+    }
+    if (name == "pam_deny.so") {
+      return {Ret::auth_err};
+    }
+    if (std::ranges::find(kIgnoring, std::string_view(name)) != kIgnoring.end()) {
+      return {Ret::ignore};
+    }
+    // Anything else may say yes or no, whatever the user types.
+    return {Ret::success, Ret::auth_err};
+  }
+
+  // Past the rest of the entries at `level` and deeper.
+  [[nodiscard]] std::size_t end_of_level(std::size_t at, std::size_t level) const {
+    while (at + 1 < flat_.size() && flat_[at + 1].level >= level) {
+      ++at;
+    }
+    return at + 1;
+  }
+
+  // libpam's _pam_dispatch_aux for one module's answer; the next index.
+  std::size_t apply(std::size_t at, Ret value, State& state) const {
+    const Flat& flat = flat_[at];
+    const std::size_t level = flat.level;
+    Action action;
+    if (!flat.rule->control.error.empty()) {
+      value = Ret::perm_denied;  // a line libpam cannot parse fails
+      action = Action{ActionKind::bad, 0};
+    } else {
+      action = flat.rule->control.of(name_of(value));
+    }
+    switch (action.kind) {
+      case ActionKind::reset:
+        state.impression = state.saved[level].first;
+        state.status = state.saved[level].second;
+        return at + 1;
+      case ActionKind::ok:
+      case ActionKind::done:
+        if (state.impression == Impression::undef ||
+            (state.impression == Impression::positive && state.status == Ret::success)) {
+          if (value != Ret::ignore) {
+            state.impression = Impression::positive;
+            state.status = value;
+          }
+        }
+        if (state.impression != Impression::negative && action.kind == ActionKind::done) {
+          return end_of_level(at, level);
+        }
+        return at + 1;
+      case ActionKind::bad:
+      case ActionKind::die:
+        if (state.impression != Impression::negative) {
+          state.impression = Impression::negative;
+          state.status = value == Ret::success ? Ret::perm_denied : value;
+        }
+        if (action.kind == ActionKind::die) {
+          return end_of_level(at, level);
+        }
+        return at + 1;
+      case ActionKind::ignore:
+        return at + 1;
+      case ActionKind::jump: {
+        unsigned left = action.jump;
+        std::size_t here = at;
+        // A substack counts as one entry; a jump never leaves its own level.
+        while (here + 1 < flat_.size() && flat_[here + 1].level >= level && left > 0) {
+          do {
+            ++here;
+          } while (here + 1 < flat_.size() && flat_[here + 1].level > level);
+          --left;
+        }
+        if (left > 0) {  // past the end: libpam's "bad jump in stack"
+          state.impression = Impression::negative;
+          state.status = Ret::perm_denied;
+        }
+        return here + 1;
+      }
+    }
+    return at + 1;
+  }
+
+  void step(std::size_t at, State state) {
+    while (at < flat_.size()) {
+      if (passed_ || ++steps_ >= kMaxSteps) {
+        return;
+      }
+      const Flat& flat = flat_[at];
+      if (state.prev_level < flat.level) {
+        state.saved[flat.level] = {state.impression, state.status};
+      }
+      state.prev_level = flat.level;
+      if (flat.substack) {
+        ++at;
+        continue;
+      }
+      const std::vector<Ret> values = outcomes(flat);
+      for (std::size_t i = 1; i < values.size(); ++i) {
+        State branch = state;
+        const std::size_t next = apply(at, values[i], branch);
+        step(next, branch);
+      }
+      at = apply(at, values.front(), state);
+    }
+    if (state.impression == Impression::positive && state.status == Ret::success) {
+      passed_ = true;
+    }
+  }
+
+  const std::vector<Flat>& flat_;
+  UserKind kind_;
+  Factors typed_;
+  const DaemonSettings& daemon_;
+  std::size_t steps_ = 0;
+  bool passed_ = false;
+};
+
+// The sets with no smaller set among them, without repeats.
+std::vector<Factors> minimal(std::vector<Factors> sets) {
+  std::ranges::sort(sets, [](Factors a, Factors b) {
+    return std::popcount(a) != std::popcount(b) ? std::popcount(a) < std::popcount(b) : a < b;
+  });
+  std::vector<Factors> out;
+  for (const Factors set : sets) {
+    if (std::ranges::none_of(out, [set](Factors kept) { return (kept & set) == kept; })) {
+      out.push_back(set);
+    }
+  }
+  return out;
+}
+
+// ---- sshd's methods -----------------------------------------------------------------
+
+struct Method {
+  std::string_view name;
+  std::string_view setting;  // the keyword that enables it
+  Factors factor = 0;        // what it proves itself (0: it runs PAM)
+};
+// In the order OpenSSH's client tries them, which the messages follow.
+constexpr auto kMethods = std::to_array<Method>({
+    {"gssapi-with-mic", "gssapiauthentication", kGssapi},
+    {"hostbased", "hostbasedauthentication", kHostbased},
+    {"publickey", "pubkeyauthentication", kKey},
+    {"keyboard-interactive", "kbdinteractiveauthentication", 0},
+    {"password", "passwordauthentication", 0},
+});
+
+const Method* find_method(std::string_view name) {
+  const auto* const found = std::ranges::find(kMethods, name, &Method::name);
+  return found == kMethods.end() ? nullptr : &*found;
+}
+
+struct MethodList {
+  std::string text;  // as written
+  std::vector<const Method*> methods;
+  bool usable = true;  // every method known and enabled
+};
+
+// One way through a list: what it proves, and what PAM was given.
+struct Way {
+  Factors factors = 0;
+  Factors typed = 0;  // the answers PAM got (kPassword, kCode)
+};
+
+std::string join(const std::vector<std::string>& parts, std::string_view last) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) {
+      out += i + 1 == parts.size() ? std::string(last) : std::string(", ");
+    }
+    out += parts[i];
+  }
+  return out;
+}
+
+std::string factor_names(Factors factors) {
+  std::vector<std::string> parts;
+  if ((factors & kKey) != 0) {
+    parts.emplace_back("a key");
+  }
+  if ((factors & kPassword) != 0) {
+    parts.emplace_back("a password");
+  }
+  if ((factors & kHostbased) != 0) {
+    parts.emplace_back("a trusted client host (hostbased)");
+  }
+  if ((factors & kGssapi) != 0) {
+    parts.emplace_back("a Kerberos ticket (gssapi-with-mic)");
+  }
+  if ((factors & kCode) != 0) {
+    parts.emplace_back("the code");
+  }
+  return join(parts, " and ");
+}
+
+class SshChecker {
+ public:
+  SshChecker(const SshdConfig& config, const PamModel& model) : config_(config), model_(model) {}
+
+  // The findings for connections that match `block` (nullptr: the global
+  // settings); `ok` gets the line to print when there are none.
+  std::vector<Finding> run(const SshdMatch* block, std::string& ok) {
+    block_ = block;
+    findings_.clear();
+    if (get("usepam").value != "yes") {
+      return {};  // the sshd check reports it; nothing asks for a code
+    }
+    const SshdValue methods = get("authenticationmethods");
+    const std::vector<MethodList> lists = lists_of(methods);
+    std::vector<std::string> enrolled_ways;
+    bool usable = false;
+    for (const MethodList& list : lists) {
+      if (!list.usable) {
+        continue;
+      }
+      usable = true;
+      for (std::size_t kind = 0; kind < kUserKinds; ++kind) {
+        if (!model_.applies[kind]) {
+          continue;
+        }
+        const std::vector<Way> ways = ways_through(list, static_cast<UserKind>(kind));
+        if (static_cast<UserKind>(kind) == UserKind::enrolled) {
+          for (const Way& way : ways) {
+            const std::string text = factor_names(way.factors);
+            if (std::ranges::find(enrolled_ways, text) == enrolled_ways.end()) {
+              enrolled_ways.push_back(text);
+            }
+          }
+        }
+        for (const Way& way : ways) {
+          if (!intended(static_cast<UserKind>(kind), way.factors)) {
+            report(static_cast<UserKind>(kind), way, list, methods);
+            break;  // the weakest way (ways are smallest first)
+          }
+        }
+      }
+    }
+    if (get("kbdinteractiveauthentication").value == "yes" && enrolled_ways.empty()) {
+      error(std::string("no AuthenticationMethods list lets an enrolled user log in over SSH (") +
+                "AuthenticationMethods " + methods.value + " " + where(methods) +
+                (usable ? ", with " + model_.file + " as it is"
+                        : ": none has all its methods "
+                          "enabled") +
+                "): enrolled users are locked out; give them a list with keyboard-interactive "
+                "(publickey,keyboard-interactive or keyboard-interactive) whose methods are all "
+                "enabled",
+            methods);
+    }
+    if (findings_.empty() && !enrolled_ways.empty()) {
+      ok = "every SSH login (AuthenticationMethods " + methods.value + " " + where(methods) + ", " +
+           model_.file + ") needs the code and a password or a key from an enrolled user: " +
+           join(enrolled_ways, " or ");
+    }
+    return std::move(findings_);
+  }
+
+ private:
+  [[nodiscard]] SshdValue get(std::string_view name) const {
+    return sshd_setting(config_, block_, name);
+  }
+
+  [[nodiscard]] std::string where(const SshdValue& value) const {
+    if (value.file.empty()) {
+      return "(sshd's default)";
+    }
+    if (value.from_sshd_t) {
+      return "(sshd -T's effective value)";
+    }
+    return "at " + value.file + ":" + std::to_string(value.line);
+  }
+
+  [[nodiscard]] bool enabled(const Method& method) const {
+    return get(method.setting).value == "yes";
+  }
+
+  [[nodiscard]] std::vector<MethodList> lists_of(const SshdValue& methods) const {
+    std::vector<MethodList> lists;
+    if (methods.value == "any") {
+      // Any one enabled method is enough on its own.
+      for (const Method& method : kMethods) {
+        if (enabled(method)) {
+          lists.push_back(MethodList{std::string(method.name), {&method}, true});
+        }
+      }
+      return lists;
+    }
+    std::string_view rest = methods.value;
+    while (!rest.empty()) {
+      const std::size_t space = rest.find(' ');
+      const std::string_view text = rest.substr(0, space);
+      rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+      if (text.empty()) {
+        continue;
+      }
+      MethodList list{std::string(text), {}, true};
+      std::string_view left = text;
+      while (!left.empty()) {
+        const std::size_t comma = left.find(',');
+        std::string_view name = left.substr(0, comma);
+        left = comma == std::string_view::npos ? std::string_view{} : left.substr(comma + 1);
+        name = name.substr(0, name.find(':'));  // "keyboard-interactive:pam"
+        const Method* method = find_method(name);
+        if (method == nullptr || !enabled(*method)) {
+          list.usable = false;  // sshd never completes this list
+          break;
+        }
+        list.methods.push_back(method);
+      }
+      lists.push_back(std::move(list));
+    }
+    return lists;
+  }
+
+  // The smallest sets of factors that complete `list` for this kind of user.
+  [[nodiscard]] std::vector<Way> ways_through(const MethodList& list, UserKind kind) const {
+    std::vector<Way> ways{Way{}};
+    const StackNeeds& needs = model_.needs[static_cast<std::size_t>(kind)];
+    for (const Method* method : list.methods) {
+      if (method->factor != 0) {
+        for (Way& way : ways) {
+          way.factors |= method->factor;
+        }
+        continue;
+      }
+      const std::vector<Factors>& stack =
+          method->name == "password" ? needs.password_method : needs.keyboard_interactive;
+      std::vector<Way> next;
+      for (const Way& way : ways) {
+        for (const Factors typed : stack) {
+          next.push_back(Way{way.factors | typed, way.typed | typed});
+        }
+      }
+      ways = std::move(next);
+    }
+    std::vector<Factors> sets;
+    sets.reserve(ways.size());
+    for (const Way& way : ways) {
+      sets.push_back(way.factors);
+    }
+    std::vector<Way> out;
+    for (const Factors set : minimal(std::move(sets))) {
+      const auto found = std::ranges::find(ways, set, &Way::factors);
+      out.push_back(*found);
+    }
+    return out;
+  }
+
+  static bool intended(UserKind kind, Factors factors) {
+    const bool first = (factors & kFirstFactors) != 0;
+    if (kind == UserKind::enrolled) {
+      return first && (factors & kCode) != 0;
+    }
+    return first;  // the module lets them through without a code on purpose
+  }
+
+  [[nodiscard]] std::string who(UserKind kind) const {
+    switch (kind) {
+      case UserKind::enrolled:
+        return "an enrolled user";
+      case UserKind::unenrolled:
+        return "a user with no enrollment (" + model_.unenrolled_how + ")";
+      case UserKind::exempt:
+        return "a member of exempt_group " + model_.exempt_group;
+      case UserKind::daemon_down:
+        return "anyone, while kpanel-totpd is down (" + model_.down_how + "),";
+    }
+    return "a user";
+  }
+
+  static std::string what(UserKind kind, Factors factors) {
+    if (factors == 0) {
+      return "nothing at all (no password, no key, no code)";
+    }
+    if (factors == kCode) {
+      return "the code alone (no password, no key)";
+    }
+    std::string text = factor_names(factors);
+    if (std::popcount(factors) == 1) {
+      text += " alone";
+    }
+    if (kind == UserKind::enrolled && (factors & kCode) == 0) {
+      text += ", no code";
+    }
+    return text;
+  }
+
+  void report(UserKind kind, const Way& way, const MethodList& list, const SshdValue& methods) {
+    bool kbd = false;
+    bool password = false;
+    for (const Method* method : list.methods) {
+      kbd = kbd || method->name == "keyboard-interactive";
+      password = password || method->name == "password";
+    }
+    const bool any = methods.value == "any";
+    std::string message = who(kind) + " logs in over SSH with " + what(kind, way.factors) + ": ";
+    if (any) {
+      message += "AuthenticationMethods is any " + where(methods) + ", so the " + list.text +
+                 " method alone is enough";
+    } else {
+      message += "AuthenticationMethods list '" + list.text + "' " + where(methods);
+    }
+    if (kbd || password) {
+      message += std::string(", and ") + (kbd ? "keyboard-interactive" : "the password method") +
+                 " runs " + model_.file + ", whose auth stack lets them through with " +
+                 (way.typed == 0 ? std::string("nothing typed") : factor_names(way.typed)) +
+                 (password && !kbd ? " (it answers every prompt with the password)" : "");
+    }
+    message += "; " + fix(kind, way.factors, kbd, password, any);
+    error(std::move(message), methods);
+  }
+
+  [[nodiscard]] std::string fix(UserKind kind, Factors factors, bool kbd, bool password,
+                                bool any) const {
+    constexpr std::string_view kBoth =
+        "AuthenticationMethods publickey,keyboard-interactive (a key and the code, safe with "
+        "either PAM recipe)";
+    if (kind == UserKind::enrolled && (factors & kCode) == 0) {
+      if (kbd) {
+        return "in " + model_.file +
+               " nothing before pam_kpanel_totp.so may end the auth stack or jump over it, and "
+               "the module must be required (see the pam findings)";
+      }
+      if (password) {
+        return any ? "set PasswordAuthentication no and " + std::string(kBoth)
+                   : std::string("use keyboard-interactive instead of password in this list");
+      }
+      return any ? "set " + std::string(kBoth)
+                 : std::string(
+                       "add keyboard-interactive to this list (e.g. "
+                       "publickey,keyboard-interactive)");
+    }
+    std::string text = "require a key too: " + std::string(kBoth) + "; or keep " +
+                       "AuthenticationMethods keyboard-interactive and have " + model_.file +
+                       " ask for the password first ('@include common-auth' before "
+                       "pam_kpanel_totp.so)";
+    if (password && any) {
+      text += ", and set PasswordAuthentication no";
+    }
+    if (kind == UserKind::daemon_down) {
+      text += "; or drop unavailable=ignore";
+    }
+    return text;
+  }
+
+  void error(std::string message, const SshdValue& value) {
+    Finding finding;
+    finding.severity = Severity::error;
+    finding.check = "ssh";
+    finding.message = std::move(message);
+    finding.file = value.file.empty() ? config_.main_file : value.file;
+    finding.line = value.line;
+    findings_.push_back(std::move(finding));
+  }
+
+  const SshdConfig& config_;
+  const PamModel& model_;
+  const SshdMatch* block_ = nullptr;
+  std::vector<Finding> findings_;
+};
+
+}  // namespace
+
+std::string describe_factors(Factors factors) {
+  return factors == 0 ? std::string("nothing") : factor_names(factors);
+}
+
+PamModel model_pam_stack(const Tree& tree, const PamStack& stack, const DaemonSettings& daemon) {
+  PamModel model;
+  model.file = stack.file;
+  model.exempt_group = daemon.exempt_group;
+  std::vector<Flat> flat;
+  flatten(tree, stack.auth, 0, flat);
+
+  for (const Flat& entry : flat) {
+    if (entry.substack || !entry.rule->is_ours() || !entry.installed || !entry.ours.valid) {
+      continue;
+    }
+    if (model.unenrolled_how.empty()) {
+      if (daemon.enforcement == Enforcement::grace) {
+        model.unenrolled_how = "the enforce_after grace period, until " + daemon.enforce_after;
+      } else if (entry.ours.enroll) {
+        model.unenrolled_how =
+            "enroll at " + entry.rule->where() + ": they enroll inside the login";
+      } else if (entry.ours.nullok && daemon.enforcement == Enforcement::none) {
+        model.unenrolled_how = "nullok at " + entry.rule->where();
+      }
+    }
+    if (entry.ours.ignore_unavailable && model.down_how.empty()) {
+      model.down_how = "unavailable=ignore at " + entry.rule->where();
+    }
+  }
+  model.applies[static_cast<std::size_t>(UserKind::enrolled)] = true;
+  model.applies[static_cast<std::size_t>(UserKind::unenrolled)] = !model.unenrolled_how.empty();
+  model.applies[static_cast<std::size_t>(UserKind::exempt)] = !daemon.exempt_group.empty();
+  model.applies[static_cast<std::size_t>(UserKind::daemon_down)] = !model.down_how.empty();
+
+  for (std::size_t kind = 0; kind < kUserKinds; ++kind) {
+    if (!model.applies[kind]) {
+      continue;
+    }
+    std::vector<Factors> kbd;
+    std::vector<Factors> password;
+    for (const Factors typed : {Factors{0}, kPassword, kCode, kPassword | kCode}) {
+      Run run(flat, static_cast<UserKind>(kind), typed, daemon);
+      // A stack too branchy to finish counts as passable: better a finding to
+      // look at than a way in not reported.
+      if (run.passes() || run.exhausted()) {
+        kbd.push_back(typed);
+        if ((typed & kCode) == 0) {
+          password.push_back(typed);  // the password method can never give a code
+        }
+      }
+    }
+    model.needs[kind].keyboard_interactive = minimal(std::move(kbd));
+    model.needs[kind].password_method = minimal(std::move(password));
+  }
+  return model;
+}
+
+void check_ssh_logins(const SshdConfig& config, const PamModel& model, Report& report) {
+  SshChecker checker(config, model);
+  std::string ok;
+  const std::vector<Finding> global = checker.run(nullptr, ok);
+  bool found = !global.empty();
+  for (const Finding& finding : global) {
+    report.add(finding);
+  }
+  for (const SshdMatch& block : config.matches) {
+    std::string ignored;
+    for (Finding finding : checker.run(&block, ignored)) {
+      // What the block inherits is reported above already.
+      if (std::ranges::any_of(global, [&finding](const Finding& g) {
+            return g.message == finding.message && g.file == finding.file && g.line == finding.line;
+          })) {
+        continue;
+      }
+      finding.message = "for connections matching 'Match " + block.condition + "' (" + block.file +
+                        ":" + std::to_string(block.line) + "): " + finding.message;
+      report.add(std::move(finding));
+      found = true;
+    }
+  }
+  if (!ok.empty() && !found) {
+    report.ok(ok);
+  }
+}
+
+void check_pam_and_sshd(const Tree& tree, const DaemonSettings& daemon, bool sshd_t,
+                        Report& report) {
+  std::optional<PamStack> sshd_stack;
+  for (const std::string_view service : kServices) {
+    auto stack = load_auth_stack(tree, service, report);
+    if (!stack) {
+      if (service == "sshd") {
+        report.skipped(tree.shown("/etc/pam.d/sshd") + " does not exist: SSH not checked");
+      }
+      continue;
+    }
+    const bool asks = check_pam_stack(tree, *stack, daemon, report);
+    if (service == "sshd") {
+      if (asks) {
+        sshd_stack = std::move(stack);
+      } else {
+        report.warning(
+            "pam",
+            "sshd logins do not ask for a code: pam_kpanel_totp.so is not in the auth stack of " +
+                stack->file +
+                " (nor in the files it includes); add 'auth required pam_kpanel_totp.so' after "
+                "'@include common-auth', or enable the profile: pam-auth-update --enable "
+                "kpanel-totp",
+            stack->file);
+      }
+    } else if (!asks) {
+      report.skipped(stack->file + ": " + std::string(service) +
+                     " does not ask for a code (pam_kpanel_totp.so is not in its auth stack)");
+    }
+  }
+  if (!sshd_stack) {
+    report.skipped("sshd settings: not checked, as sshd's PAM stack does not ask for a code");
+    return;
+  }
+  auto config = load_sshd_config(tree, report);
+  if (!config) {
+    if (!tree.exists(kSshdConfigPath)) {
+      report.skipped(tree.shown(kSshdConfigPath) + " does not exist: sshd not checked");
+    }
+    return;
+  }
+  if (sshd_t) {
+    auto dump = run_sshd_t(std::string(kSshdBinary), std::string(kSshdConfigPath));
+    if (dump) {
+      apply_sshd_t(*config, *dump);
+    } else {
+      report.skipped(dump.error() + "; read the files instead");
+    }
+  }
+  check_sshd(*config, report);
+  check_ssh_logins(*config, model_pam_stack(tree, *sshd_stack, daemon), report);
+}
+
+}  // namespace kpanel::cli::doctor
