@@ -381,6 +381,8 @@ class SshChecker {
     }
     const SshdValue methods = get("authenticationmethods");
     const std::vector<MethodList> lists = lists_of(methods);
+    const bool empty_passwords =
+        get("permitemptypasswords").value == "yes" && !model_.empty_password_how.empty();
     std::vector<std::string> enrolled_ways;
     bool usable = false;
     for (const MethodList& list : lists) {
@@ -401,10 +403,15 @@ class SshChecker {
             }
           }
         }
-        for (const Way& way : ways) {
-          if (!intended(static_cast<UserKind>(kind), way.factors)) {
-            report(static_cast<UserKind>(kind), way, list, methods);
-            break;  // the weakest way (ways are smallest first)
+        if (const auto weak = weakest(static_cast<UserKind>(kind), ways, false)) {
+          report(static_cast<UserKind>(kind), *weak, list, methods, {});
+        } else if (empty_passwords) {
+          // sshd passes an empty password on to PAM only with PermitEmptyPasswords
+          // yes, and pam_unix's nullok then accepts it: the password proves nothing.
+          if (const auto weak_empty = weakest(static_cast<UserKind>(kind), ways, true)) {
+            report(static_cast<UserKind>(kind), *weak_empty, list, methods,
+                   " with an empty password (PermitEmptyPasswords yes " +
+                       where(get("permitemptypasswords")) + ", " + model_.empty_password_how + ")");
           }
         }
       }
@@ -519,6 +526,22 @@ class SshChecker {
     return out;
   }
 
+  // The first way (smallest first) with fewer factors than intended; with
+  // `empty_password`, a password counts for nothing.
+  static std::optional<Way> weakest(UserKind kind, const std::vector<Way>& ways,
+                                    bool empty_password) {
+    for (Way way : ways) {
+      if (empty_password) {
+        way.factors &= ~kPassword;
+        way.typed &= ~kPassword;
+      }
+      if (!intended(kind, way.factors)) {
+        return way;
+      }
+    }
+    return std::nullopt;
+  }
+
   static bool intended(UserKind kind, Factors factors) {
     const bool first = (factors & kFirstFactors) != 0;
     if (kind == UserKind::enrolled) {
@@ -558,7 +581,8 @@ class SshChecker {
     return text;
   }
 
-  void report(UserKind kind, const Way& way, const MethodList& list, const SshdValue& methods) {
+  void report(UserKind kind, const Way& way, const MethodList& list, const SshdValue& methods,
+              const std::string& account) {
     bool kbd = false;
     bool password = false;
     for (const Method* method : list.methods) {
@@ -566,7 +590,8 @@ class SshChecker {
       password = password || method->name == "password";
     }
     const bool any = methods.value == "any";
-    std::string message = who(kind) + " logs in over SSH with " + what(kind, way.factors) + ": ";
+    std::string message =
+        who(kind) + account + " logs in over SSH with " + what(kind, way.factors) + ": ";
     if (any) {
       message += "AuthenticationMethods is any " + where(methods) + ", so the " + list.text +
                  " method alone is enough";
@@ -579,7 +604,8 @@ class SshChecker {
                  (way.typed == 0 ? std::string("nothing typed") : factor_names(way.typed)) +
                  (password && !kbd ? " (it answers every prompt with the password)" : "");
     }
-    message += "; " + fix(kind, way.factors, kbd, password, any);
+    message += "; " + (account.empty() ? fix(kind, way.factors, kbd, password, any)
+                                       : std::string("set PermitEmptyPasswords no (the default)"));
     error(std::move(message), methods);
   }
 
@@ -645,6 +671,13 @@ PamModel model_pam_stack(const Tree& tree, const PamStack& stack, const DaemonSe
   std::vector<Flat> flat;
   flatten(tree, stack.auth, 0, flat);
 
+  for (const Flat& entry : flat) {
+    if (!entry.substack && entry.rule->module_name() == "pam_unix.so" &&
+        std::ranges::find(entry.rule->args, "nullok") != entry.rule->args.end() &&
+        model.empty_password_how.empty()) {
+      model.empty_password_how = "pam_unix.so nullok at " + entry.rule->where();
+    }
+  }
   for (const Flat& entry : flat) {
     if (entry.substack || !entry.rule->is_ours() || !entry.installed || !entry.ours.valid) {
       continue;

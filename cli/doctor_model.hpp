@@ -62,6 +62,9 @@ struct PamModel {
   std::string unenrolled_how;  // why the module lets such a user through: "nullok at FILE:LINE"
   std::string down_how;        // "unavailable=ignore at FILE:LINE"
   std::string exempt_group;
+  // "pam_unix.so nullok at FILE:LINE": an account with an empty password
+  // passes it with nothing typed, when sshd allows empty passwords.
+  std::string empty_password_how;
 };
 
 // Runs the stack for each kind of user and each set of answers.

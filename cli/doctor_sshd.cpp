@@ -39,6 +39,7 @@ constexpr auto kKeywords = std::to_array<Keyword>({
     {"authenticationmethods", "any"},
     {"hostbasedauthentication", "no"},
     {"gssapiauthentication", "no"},
+    {"permitemptypasswords", "no"},
 });
 
 std::string lower(std::string_view text) {
