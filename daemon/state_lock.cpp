@@ -73,6 +73,12 @@ std::expected<common::UniqueFd, std::string> open_lock_file(const std::filesyste
   common::UniqueFd fd(::openat(dir_fd.get(), file.c_str(),
                                O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
                                S_IRUSR | S_IWUSR));
+  if (!fd.valid() && (errno == EACCES || errno == EROFS)) {
+    // A state_dir read-only for now (a mount not yet writable): flock needs
+    // no write access, and the daemon serves reads and recovers once it is.
+    fd = common::UniqueFd(
+        ::openat(dir_fd.get(), file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  }
   if (!fd.valid()) {
     const int error = errno;
     return std::unexpected("cannot open lock file " + (dir / file).string() + ": " +

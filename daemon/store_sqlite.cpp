@@ -966,6 +966,7 @@ std::expected<bool, StoreError> SqliteStore::holds_sealed_secrets(
 
 std::expected<std::optional<UserRecord>, StoreError> SqliteStore::load(std::string_view user) {
   const std::lock_guard lock(reader_mutex_);
+  if (!reader_) return std::unexpected(io_error("sqlite store " + path_.string() + ": not open"));
   Connection& connection = *reader_;
   // One read transaction, so the row and its codes come from one snapshot.
   auto transaction = Transaction::begin(connection, connection.begin_deferred);
@@ -1096,6 +1097,11 @@ void SqliteStore::commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept
   };
   try {
     const std::lock_guard lock(writer_mutex_);
+    reopen_if_writable_again();
+    if (!writer_) {
+      fail_all(io_error("sqlite store " + path_.string() + ": cannot reopen the database"));
+      return;
+    }
     Connection& connection = *writer_;
     // IMMEDIATE takes the write lock now: another process cannot slip a write
     // in between our reads and our writes.
@@ -1127,8 +1133,33 @@ void SqliteStore::commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept
   }
 }
 
+// SQLite opens a database it cannot write (a state_dir read-only when the
+// daemon started: a mount not yet writable, a wrong mode) read-only for good,
+// and its connections in one process share the read-only shared-memory file.
+// Once both the file and state_dir are writable, new connections are the way
+// back, so the store recovers by itself as it does from a full disk.
+void SqliteStore::reopen_if_writable_again() {
+  if (writer_ && sqlite3_db_readonly(writer_->handle(), "main") != 1) return;
+  const std::filesystem::path dir = path_.parent_path();
+  if (::faccessat(AT_FDCWD, path_.c_str(), R_OK | W_OK, AT_EACCESS) != 0 ||
+      ::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    return;
+  }
+  const std::lock_guard reader_lock(reader_mutex_);
+  writer_.reset();
+  reader_.reset();
+  const auto open_prepared = [&](Connection::Role role) -> std::unique_ptr<Connection> {
+    auto connection = Connection::open(path_, role);
+    if (!connection || !(*connection)->prepare_statements()) return nullptr;
+    return std::move(*connection);
+  };
+  writer_ = open_prepared(Connection::Role::writer);
+  reader_ = open_prepared(Connection::Role::reader);
+}
+
 std::expected<std::vector<UserRecord>, StoreError> SqliteStore::list() {
   const std::lock_guard lock(reader_mutex_);
+  if (!reader_) return std::unexpected(io_error("sqlite store " + path_.string() + ": not open"));
   Connection& connection = *reader_;
   auto transaction = Transaction::begin(connection, connection.begin_deferred);
   if (!transaction) return std::unexpected(transaction.error());

@@ -66,6 +66,9 @@ class SqliteStore final : public Store {
 
   // Applies `batch` in one transaction and fills in each one's outcome.
   void commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept;
+  // With writer_mutex_ held: new connections when the old ones were opened
+  // read-only and the database is writable now (either may end up null).
+  void reopen_if_writable_again();
 
   std::filesystem::path path_;
   SecretBox box_;

@@ -8,6 +8,9 @@ fault clears: no restart, nothing committed lost or corrupted.
   freed. Needs root (mount); unmounted however the test ends.
 - FailingFsync: fsync()/fdatasync() fail with EIO (a test-only LD_PRELOAD
   shim, fail_fsync.c, built by CMake) while a flag file exists.
+- ReadOnlyStateDir: the daemon, run as an unprivileged user, starts while
+  its state directory is read-only to it (chmod 0500: root would not be
+  stopped by a mode), then the directory becomes writable.
 - A read-only remount is not tested: Linux refuses `mount -o remount,ro`
   (EBUSY) while any process holds a file on it open for writing, which the
   running daemon always does, so that fault cannot reach a running daemon.
@@ -24,16 +27,17 @@ import unittest
 import kpanel_harness as h
 
 ALICE = "kpt_f_alice"
+DAEMON_USER = "kpt_k_daemon"  # an unprivileged account of its own for the daemon
 FAILURE_LINE = "state store failed"
 
 
 def setUpModule():
     h.require_root(None)
-    h.ensure_users(ALICE)
+    h.ensure_users(ALICE, DAEMON_USER)
 
 
 def tearDownModule():
-    h.remove_users(ALICE)
+    h.remove_users(ALICE, DAEMON_USER)
 
 
 def fill(directory):
@@ -198,6 +202,59 @@ class FailingFsync(StorageFault, unittest.TestCase):
 
     def end_fault(self):
         os.unlink(self.flag)
+
+
+class ReadOnlyStateDir(unittest.TestCase):
+    """A state directory read-only when the daemon starts (a mount not yet
+    writable, a mode set wrong) and writable later: the daemon serves reads,
+    refuses what it cannot record, and recovers by itself like from a full disk."""
+
+    def call(self, request):
+        reply = self.daemon.call(request)
+        self.assertIsNotNone(reply, f"no reply to {request['op']}:\n{self.daemon.log()}")
+        return reply
+
+    def make_writable(self, files):
+        os.chmod(self.daemon.state_dir, 0o700)
+        for path in files:
+            os.chmod(path, 0o600)
+
+    def test_recovers_without_restart_once_the_directory_is_writable(self):
+        self.daemon = h.Daemon().run_as(DAEMON_USER)
+        self.addCleanup(self.daemon.cleanup)
+        self.daemon.start()
+        begun = self.call({"op": "enroll_begin", "user": ALICE})
+        self.assertEqual(begun["status"], "ok", begun)
+        secret = begun["secret_base32"]
+        confirmed = self.call({"op": "enroll_confirm", "user": ALICE, "code": h.totp(secret)})
+        self.assertEqual(confirmed["status"], "ok", confirmed)
+        self.assertEqual(self.daemon.stop(), 0)
+
+        # What a read-only mount does to the daemon's user, by modes: nothing
+        # in the directory can be written, nothing can be created in it.
+        files = [os.path.join(self.daemon.state_dir, name)
+                 for name in os.listdir(self.daemon.state_dir)]
+        for path in files:
+            os.chmod(path, 0o400)
+        os.chmod(self.daemon.state_dir, 0o500)
+        self.addCleanup(self.make_writable, files)
+        self.daemon.start()
+        h.wait_for_next_step()
+        fresh = h.totp(secret)
+        reply = self.call(h.verify_request(ALICE, fresh))
+        self.assertEqual(reply["status"], "store_unavailable", reply)
+        status = self.call({"op": "status", "user": ALICE})
+        self.assertEqual(status["status"], "ok", status)
+        self.assertTrue(status["user_status"]["enrolled"])
+
+        self.make_writable(files)
+        reply = self.call(h.verify_request(ALICE, fresh))
+        self.assertEqual(reply["status"], "ok", f"{reply}\n{self.daemon.log()}")
+        self.assertNotEqual(self.call(h.verify_request(ALICE, fresh))["status"], "ok")
+        self.assertIn("recovered", self.daemon.log())
+        self.assertEqual(self.daemon.stop(), 0)
+        self.daemon.start()
+        self.assertNotEqual(self.call(h.verify_request(ALICE, fresh))["status"], "ok")
 
 
 if __name__ == "__main__":
