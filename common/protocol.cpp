@@ -21,7 +21,7 @@ constexpr std::array<std::string_view, 11> kDecodeErrorNames{
     "truncated",      "bad_magic",      "unsupported_version", "oversized",
     "malformed_body", "unknown_op",     "missing_field",       "wrong_type",
     "unknown_field",  "field_too_long", "invalid_value"};
-constexpr std::array<std::string_view, 15> kStatusNames{"ok",
+constexpr std::array<std::string_view, 16> kStatusNames{"ok",
                                                         "bad_request",
                                                         "forbidden",
                                                         "not_enrolled",
@@ -35,7 +35,8 @@ constexpr std::array<std::string_view, 15> kStatusNames{"ok",
                                                         "internal_error",
                                                         "unsupported_version",
                                                         "busy",
-                                                        "replayed"};
+                                                        "replayed",
+                                                        "malformed_code"};
 constexpr std::array<std::string_view, 6> kDecisionNames{"prompt", "pass",   "ignore",
                                                          "enroll", "refuse", "locked"};
 
@@ -69,11 +70,11 @@ struct Rule {
 };
 
 template <class M>
-using Member =
-    std::variant<std::string M::*, SecureString M::*, bool M::*, std::uint32_t M::*,
-                 std::int64_t M::*, std::optional<std::int64_t> M::*,
-                 std::optional<std::uint32_t> M::*, LoginDecision M::*,
-                 std::vector<SecureString> M::*, UserStatus M::*, std::vector<UserStatus> M::*>;
+using Member = std::variant<std::string M::*, SecureString M::*, bool M::*, std::uint32_t M::*,
+                            std::int64_t M::*, std::optional<std::int64_t> M::*,
+                            std::optional<std::uint32_t> M::*, std::optional<std::string> M::*,
+                            LoginDecision M::*, std::vector<SecureString> M::*, UserStatus M::*,
+                            std::vector<UserStatus> M::*>;
 
 template <class M>
 struct Field {
@@ -270,7 +271,8 @@ struct Schema<AdminListResult> {
 // Sent instead of a payload when the status is not ok.
 constexpr std::array kErrorDetailFields{
     value_field("locked_until", &Response::locked_until, Need::optional),
-    value_field("failures_left", &Response::failures_left, Need::optional)};
+    value_field("failures_left", &Response::failures_left, Need::optional),
+    Field<Response>{"store", &Response::store, {Need::optional, kMaxFieldLength, Text::line}}};
 
 // Keys every body has besides the message's fields.
 constexpr std::array<std::string_view, 1> kRequestEnvelope{"op"};
@@ -403,20 +405,22 @@ Outcome encode_fields(Json& object, const M& message,
     Outcome outcome = std::visit(
         [&](auto member) -> Outcome {
           const auto& value = message.*member;
-          Json slot;
-          Outcome written;
+          const auto put = [&](const auto& present) -> Outcome {
+            Json slot;
+            Outcome written = write(slot, field.rule, present);
+            if (written) {
+              object[field.name] = std::move(slot);
+            }
+            return written;
+          };
           if constexpr (kIsOptional<std::remove_cvref_t<decltype(value)>>) {
             if (!value.has_value()) {
               return {};  // absent optionals are left out
             }
-            written = write(slot, field.rule, *value);
+            return put(*value);
           } else {
-            written = write(slot, field.rule, value);
+            return put(value);
           }
-          if (written) {
-            object[field.name] = std::move(slot);
-          }
-          return written;
         },
         field.member);
     if (!outcome) {
@@ -862,7 +866,7 @@ SecureBytes encode_response(const Response& response) noexcept {
     if (!ok && !std::holds_alternative<EmptyResult>(response.result)) {
       return {};
     }
-    if (ok && (response.locked_until || response.failures_left)) {
+    if (ok && (response.locked_until || response.failures_left || response.store)) {
       return {};
     }
 

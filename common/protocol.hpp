@@ -225,8 +225,8 @@ struct Response {
   std::optional<std::uint32_t> failures_left{};  // with Status::wrong_code (before a lockout)
   // With Status::store_unavailable: which store failed, for the admin's next
   // step ("the SQLite database in /var/lib/kpanel-totp", "the PostgreSQL
-  // database"); names a place, never a password or a DSN. Empty: not said.
-  std::string store{};
+  // database"); names a place, never a password or a DSN.
+  std::optional<std::string> store{};
   friend bool operator==(const Response&, const Response&) = default;
 };
 

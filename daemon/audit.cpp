@@ -382,6 +382,15 @@ void SyslogAuditLog::error(std::string_view message) noexcept {
   }
 }
 
+void SyslogAuditLog::store_health(std::string_view message) noexcept {
+  error(message);
+  try {
+    const std::string line = escape(message, kMaxMessageBytes);
+    syslog(LOG_AUTHPRIV | LOG_ERR, "%s", line.c_str());  // NOLINT(*-vararg)
+  } catch (...) {
+  }
+}
+
 void log_notice(std::string_view message) noexcept {
   try {
     const std::string line = escape(message, kMaxMessageBytes);

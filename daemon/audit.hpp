@@ -96,6 +96,10 @@ class AuditLog {
   // An operational failure (store, PAM) worth an admin's attention. `message`
   // comes from the daemon's own components, never with secrets in it.
   virtual void error(std::string_view message) noexcept = 0;
+  // The state store failing or working again. Logins are refused meanwhile,
+  // so the line goes to authpriv too, where admins watching auth.log look,
+  // besides error()'s operational log. Same rules for `message` as error().
+  virtual void store_health(std::string_view message) noexcept { error(message); }
 };
 
 // syslog(LOG_AUTHPRIV | LOG_NOTICE, or LOG_WARNING for refusals, lockouts and
@@ -106,6 +110,7 @@ class SyslogAuditLog final : public AuditLog {
   explicit SyslogAuditLog(bool also_stderr = true) : also_stderr_(also_stderr) {}
   void record(const AuditEvent& event) noexcept override;
   void error(std::string_view message) noexcept override;
+  void store_health(std::string_view message) noexcept override;
 
  private:
   bool also_stderr_;
@@ -146,6 +151,7 @@ class RateLimitedAuditLog final : public AuditLog {
 
   void record(const AuditEvent& event) noexcept override;
   void error(std::string_view message) noexcept override { inner_.error(message); }
+  void store_health(std::string_view message) noexcept override { inner_.store_health(message); }
 
   // Writes the summaries that are due (every one with `everything`, at exit)
   // and forgets idle uids. The daemon calls it every second.

@@ -136,6 +136,9 @@ int serve(const DaemonOptions& options) {
   LoggedStore logged_store(**store, audit);
   Rules rules(config->policy, logged_store, clock, passwords, accounts, audit);
   Dispatcher dispatcher(rules, accounts);
+  dispatcher.set_store_name(config->store == StoreBackend::postgresql
+                                ? "the PostgreSQL database of postgresql_dsn"
+                                : "the SQLite database in " + config->state_dir.string());
 
   asio::io_context io(1);
   // Handled from before the socket exists: a client (or systemd) may see it

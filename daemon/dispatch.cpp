@@ -186,7 +186,11 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
       rules_.record_refused(caller, request, entry.audit, target, Status::no_such_user);
       return reply(Status::no_such_user);
     }
-    return entry.handler(rules_, caller, target, request);
+    Response response = entry.handler(rules_, caller, target, request);
+    if (response.status == Status::store_unavailable && !store_name_.empty()) {
+      response.store = store_name_;
+    }
+    return response;
   } catch (...) {
     return reply(Status::internal_error);
   }

@@ -6,6 +6,8 @@
 // request field.
 
 #include <cstdint>
+#include <string>
+#include <utility>
 
 #include "common/protocol.hpp"
 #include "daemon/accounts.hpp"
@@ -43,6 +45,11 @@ class Dispatcher {
   [[nodiscard]] common::protocol::Response handle(
       const PeerCredentials& peer, const common::protocol::Request& request) noexcept;
 
+  // Named in every store_unavailable reply ("the SQLite database in
+  // /var/lib/kpanel-totp"), so the tool's message points at the right store.
+  // A place, never a DSN (it may hold a password). Set before serving.
+  void set_store_name(std::string name) { store_name_ = std::move(name); }
+
   // The table's answer for this request's operation.
   [[nodiscard]] static Permit permit(const common::protocol::Request& request) noexcept;
   // The lane its work runs in.
@@ -51,6 +58,7 @@ class Dispatcher {
  private:
   Rules& rules_;
   const AccountDirectory& accounts_;
+  std::string store_name_;
 };
 
 }  // namespace kpanel::daemon

@@ -8,10 +8,10 @@ void LoggedStore::failed(Health& health, std::string_view what, const StoreError
   health.failures.fetch_add(1);
   if (health.failing.exchange(true)) return;  // said already
   try {
-    log_.error("state store failed (" + std::string(what) + "): " + error.message +
-               "; refusing what needs it until it works again (logged once)");
+    log_.store_health("state store failed (" + std::string(what) + "): " + error.message +
+                      "; refusing what needs it until it works again (logged once)");
   } catch (...) {
-    log_.error("state store failed");
+    log_.store_health("state store failed");
   }
 }
 
@@ -19,10 +19,10 @@ void LoggedStore::worked(Health& health, std::string_view what) noexcept {
   if (!health.failing.load() || !health.failing.exchange(false)) return;
   const std::uint64_t failures = health.failures.exchange(0);
   try {
-    log_.error("state store recovered (" + std::string(what) + " work again after " +
-               std::to_string(failures) + " failed)");
+    log_.store_health("state store recovered (" + std::string(what) + " work again after " +
+                      std::to_string(failures) + " failed)");
   } catch (...) {
-    log_.error("state store recovered");
+    log_.store_health("state store recovered");
   }
 }
 

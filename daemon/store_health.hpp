@@ -1,7 +1,8 @@
 #pragma once
 // A Store that logs the state store's health when it changes, not once per
 // request: a full or read-only disk under a stream of logins is one line
-// saying what is wrong, then one line when it works again. Every refused
+// saying what is wrong, then one line when it works again, each in the
+// operational log and in authpriv (AuditLog::store_health). Every refused
 // request still has its own audit event (Rules records store_error there).
 // Wraps whichever backend the daemon runs.
 

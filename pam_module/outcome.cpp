@@ -200,6 +200,8 @@ Outcome daemon_refusal(const protocol::Response& response, Stage stage, std::int
       return refuse(kWrongCodeMessage, LogLevel::debug, what);
     case Status::replayed:
       return refuse(kReplayedMessage, LogLevel::debug, what);
+    case Status::malformed_code:
+      return refuse(kMalformedCodeMessage, LogLevel::debug, what);
     case Status::busy:
     case Status::internal_error:
       // A daemon that is overloaded or failing: the factor could not be
@@ -339,6 +341,16 @@ ConfirmStep after_enroll_confirm(const Answer& answer, const Options& options, s
     }
     return ConfirmStep{.outcome = refuse(kEnrollFailedMessage, LogLevel::debug,
                                          "enroll_confirm: wrong_code, giving up")};
+  }
+  if (answer->status == Status::malformed_code) {
+    // Not counted by the daemon: a slip while typing; ask again.
+    if (!last_attempt) {
+      return ConfirmStep{.next = ConfirmNext::retry,
+                         .outcome = refuse(kMalformedCodeMessage, LogLevel::debug,
+                                           "enroll_confirm: malformed_code, asking again")};
+    }
+    return ConfirmStep{.outcome = refuse(kEnrollFailedMessage, LogLevel::debug,
+                                         "enroll_confirm: malformed_code, giving up")};
   }
   if (answer->status == Status::replayed) {
     // A step the daemon will not take again (e.g. codes fenced after a crash):

@@ -65,6 +65,9 @@ inline constexpr std::string_view kWrongCodeMessage = "Wrong code.";
 inline constexpr std::string_view kReplayedMessage =
     "That code was already used; wait for the next one.";
 inline constexpr std::string_view kNoCodeMessage = "No code entered.";
+// Not digits of the right length and not a recovery code: not counted.
+inline constexpr std::string_view kMalformedCodeMessage =
+    "That is not a code; type the digits the app shows (not counted as a wrong code).";
 inline constexpr std::string_view kUnavailableMessage =
     "The two-factor authentication service is unavailable; try again later.";
 inline constexpr std::string_view kStoreMessage =

@@ -55,7 +55,8 @@ const std::vector<Status> kEveryStatus{Status::ok,
                                        Status::internal_error,
                                        Status::unsupported_version,
                                        Status::busy,
-                                       Status::replayed};
+                                       Status::replayed,
+                                       Status::malformed_code};
 const std::vector<ClientError> kEveryClientError{
     ClientError::unreachable, ClientError::untrusted_peer, ClientError::timeout,
     ClientError::io_error, ClientError::protocol_error};
@@ -356,6 +357,23 @@ BOOST_AUTO_TEST_CASE(replayed_code) {
     BOOST_TEST(replayed.message == "That code was already used; wait for the next one.");
     BOOST_TEST(replayed.log.find("replayed") != std::string::npos);
   }
+}
+
+// A code of the wrong shape (5 digits): refused with a message that says what
+// a code looks like, and that this one did not count.
+BOOST_AUTO_TEST_CASE(malformed_code) {
+  for (const auto unavailable : {Unavailable::deny, Unavailable::ignore}) {
+    const Outcome refused = after_verify(status(Status::malformed_code), with(unavailable), kNow);
+    BOOST_TEST(refused.pam_code == PAM_AUTH_ERR);
+    BOOST_TEST(refused.message == kMalformedCodeMessage);
+    BOOST_TEST(refused.message.find("not counted") != std::string::npos);
+  }
+  const auto retry = after_enroll_confirm(status(Status::malformed_code), Options{}, kNow, false);
+  BOOST_TEST((retry.next == ConfirmNext::retry));
+  BOOST_TEST(retry.outcome.message == kMalformedCodeMessage);
+  const auto last = after_enroll_confirm(status(Status::malformed_code), Options{}, kNow, true);
+  BOOST_TEST((last.next == ConfirmNext::finish));
+  BOOST_TEST(last.outcome.pam_code == PAM_AUTH_ERR);
 }
 
 // busy: the daemon's slow lane refused; nothing was checked. Refused, never ignored.

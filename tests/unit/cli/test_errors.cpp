@@ -13,6 +13,7 @@ namespace protocol = kpanel::common::protocol;
 using kpanel::cli::describe_client_error;
 using kpanel::cli::describe_status;
 using kpanel::cli::FailureContext;
+using kpanel::cli::reason_of;
 using kpanel::cli::testing::kNow;
 using kpanel::common::ClientError;
 using kpanel::common::from_unix;
@@ -32,7 +33,7 @@ bool contains(const std::string& text, const std::string& part) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(every_refusal_exits_1_with_one_line) {
-  for (int value = 1; value <= static_cast<int>(protocol::Status::replayed); ++value) {
+  for (int value = 1; value <= static_cast<int>(protocol::Status::malformed_code); ++value) {
     const auto status = static_cast<protocol::Status>(value);
     const auto failure = for_status(status);
     BOOST_TEST_INFO("status " << protocol::to_string(status));
@@ -85,7 +86,21 @@ BOOST_AUTO_TEST_CASE(store_unavailable_names_the_state_store) {
   const auto failure = for_status(protocol::Status::store_unavailable);
   BOOST_TEST(failure.exit_code == 1);
   BOOST_TEST(contains(failure.message, "state store"));
-  BOOST_TEST(contains(failure.message, "/var/lib/kpanel-totp"));
+  // Which store is the daemon's to say: the tool does not read its config.
+  BOOST_TEST(!contains(failure.message, "/var/lib/kpanel-totp"));
+  protocol::Response response;
+  response.status = protocol::Status::store_unavailable;
+  response.store = "the PostgreSQL database";
+  const auto named = describe_status(response, kContext);
+  BOOST_TEST(contains(named.message, "cannot use its state store (the PostgreSQL database)"));
+  BOOST_TEST(reason_of(named) == "store_unavailable");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_code_says_it_was_not_counted) {
+  const auto failure = for_status(protocol::Status::malformed_code);
+  BOOST_TEST(failure.exit_code == 1);
+  BOOST_TEST(contains(failure.message, "not a code"));
+  BOOST_TEST(contains(failure.message, "nothing was checked or counted"));
 }
 
 BOOST_AUTO_TEST_CASE(locked_says_how_long_and_who_can_unlock) {
@@ -119,11 +134,33 @@ BOOST_AUTO_TEST_CASE(no_daemon_exits_3_and_says_how_to_start_it) {
     BOOST_TEST_INFO("client error " << kpanel::common::to_string(error));
     BOOST_TEST(failure.exit_code == 3);
     BOOST_TEST(contains(failure.message, "/run/kpanel-totp/kpanel-totpd.sock"));
-    BOOST_TEST(contains(failure.message, "systemctl start kpanel-totpd.socket"));
-    BOOST_TEST(contains(failure.message, "sudo scripts/install.sh"));
+    BOOST_TEST(contains(failure.message, "sudo systemctl start kpanel-totpd.socket"));
+    BOOST_TEST(reason_of(failure) == kpanel::common::to_string(error));
     BOOST_TEST(!contains(failure.message, "\n"));
     BOOST_TEST(!failure.status.has_value());
   }
+}
+
+BOOST_AUTO_TEST_CASE(not_installed_hint_only_when_nothing_listens) {
+  BOOST_TEST(contains(describe_client_error(ClientError::unreachable, kContext).message,
+                      "not installed yet: sudo scripts/install.sh"));
+  BOOST_TEST(!contains(describe_client_error(ClientError::timeout, kContext).message,
+                       "not installed yet"));
+}
+
+BOOST_AUTO_TEST_CASE(without_systemd_the_hints_name_kpanel_totpd_ctl_and_the_log_file) {
+  auto context = kContext;
+  context.service_manager = kpanel::cli::ServiceManager::none;
+  for (const auto error :
+       {ClientError::unreachable, ClientError::timeout, ClientError::untrusted_peer}) {
+    const auto failure = describe_client_error(error, context);
+    BOOST_TEST_INFO("client error " << kpanel::common::to_string(error));
+    BOOST_TEST(contains(failure.message, "sudo kpanel-totpd-ctl start"));
+    BOOST_TEST(!contains(failure.message, "systemctl"));
+  }
+  BOOST_TEST(contains(describe_client_error(ClientError::io_error, context).message,
+                      "/var/log/kpanel-totpd.log"));
+  BOOST_TEST(contains(for_status(protocol::Status::internal_error).message, "journalctl"));
 }
 
 BOOST_AUTO_TEST_CASE(broken_connection_and_garbled_answer) {

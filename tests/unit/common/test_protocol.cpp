@@ -150,6 +150,9 @@ std::vector<Response> all_responses() {
       Response{.status = Status::locked, .locked_until = 1'700'001'000},
       Response{.status = Status::wrong_code, .failures_left = 2},
       Response{.status = Status::store_unavailable},
+      Response{.status = Status::store_unavailable,
+               .store = "the SQLite database in /var/lib/kpanel-totp"},
+      Response{.status = Status::malformed_code},
   };
 }
 
@@ -267,6 +270,10 @@ BOOST_AUTO_TEST_CASE(wire_shape_is_what_protocol_md_shows) {
       R"({"code":"123456","op":"verify","rhost":"","service":"sshd","tty":"","user":"alice"})");
   const SecureBytes locked = encode_response(Response{.status = Status::locked, .locked_until = 5});
   BOOST_TEST(text_of(locked) == R"({"locked_until":5,"result":"empty","status":"locked"})");
+  const SecureBytes store = encode_response(
+      Response{.status = Status::store_unavailable, .store = "the PostgreSQL database"});
+  BOOST_TEST(text_of(store) == R"({"result":"empty","status":"store_unavailable",)"
+                               R"("store":"the PostgreSQL database"})");
   const SecureBytes status = encode_response(
       Response{.status = Status::ok, .result = StatusResult{.status = UserStatus{.user = "a"}}});
   BOOST_TEST(text_of(status) ==
@@ -573,6 +580,9 @@ BOOST_AUTO_TEST_CASE(messages_that_would_not_decode_are_not_encoded) {
   BOOST_TEST(encode_request(LoginCheckRequest{.user = "a", .rhost = "evil\nline"}).empty());
   BOOST_TEST(encode_response(Response{.status = Status::ok, .locked_until = 1}).empty());
   BOOST_TEST(encode_response(Response{.status = Status::ok, .failures_left = 1}).empty());
+  BOOST_TEST(encode_response(Response{.status = Status::ok, .store = "x"}).empty());
+  BOOST_TEST(
+      encode_response(Response{.status = Status::store_unavailable, .store = "a\nb"}).empty());
   BOOST_TEST(encode_response(Response{.status = Status::locked, .result = VerifyResult{}}).empty());
   BOOST_TEST(encode_response(Response{.status = static_cast<Status>(99)}).empty());
   BOOST_TEST(encode_response(

@@ -177,6 +177,23 @@ BOOST_AUTO_TEST_CASE(a_refused_request_is_audited) {
   BOOST_TEST(h.audit.text().find("123456") == std::string::npos);
 }
 
+// The tool names the store that failed instead of guessing a path.
+BOOST_AUTO_TEST_CASE(a_store_failure_names_the_configured_store) {
+  Harness h(std::make_unique<MemoryBackend>());
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  protocol::StatusRequest request;
+  request.user = "alice";
+  dynamic_cast<MemoryStore&>(h.store()).fail_with(StoreErrorKind::io);
+  BOOST_TEST(!dispatcher.handle(peer(0), request).store.has_value());  // not configured: silent
+  dispatcher.set_store_name("the SQLite database in /srv/totp");
+  const protocol::Response response = dispatcher.handle(peer(0), request);
+  BOOST_TEST(response.status == Status::store_unavailable);
+  BOOST_TEST(response.store.value() == "the SQLite database in /srv/totp");
+  BOOST_TEST(!protocol::encode_response(response).empty());
+  dynamic_cast<MemoryStore&>(h.store()).fail_with(std::nullopt);
+  BOOST_TEST(!dispatcher.handle(peer(0), request).store.has_value());  // only on a failure
+}
+
 BOOST_AUTO_TEST_CASE(root_verifies_for_any_user_through_the_table) {
   Harness h(std::make_unique<MemoryBackend>());
   Dispatcher dispatcher(h.rules(), h.accounts);

@@ -1159,7 +1159,7 @@ RULES_TEST(a_code_of_the_wrong_shape_is_refused_without_counting) {
   const Enrolled e = enroll(h);
   const std::string right = code_at(h, e.secret, 0);
   // Far more slips than max_failures: none counts, so no lockout follows.
-  for (const std::string typed :
+  for (const std::string& typed :
        {right.substr(0, 5), right + "7", std::string("12a456"), std::string("ABCDE"),
         std::string("12345"), std::string("1234567"), std::string(""), std::string("123-456")}) {
     BOOST_TEST_CONTEXT("typed '" << typed << "'") {

@@ -52,6 +52,22 @@ BOOST_AUTO_TEST_CASE(a_failing_store_is_logged_once_and_its_recovery_once) {
   BOOST_TEST(audit.errors().size() == 3U);
 }
 
+// Admins watching auth.log for refused logins see why: both lines go to
+// authpriv too (AuditLog::store_health), not only to the daemon's own log.
+BOOST_AUTO_TEST_CASE(failure_and_recovery_are_security_log_lines_too) {
+  MemoryStore memory;
+  RecordingAuditLog audit;
+  LoggedStore store(memory, audit);
+  memory.fail_with(StoreErrorKind::io);
+  BOOST_TEST(!write_one(store));
+  memory.fail_with(std::nullopt);
+  BOOST_TEST(write_one(store));
+  const auto lines = audit.store_health_lines();
+  BOOST_REQUIRE_EQUAL(lines.size(), 2U);
+  BOOST_TEST(lines[0].find("state store failed") != std::string::npos);
+  BOOST_TEST(lines[1].find("state store recovered") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(reads_and_writes_are_judged_apart) {
   MemoryStore memory;
   RecordingAuditLog audit;

@@ -26,6 +26,21 @@ void RecordingAuditLog::error(std::string_view message) noexcept {
   }
 }
 
+void RecordingAuditLog::store_health(std::string_view message) noexcept {
+  try {
+    const std::lock_guard lock(mutex_);
+    errors_.emplace_back(message);
+    store_health_.emplace_back(message);
+  } catch (...) {
+    std::terminate();
+  }
+}
+
+std::vector<std::string> RecordingAuditLog::store_health_lines() const {
+  const std::lock_guard lock(mutex_);
+  return store_health_;
+}
+
 std::vector<AuditEvent> RecordingAuditLog::events() const {
   const std::lock_guard lock(mutex_);
   return events_;

@@ -16,10 +16,13 @@ class RecordingAuditLog final : public AuditLog {
  public:
   void record(const AuditEvent& event) noexcept override;
   void error(std::string_view message) noexcept override;
+  // Kept with the errors (it is one, too) and on its own.
+  void store_health(std::string_view message) noexcept override;
 
   [[nodiscard]] std::vector<AuditEvent> events() const;
   [[nodiscard]] std::vector<std::string> lines() const;
   [[nodiscard]] std::vector<std::string> errors() const;
+  [[nodiscard]] std::vector<std::string> store_health_lines() const;
   // Every line and error message, one per line: what a reader of the logs sees.
   [[nodiscard]] std::string text() const;
   [[nodiscard]] std::size_t count(AuditEventKind kind) const;
@@ -31,6 +34,7 @@ class RecordingAuditLog final : public AuditLog {
   std::vector<AuditEvent> events_;
   std::vector<std::string> lines_;
   std::vector<std::string> errors_;
+  std::vector<std::string> store_health_;
 };
 
 }  // namespace kpanel::daemon::test
