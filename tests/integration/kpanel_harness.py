@@ -91,6 +91,8 @@ TEST_USERS = {
     "kpt_a_alice": (None, []),
     # storage faults
     "kpt_f_alice": (None, []),
+    # clock jumps (faketime)
+    "kpt_cj_alice": (None, []),
     # slow-lane flood: a dozen local users with passwords, and the accounts root logs in
     **{f"kpt_fd_{i:02d}": ("Kpanel-flood-5", []) for i in range(12)},
     **{f"kpt_fd_t{i}": (None, []) for i in range(6)},
