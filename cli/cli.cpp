@@ -3,12 +3,14 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <vector>
 
+#include "cli/output.hpp"
 #include "cli/prompt.hpp"
 #include "kpanel/version.hpp"
 
@@ -48,6 +50,10 @@ int run(std::span<const std::string> args, Environment& env) {
   if (!invocation) {
     env.err << "kpanel-totp: " << invocation.error().message << '\n';
     print_usage(env.err, invocation.error().command);
+    // The line did not parse, but a script that asked for JSON still gets its object.
+    if (std::ranges::find(args, std::string_view("--json")) != args.end()) {
+      env.out << error_json("usage", invocation.error().message) << '\n';
+    }
     return kExitUsage;
   }
   if (invocation->help) {
@@ -86,7 +92,8 @@ int run_main(int argc, char** argv) noexcept {
                     clock,
                     login_name(),
                     colour_terminal(STDOUT_FILENO),
-                    colour_terminal(STDERR_FILENO)};
+                    colour_terminal(STDERR_FILENO),
+                    detect_service_manager()};
     return run(args, env);
   } catch (const std::exception& e) {
     std::cerr << "kpanel-totp: unexpected error: " << e.what() << '\n';

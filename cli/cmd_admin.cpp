@@ -19,21 +19,6 @@ std::optional<int> refuse_user_flag(Context& context) {
   return context.usage("--user does not apply to admin commands");
 }
 
-// reset / unlock: one USER argument, then an EmptyResult.
-int run_user_action(Context& context, const CommandLine& line, const protocol::Request& request,
-                    std::string_view done) {
-  auto result = context.request<protocol::EmptyResult>(request, line.positionals.front());
-  if (!result) {
-    return context.fail(result.error());
-  }
-  if (context.global().json) {
-    context.out() << kEmptyJsonObject << '\n';
-  } else {
-    context.out() << done << '\n';
-  }
-  return kExitOk;
-}
-
 std::expected<std::string, int> user_argument(Context& context, const CommandLine& line) {
   if (auto refused = refuse_user_flag(context)) {
     return std::unexpected(*refused);
@@ -68,18 +53,52 @@ int run_admin_reset(Context& context, const CommandLine& line) {
   if (!user) {
     return user.error();
   }
-  return run_user_action(context, line, protocol::AdminResetRequest{*user},
-                         "Removed the enrollment and recovery codes of " + *user +
-                             ". They set up a new one with: kpanel-totp enroll");
+  auto result = context.request<protocol::EmptyResult>(protocol::AdminResetRequest{*user}, *user);
+  if (!result) {
+    Failure failure = std::move(result.error());
+    if (failure.status == protocol::Status::not_enrolled) {
+      // The generic text tells the user to enroll; an admin needs to hear
+      // that there was nothing to remove.
+      failure.message = *user + " has no enrollment (none confirmed or started); nothing to reset";
+    }
+    return context.fail(failure);
+  }
+  if (context.global().json) {
+    context.out() << kEmptyJsonObject << '\n';
+  } else {
+    context.out() << "Removed the enrollment and recovery codes of " << *user
+                  << ". They set up a new one with: kpanel-totp enroll\n";
+  }
+  return kExitOk;
 }
 
+// The daemon clears failures and the lockout level whether or not the account
+// is locked (and answers ok); asking first lets the message say which it was.
 int run_admin_unlock(Context& context, const CommandLine& line) {
   auto user = user_argument(context, line);
   if (!user) {
     return user.error();
   }
-  return run_user_action(context, line, protocol::AdminUnlockRequest{*user},
-                         "Cleared the lockout of " + *user + "; they may try codes again.");
+  auto before = context.request<protocol::StatusResult>(protocol::StatusRequest{*user}, *user);
+  // A name NSS no longer knows may still have state to clear: unlock decides.
+  if (!before && before.error().status != protocol::Status::no_such_user) {
+    return context.fail(before.error());
+  }
+  const bool was_locked = !before || before->status.locked_until.has_value();
+  auto result = context.request<protocol::EmptyResult>(protocol::AdminUnlockRequest{*user}, *user);
+  if (!result) {
+    return context.fail(result.error());
+  }
+  if (context.global().json) {
+    context.out() << kEmptyJsonObject << '\n';
+  } else if (was_locked) {
+    context.out() << "Cleared the lockout of " << *user << "; they may try codes again.\n";
+  } else {
+    context.out() << *user
+                  << " is not locked; nothing to unlock (its count of failed codes "
+                     "starts again from zero).\n";
+  }
+  return kExitOk;
 }
 
 }  // namespace kpanel::cli

@@ -11,6 +11,20 @@ namespace protocol = common::protocol;
 
 int run_disable(Context& context, const CommandLine& /*line*/) {
   const std::string user(context.subject());
+  // Nobody should type a password for nothing: an account with no enrollment
+  // is refused before the prompts (the daemon refuses it anyway).
+  auto current =
+      context.request<protocol::StatusResult>(protocol::StatusRequest{context.global().user});
+  if (!current) {
+    return context.fail(current.error());
+  }
+  if (!current->status.enrolled) {
+    return context.fail(Failure{kExitRefused,
+                                current->status.user +
+                                    " has no two-factor enrollment; nothing to disable (status: " +
+                                    context.suggest("status") + ")",
+                                "not_enrolled"});
+  }
   auto password = context.ask("Password for " + user + ": ", "password",
                               protocol::kMaxPasswordLength, /*allow_empty=*/true);
   if (!password) {

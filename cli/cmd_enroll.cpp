@@ -23,7 +23,8 @@ std::expected<void, Failure> write_images(const common::QrCode& qr, const Comman
     return std::unexpected(Failure{
         kExitRefused,
         "cannot write " + file + ": " + common::describe(error) +
-            "; nothing was confirmed: run the command again with a file that can be written"});
+            "; nothing was confirmed: run the command again with a file that can be written",
+        "file_error"});
   };
   if (const std::string* png = line.value("png")) {
     if (auto written = common::write_qr_png(qr, *png); !written) {
@@ -45,9 +46,11 @@ std::expected<void, Failure> check_image_paths(const CommandLine& line) {
   for (const std::string_view kind : {"png", "svg"}) {
     if (const std::string* file = line.value(kind)) {
       if (auto usable = common::check_qr_output_path(*file); !usable) {
-        return std::unexpected(Failure{kExitRefused, "cannot write " + *file + ": " +
-                                                         common::describe(usable.error()) +
-                                                         "; nothing was started"});
+        return std::unexpected(Failure{kExitRefused,
+                                       "cannot write " + *file + ": " +
+                                           common::describe(usable.error()) +
+                                           "; nothing was started",
+                                       "file_error"});
       }
     }
   }
@@ -110,7 +113,8 @@ int confirm_interactively(Context& context) {
     const auto status = result.error().status;
     const bool replayed = status == protocol::Status::replayed;
     const bool retry = context.interactive() && attempt < kConfirmAttempts &&
-                       (status == protocol::Status::wrong_code || replayed);
+                       (status == protocol::Status::wrong_code || replayed ||
+                        status == protocol::Status::malformed_code);
     if (!retry) {
       return context.fail(result.error());
     }
@@ -149,8 +153,8 @@ int run_enroll(Context& context, const CommandLine& line) {
 
   auto qr = common::QrCode::encode(begun->uri.view());
   if (!qr) {
-    return context.fail(
-        Failure{kExitRefused, "cannot draw the QR code: " + common::describe(qr.error())});
+    return context.fail(Failure{
+        kExitRefused, "cannot draw the QR code: " + common::describe(qr.error()), "qr_failed"});
   }
   if (auto written = write_images(*qr, line); !written) {
     return context.fail(written.error());
@@ -158,7 +162,9 @@ int run_enroll(Context& context, const CommandLine& line) {
 
   const bool json = context.global().json;
   if (begin_only && json) {
-    context.out() << enroll_begin_json(begun->uri.view(), begun->secret_base32.view()).view()
+    context.out() << enroll_begin_json(begun->uri.view(), begun->secret_base32.view(),
+                                       begun->expires_at)
+                         .view()
                   << '\n';
     return kExitOk;
   }
@@ -177,7 +183,7 @@ int run_enroll(Context& context, const CommandLine& line) {
             "stay the same.\n";
   }
   if (begin_only) {
-    show << "\nFinish with: kpanel-totp enroll --confirm CODE\n";
+    show << "\nFinish with: " << context.suggest("enroll --confirm CODE") << '\n';
     return kExitOk;
   }
   show << '\n';

@@ -17,7 +17,7 @@ int run_status(Context& context, const CommandLine& /*line*/) {
   if (context.global().json) {
     context.out() << status_json(result->status) << '\n';
   } else {
-    print_status(context.out(), result->status, context.now());
+    print_status(context.out(), result->status, context.now(), context.suggest(""));
   }
   return kExitOk;
 }

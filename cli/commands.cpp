@@ -3,6 +3,8 @@
 #include <array>
 #include <ostream>
 
+#include "cli/output.hpp"
+
 namespace kpanel::cli {
 
 namespace protocol = common::protocol;
@@ -101,11 +103,21 @@ std::string_view Context::subject() const noexcept {
   return global_.user.empty() ? std::string_view(env_.self_name) : std::string_view(global_.user);
 }
 
+std::string Context::suggest(std::string_view command) const {
+  std::string text = "kpanel-totp ";
+  if (!global_.user.empty()) {
+    text += "--user " + global_.user + " ";
+  }
+  text += command;
+  return text;
+}
+
 std::expected<protocol::Response, Failure> Context::send(const protocol::Request& request,
                                                          std::string_view about) {
   const common::ClientOptions options{global_.socket_path, kDaemonTimeout};
+  const std::string user_flag = global_.user.empty() ? std::string() : "--user " + global_.user + " ";
   const FailureContext failure_context{about.empty() ? subject() : about, global_.socket_path,
-                                       now()};
+                                       now(), user_flag, env_.service_manager};
   auto response = env_.call_daemon(options, request);
   if (!response) {
     return std::unexpected(describe_client_error(response.error(), failure_context));
@@ -128,32 +140,41 @@ std::expected<common::SecureString, Failure> Context::ask(std::string_view promp
   if (!answer) {
     switch (answer.error()) {
       case PromptError::no_input:
-        return std::unexpected(Failure{
-            kExitUsage, "no " + name + " given: input ended (give one line per prompt on stdin)"});
+        return std::unexpected(
+            Failure{kExitUsage,
+                    "no " + name + " given: input ended (give one line per prompt on stdin)",
+                    "no_input"});
       case PromptError::too_long:
-        return std::unexpected(Failure{kExitUsage, "the " + name + " is too long"});
+        return std::unexpected(Failure{kExitUsage, "the " + name + " is too long", "too_long"});
       case PromptError::io_error:
         break;
     }
-    return std::unexpected(Failure{kExitRefused, "cannot read the " + name + "; nothing changed"});
+    return std::unexpected(
+        Failure{kExitRefused, "cannot read the " + name + "; nothing changed", "input_error"});
   }
   if (answer->empty() && !allow_empty) {
-    return std::unexpected(Failure{kExitUsage, "no " + name + " entered; nothing changed"});
+    return std::unexpected(Failure{kExitUsage, "no " + name + " entered; nothing changed", "no_input"});
   }
   if (answer->size() > max_length) {
-    return std::unexpected(Failure{kExitUsage, "the " + name + " is too long"});
+    return std::unexpected(Failure{kExitUsage, "the " + name + " is too long", "too_long"});
   }
   return std::move(*answer);
 }
 
 int Context::fail(const Failure& failure) {
   env_.err << "kpanel-totp: " << failure.message << '\n';
+  if (global_.json) {
+    env_.out << error_json(reason_of(failure), failure.message) << '\n';
+  }
   return failure.exit_code;
 }
 
 int Context::usage(std::string_view message) {
   env_.err << "kpanel-totp: " << message << '\n';
   print_usage(env_.err, &command_);
+  if (global_.json) {
+    env_.out << error_json("usage", message) << '\n';
+  }
   return kExitUsage;
 }
 

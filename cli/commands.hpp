@@ -43,6 +43,7 @@ struct Environment {
   std::string self_name;    // the caller's login name, for messages
   bool out_colors = false;  // stdout is a colour terminal: draw QR codes with explicit colours
   bool err_colors = false;  // the same for stderr
+  ServiceManager service_manager = ServiceManager::systemd;  // for "start the daemon" hints
 };
 
 class Context {
@@ -57,6 +58,9 @@ class Context {
   [[nodiscard]] bool colors(const std::ostream& stream) const noexcept;
   // The account the command is about: --user NAME, else the caller.
   [[nodiscard]] std::string_view subject() const noexcept;
+  // "kpanel-totp --user NAME " + `command` when acting for another user, else
+  // "kpanel-totp " + `command`: a suggested command that acts on the same account.
+  [[nodiscard]] std::string suggest(std::string_view command) const;
 
   // One request; no answer, or an answer other than ok, becomes a Failure.
   // `about` is the account named in messages (defaults to subject()).
@@ -85,9 +89,11 @@ class Context {
                                                                  bool allow_empty = false);
   [[nodiscard]] bool interactive() const noexcept { return env_.prompter.interactive(); }
 
-  // "kpanel-totp: MESSAGE" on stderr; returns the failure's exit code.
+  // "kpanel-totp: MESSAGE" on stderr and, with --json, {"error":REASON,"message":MESSAGE}
+  // on stdout; returns the failure's exit code.
   int fail(const Failure& failure);
-  // A usage error: the message and this command's usage line on stderr; returns 2.
+  // A usage error: the message and this command's usage line on stderr (and the
+  // JSON object, reason "usage"); returns 2.
   int usage(std::string_view message);
 
  private:

@@ -31,6 +31,11 @@ Json status_object(const protocol::UserStatus& status) {
   object["enrolled_at"] = time_or_null(status.enrolled_at);
   object["recovery_codes_left"] = status.recovery_codes_left;
   object["locked_until"] = time_or_null(status.locked_until);
+  if (status.last_skew_seconds) {
+    object["clock_offset_seconds"] = *status.last_skew_seconds;
+  } else {
+    object["clock_offset_seconds"] = nullptr;
+  }
   return object;
 }
 
@@ -86,6 +91,13 @@ std::string iso8601(std::int64_t unix_seconds) {
 
 std::string status_json(const protocol::UserStatus& status) { return dump(status_object(status)); }
 
+std::string error_json(std::string_view reason, std::string_view message) {
+  Json object;
+  object["error"] = reason;
+  object["message"] = message;
+  return dump(object);
+}
+
 std::string admin_list_json(std::span<const protocol::UserStatus> users) {
   Json list = Json::array();
   for (const auto& user : users) {
@@ -109,30 +121,38 @@ common::SecureString recovery_codes_json(std::span<const common::SecureString> c
   return out;
 }
 
-common::SecureString enroll_begin_json(std::string_view uri, std::string_view secret_base32) {
+common::SecureString enroll_begin_json(std::string_view uri, std::string_view secret_base32,
+                                       std::int64_t expires_at) {
   common::SecureString out;
   out.append("{\"uri\":");
   append_json_string(out, uri);
   out.append(",\"secret\":");
   append_json_string(out, secret_base32);
+  out.append(",\"expires_at\":");
+  if (expires_at != 0) {
+    append_json_string(out, iso8601(expires_at));
+  } else {
+    out.append("null");
+  }
   out.push_back('}');
   return out;
 }
 
-void print_status(std::ostream& out, const protocol::UserStatus& status, common::TimePoint now) {
+void print_status(std::ostream& out, const protocol::UserStatus& status, common::TimePoint now,
+                  std::string_view tool) {
   out << "User:                " << status.user << '\n'
       << "Enrolled:            " << enrolled_text(status) << '\n';
   if (status.enrolled) {
     out << "Recovery codes left: " << status.recovery_codes_left;
     if (status.recovery_codes_left <= 2) {
-      out << " (running low: kpanel-totp recovery-codes --regenerate)";
+      out << " (running low: " << tool << "recovery-codes --regenerate)";
     }
     out << '\n';
   }
   out << "Locked:              " << locked_text(status, now) << '\n';
   if (status.enrollment_pending) {
-    out << "Pending:             an enrollment waits for its code "
-           "(kpanel-totp enroll --confirm CODE)\n";
+    out << "Pending:             an enrollment waits for its code (" << tool
+        << "enroll --confirm CODE)\n";
   }
   if (status.last_skew_seconds) {
     // Only root and admins receive it (the daemon never tells a guesser).
@@ -143,7 +163,7 @@ void print_status(std::ostream& out, const protocol::UserStatus& status, common:
            "automatically)\n";
   }
   if (!status.enrolled) {
-    out << "Set up a code app with: kpanel-totp enroll\n";
+    out << "Set up a code app with: " << tool << "enroll\n";
   }
 }
 

@@ -15,24 +15,33 @@
 namespace kpanel::cli {
 
 // ---- JSON: one object, one line, no trailing newline ------------------------
-// {"user","enrolled","enrolled_at","recovery_codes_left","locked_until"}
+// {"user","enrolled","enrolled_at","recovery_codes_left","locked_until","clock_offset_seconds"}
+// clock_offset_seconds: how far the phone's clock seemed off (positive: ahead)
+// when a refused code matched outside the window; null when not known (or
+// not told: the daemon tells only root and admins).
 [[nodiscard]] std::string status_json(const common::protocol::UserStatus& status);
 // {"users":[status objects]}
 [[nodiscard]] std::string admin_list_json(std::span<const common::protocol::UserStatus> users);
 // These carry secrets, so they are built in wiping storage.
 // {"recovery_codes":[...]}
 [[nodiscard]] common::SecureString recovery_codes_json(std::span<const common::SecureString> codes);
-// {"uri":...,"secret":...}
+// {"uri":...,"secret":...,"expires_at":ISO 8601} (expires_at: until when the
+// started enrollment waits for its confirming code; null when not known)
 [[nodiscard]] common::SecureString enroll_begin_json(std::string_view uri,
-                                                     std::string_view secret_base32);
+                                                     std::string_view secret_base32,
+                                                     std::int64_t expires_at);
+// A refusal or error: {"error":REASON,"message":MESSAGE}.
+[[nodiscard]] std::string error_json(std::string_view reason, std::string_view message);
 // Commands with nothing to report (disable, admin reset, admin unlock).
 inline constexpr std::string_view kEmptyJsonObject = "{}";
 
 // ---- human -------------------------------------------------------------------
 [[nodiscard]] std::string iso8601(std::int64_t unix_seconds);
 
+// `tool` starts the commands it suggests: "kpanel-totp " or, for another
+// user, "kpanel-totp --user NAME ".
 void print_status(std::ostream& out, const common::protocol::UserStatus& status,
-                  common::TimePoint now);
+                  common::TimePoint now, std::string_view tool = "kpanel-totp ");
 void print_user_table(std::ostream& out, std::span<const common::protocol::UserStatus> users,
                       common::TimePoint now);
 // The codes, one per line, with what to do with them.

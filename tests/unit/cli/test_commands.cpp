@@ -106,15 +106,32 @@ BOOST_AUTO_TEST_CASE(json_for_another_user) {
   BOOST_TEST(world.run({"--json", "status", "--user", "bob"}) == 0);
   BOOST_TEST(request_as<protocol::StatusRequest>(world.requests[0]).user == "bob");
   BOOST_TEST(world.out() == R"({"user":"bob","enrolled":true,"enrolled_at":"2026-11-27T19:27:28Z",)"
-                            R"("recovery_codes_left":10,"locked_until":null})"
+                            R"("recovery_codes_left":10,"locked_until":null,)"
+                            R"("clock_offset_seconds":null})"
                             "\n");
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_daemon_exits_3) {
   FakeWorld world;  // no reply queued: unreachable
-  BOOST_TEST(world.run({"status", "--json"}) == 3);
+  BOOST_TEST(world.run({"status"}) == 3);
   check_one_line_error(world);
-  BOOST_TEST(contains(world.err(), "systemctl start kpanel-totpd.socket"));
+  BOOST_TEST(contains(world.err(), "sudo systemctl start kpanel-totpd.socket"));
+}
+
+// Without systemd (containers, chroots) systemctl cannot start anything.
+BOOST_AUTO_TEST_CASE(unreachable_hint_without_systemd_names_the_ctl_script) {
+  FakeWorld world;
+  world.service_manager = kpanel::cli::ServiceManager::none;
+  BOOST_TEST(world.run({"status"}) == 3);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "sudo kpanel-totpd-ctl start"));
+  BOOST_TEST(!contains(world.err(), "systemctl"));
+  FakeWorld store;
+  store.service_manager = kpanel::cli::ServiceManager::none;
+  store.reply_status(protocol::Status::store_unavailable);
+  BOOST_TEST(store.run({"status"}) == 1);
+  BOOST_TEST(contains(store.err(), "/var/log/kpanel-totpd.log"));
+  BOOST_TEST(!contains(store.err(), "journalctl"));
 }
 
 BOOST_AUTO_TEST_CASE(timeout_exits_3) {
@@ -153,12 +170,14 @@ BOOST_AUTO_TEST_SUITE(disable)
 BOOST_AUTO_TEST_CASE(reads_password_then_code) {
   FakeWorld world;
   world.prompter.answers = {"hunter2 with spaces", "123456"};
+  world.reply(alice_status());
   world.reply(protocol::EmptyResult{});
   BOOST_TEST(world.run({"disable"}) == 0);
   BOOST_REQUIRE_EQUAL(world.prompter.prompts.size(), 2U);
   BOOST_TEST(world.prompter.prompts[0].starts_with("Password"));
   BOOST_TEST(world.prompter.prompts[1].starts_with("Verification code"));
-  const auto& request = request_as<protocol::DisableRequest>(world.requests.at(0));
+  BOOST_TEST(std::holds_alternative<protocol::StatusRequest>(world.requests.at(0)));
+  const auto& request = request_as<protocol::DisableRequest>(world.requests.at(1));
   BOOST_TEST(request.password.view() == "hunter2 with spaces");
   BOOST_TEST(request.code.view() == "123456");
   BOOST_TEST(contains(world.out(), "off for alice"));
@@ -167,6 +186,7 @@ BOOST_AUTO_TEST_CASE(reads_password_then_code) {
 BOOST_AUTO_TEST_CASE(json_prints_an_empty_object) {
   FakeWorld world;
   world.prompter.answers = {"pw", "123456"};
+  world.reply(alice_status());
   world.reply(protocol::EmptyResult{});
   BOOST_TEST(world.run({"disable", "--json"}) == 0);
   BOOST_TEST(world.out() == "{}\n");
@@ -175,14 +195,16 @@ BOOST_AUTO_TEST_CASE(json_prints_an_empty_object) {
 BOOST_AUTO_TEST_CASE(missing_code_line_is_a_usage_error_and_sends_nothing) {
   FakeWorld world;
   world.prompter.answers = {"pw"};
+  world.reply(alice_status());
   BOOST_TEST(world.run({"disable"}) == 2);
-  BOOST_TEST(world.requests.empty());
+  BOOST_TEST(world.requests.size() == 1U);  // the status question only
   check_one_line_error(world);
 }
 
 BOOST_AUTO_TEST_CASE(wrong_password_exits_1) {
   FakeWorld world;
   world.prompter.answers = {"pw", "123456"};
+  world.reply(alice_status());
   world.reply_status(protocol::Status::wrong_password);
   BOOST_TEST(world.run({"disable"}) == 1);
   check_one_line_error(world);
@@ -194,12 +216,27 @@ BOOST_AUTO_TEST_CASE(locked_says_when_and_who_unlocks) {
   protocol::Response locked;
   locked.status = protocol::Status::locked;
   locked.locked_until = kNow + 600;
+  world.reply(alice_status());
   world.reply(locked);
   BOOST_TEST(world.run({"disable"}) == 1);
   check_one_line_error(world);
   BOOST_TEST(world.err() ==
              "kpanel-totp: too many failed attempts; try again in 10 minutes (or ask an admin: "
              "kpanel-totp admin unlock alice)\n");
+}
+
+BOOST_AUTO_TEST_CASE(no_enrollment_is_refused_before_the_password_prompt) {
+  FakeWorld world;
+  world.prompter.answers = {"pw", "123456"};
+  auto none = alice_status();
+  none.status.enrolled = false;
+  none.status.enrolled_at.reset();
+  world.reply(none);
+  BOOST_TEST(world.run({"disable"}) == 1);
+  BOOST_TEST(world.prompter.prompts.empty());
+  BOOST_TEST(world.requests.size() == 1U);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "alice has no two-factor enrollment; nothing to disable"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -279,7 +316,9 @@ BOOST_AUTO_TEST_CASE(begin_json_prints_uri_and_secret_only) {
   world.reply(begun());
   BOOST_TEST(world.run({"enroll", "--begin", "--json"}) == 0);
   BOOST_TEST(world.requests.size() == 1U);
-  BOOST_TEST(world.out() == R"({"uri":")" + kUri + R"(","secret":")" + kSecret + "\"}\n");
+  BOOST_TEST(world.out() == R"({"uri":")" + kUri + R"(","secret":")" + kSecret +
+                                R"(","expires_at":"2026-11-28T19:37:28Z"})"
+                                "\n");
   BOOST_TEST(world.prompter.prompts.empty());
 }
 
@@ -569,11 +608,13 @@ BOOST_AUTO_TEST_CASE(list_human) {
 BOOST_AUTO_TEST_CASE(reset_and_unlock_name_their_user) {
   FakeWorld world;
   world.reply(protocol::EmptyResult{});
+  world.reply(alice_status());
   world.reply(protocol::EmptyResult{});
   BOOST_TEST(world.run({"admin", "reset", "carol"}) == 0);
   BOOST_TEST(world.run({"--json", "admin", "unlock", "dave"}) == 0);
   BOOST_TEST(request_as<protocol::AdminResetRequest>(world.requests.at(0)).user == "carol");
-  BOOST_TEST(request_as<protocol::AdminUnlockRequest>(world.requests.at(1)).user == "dave");
+  BOOST_TEST(request_as<protocol::StatusRequest>(world.requests.at(1)).user == "dave");
+  BOOST_TEST(request_as<protocol::AdminUnlockRequest>(world.requests.at(2)).user == "dave");
   BOOST_TEST(contains(world.out(), "carol"));
   BOOST_TEST(world.out().ends_with("{}\n"));
 }
@@ -587,6 +628,148 @@ BOOST_AUTO_TEST_CASE(unknown_user_and_forbidden_exit_1) {
   other.reply_status(protocol::Status::forbidden);
   BOOST_TEST(other.run({"admin", "list"}) == 1);
   check_one_line_error(other);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(messages)
+
+BOOST_AUTO_TEST_CASE(unlock_of_a_user_who_is_not_locked_says_so) {
+  FakeWorld world;
+  auto bob = alice_status();
+  bob.status.user = "bob";
+  world.reply(bob);
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"admin", "unlock", "bob"}) == 0);
+  BOOST_TEST(world.requests.size() == 2U);
+  BOOST_TEST(contains(world.out(), "bob is not locked; nothing to unlock"));
+  BOOST_TEST(!contains(world.out(), "Cleared the lockout"));
+}
+
+BOOST_AUTO_TEST_CASE(unlock_of_a_locked_user_says_it_cleared_the_lockout) {
+  FakeWorld world;
+  auto bob = alice_status();
+  bob.status.user = "bob";
+  bob.status.locked_until = kNow + 300;
+  world.reply(bob);
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"admin", "unlock", "bob"}) == 0);
+  BOOST_TEST(contains(world.out(), "Cleared the lockout of bob"));
+}
+
+BOOST_AUTO_TEST_CASE(unlock_of_a_name_nss_forgot_still_asks_the_daemon) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::no_such_user);
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"admin", "unlock", "gone"}) == 0);
+  BOOST_TEST(world.requests.size() == 2U);
+  BOOST_TEST(request_as<protocol::AdminUnlockRequest>(world.requests.at(1)).user == "gone");
+}
+
+BOOST_AUTO_TEST_CASE(reset_of_a_user_with_no_enrollment_says_so) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::not_enrolled);
+  BOOST_TEST(world.run({"admin", "reset", "bob"}) == 1);
+  check_one_line_error(world);
+  BOOST_TEST(contains(world.err(), "bob has no enrollment"));
+  BOOST_TEST(contains(world.err(), "nothing to reset"));
+  BOOST_TEST(!contains(world.err(), "set one up"));
+}
+
+BOOST_AUTO_TEST_CASE(begin_for_another_user_ends_with_a_confirm_for_that_user) {
+  FakeWorld world;
+  world.reply(begun());
+  BOOST_TEST(world.run({"--user", "ben", "enroll", "--begin"}) == 0);
+  BOOST_TEST(contains(world.out(), "Finish with: kpanel-totp --user ben enroll --confirm CODE\n"));
+}
+
+BOOST_AUTO_TEST_CASE(suggestions_for_another_user_keep_the_user) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::already_enrolled);
+  BOOST_TEST(world.run({"--user", "ben", "enroll"}) == 1);
+  BOOST_TEST(contains(world.err(), "kpanel-totp --user ben enroll --replace"));
+  FakeWorld status;
+  auto pending = alice_status();
+  pending.status.user = "ben";
+  pending.status.enrolled = false;
+  pending.status.enrollment_pending = true;
+  status.reply(pending);
+  BOOST_TEST(status.run({"status", "--user", "ben"}) == 0);
+  BOOST_TEST(contains(status.out(), "(kpanel-totp --user ben enroll --confirm CODE)"));
+  BOOST_TEST(contains(status.out(), "Set up a code app with: kpanel-totp --user ben enroll\n"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(json_errors)
+
+// One object on stdout, the same line on stderr, the same exit code.
+void check_json_error(const FakeWorld& world, const std::string& reason) {
+  const auto lines = lines_of(world.out());
+  BOOST_REQUIRE_EQUAL(lines.size(), 1U);
+  const auto json = nlohmann::json::parse(lines.front());
+  BOOST_TEST(json.size() == 2U);
+  BOOST_TEST(json["error"] == reason);
+  const auto err = lines_of(world.err());
+  BOOST_REQUIRE(!err.empty());
+  BOOST_TEST(err.front() == "kpanel-totp: " + json["message"].get<std::string>());
+}
+
+BOOST_AUTO_TEST_CASE(refusals_from_the_daemon) {
+  for (const auto status : {protocol::Status::wrong_code, protocol::Status::locked,
+                            protocol::Status::store_unavailable, protocol::Status::forbidden,
+                            protocol::Status::no_pending_enrollment, protocol::Status::replayed}) {
+    BOOST_TEST_CONTEXT(protocol::to_string(status)) {
+      FakeWorld world;
+      world.reply_status(status);
+      BOOST_TEST(world.run({"--json", "enroll", "--confirm", "123456"}) == 1);
+      check_json_error(world, std::string(protocol::to_string(status)));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_exits_3_with_an_object) {
+  FakeWorld world;
+  BOOST_TEST(world.run({"status", "--json"}) == 3);
+  check_json_error(world, "unreachable");
+  FakeWorld slow;
+  slow.reply(std::unexpected(kpanel::common::ClientError::timeout));
+  BOOST_TEST(slow.run({"--json", "status"}) == 3);
+  check_json_error(slow, "timeout");
+}
+
+BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_an_object) {
+  FakeWorld unknown;
+  BOOST_TEST(unknown.run({"--json", "frobnicate"}) == 2);
+  check_json_error(unknown, "usage");
+  FakeWorld missing;
+  BOOST_TEST(missing.run({"recovery-codes", "--json"}) == 2);
+  check_json_error(missing, "usage");
+  FakeWorld no_input;
+  BOOST_TEST(no_input.run({"--json", "recovery-codes", "--regenerate"}) == 2);
+  check_json_error(no_input, "no_input");
+  FakeWorld bad_option;
+  BOOST_TEST(bad_option.run({"--json", "status", "--bogus"}) == 2);
+  check_json_error(bad_option, "usage");
+}
+
+BOOST_AUTO_TEST_CASE(tool_side_refusals) {
+  FakeWorld world;
+  auto none = alice_status();
+  none.status.enrolled = false;
+  world.reply(none);
+  BOOST_TEST(world.run({"--json", "disable"}) == 1);
+  check_json_error(world, "not_enrolled");
+  FakeWorld image;
+  BOOST_TEST(image.run({"--json", "enroll", "--begin", "--png", "/nonexistent-dir/qr.png"}) == 1);
+  check_json_error(image, "file_error");
+}
+
+BOOST_AUTO_TEST_CASE(without_json_stdout_stays_empty) {
+  FakeWorld world;
+  world.reply_status(protocol::Status::wrong_code);
+  BOOST_TEST(world.run({"enroll", "--confirm", "123456"}) == 1);
+  check_one_line_error(world);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -46,7 +46,8 @@ int FakeWorld::run(std::vector<std::string> args) {
                   clock,
                   "alice",
                   out_colors,
-                  false};
+                  false,
+                  service_manager};
   return cli::run(args, env);
 }
 

@@ -51,6 +51,7 @@ class FakeWorld {
   std::vector<common::protocol::Request> requests;
   std::vector<common::ClientOptions> options;
   bool out_colors = false;
+  ServiceManager service_manager = ServiceManager::systemd;
 
  private:
   std::deque<Reply> replies_;
