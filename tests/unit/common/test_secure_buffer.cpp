@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/secure_buffer.hpp"
+#include "shared/memory_map.hpp"
 
 using kpanel::common::constant_time_equal;
 using kpanel::common::secure_wipe;
@@ -156,29 +157,8 @@ BOOST_AUTO_TEST_CASE(constant_time_equal_compares_contents_and_lengths) {
 
 namespace {
 
-// The VmFlags of the mapping that holds `address` in /proc/self/smaps.
-std::string vm_flags_of(const void* address) {
-  const auto where = reinterpret_cast<std::uintptr_t>(address);
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    unsigned long start = 0;
-    unsigned long end = 0;
-    // A mapping's header: "start-end perms ...", both in hex.
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 &&
-        line.find('-') < line.find(' ')) {
-      inside = start <= where && where < end;
-      continue;
-    }
-    if (inside && line.starts_with("VmFlags:")) return line;
-  }
-  return "";
-}
-
-bool has_flag(const std::string& flags, const std::string& flag) {
-  return (flags + " ").find(" " + flag + " ") != std::string::npos;
-}
+using kpanel::test::has_vm_flag;
+using kpanel::test::vm_flags_of;
 
 }  // namespace
 
@@ -189,11 +169,11 @@ BOOST_AUTO_TEST_CASE(protected_bytes_live_on_their_own_page_excluded_from_core_d
   BOOST_TEST(reinterpret_cast<std::uintptr_t>(bytes->data()) % 4096 == 0U);
   const std::string flags = vm_flags_of(bytes->data());
   BOOST_TEST_REQUIRE(!flags.empty());
-  BOOST_TEST(has_flag(flags, "dd"), flags);  // MADV_DONTDUMP
-  BOOST_TEST(has_flag(flags, "wf"), flags);  // MADV_WIPEONFORK
+  BOOST_TEST(has_vm_flag(flags, "dd"), flags);  // MADV_DONTDUMP
+  BOOST_TEST(has_vm_flag(flags, "wf"), flags);  // MADV_WIPEONFORK
   // A heap buffer next to it is not marked: the flag means what it says.
   const std::vector<std::uint8_t> heap(64);
-  BOOST_TEST(!has_flag(vm_flags_of(heap.data()), "dd"));
+  BOOST_TEST(!has_vm_flag(vm_flags_of(heap.data()), "dd"));
 }
 
 BOOST_AUTO_TEST_CASE(protected_bytes_move_and_start_zeroed) {

@@ -9,12 +9,14 @@
 #include <vector>
 
 #include "daemon/lanes.hpp"
+#include "shared/eventually.hpp"
 
 namespace {
 
 using kpanel::daemon::Lane;
 using kpanel::daemon::LaneLimits;
 using kpanel::daemon::WorkLanes;
+using kpanel::test::eventually;
 using namespace std::chrono_literals;
 
 // Holds a lane's worker until opened.
@@ -31,14 +33,6 @@ class Gate {
   std::atomic<bool> open_{false};
   std::atomic<bool> entered_{false};
 };
-
-bool eventually(const auto& condition) {
-  for (int i = 0; i < 500; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return condition();
-}
 
 }  // namespace
 

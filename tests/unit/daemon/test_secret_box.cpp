@@ -15,6 +15,7 @@
 #include "common/random.hpp"
 #include "daemon/secret_box.hpp"
 #include "daemon/store_sqlite.hpp"
+#include "shared/memory_map.hpp"
 #include "support/store_backends.hpp"
 
 namespace kpanel::daemon::test {
@@ -273,25 +274,6 @@ BOOST_AUTO_TEST_CASE(a_key_file_in_a_missing_directory_is_an_error_not_a_crash) 
 
 // ---- the key is never in a core dump ----------------------------------------------
 
-// The VmFlags line of the mapping that holds `address` (/proc/self/smaps).
-std::string vm_flags_of(const void* address) {
-  const auto where = reinterpret_cast<std::uintptr_t>(address);
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    unsigned long start = 0;
-    unsigned long end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 &&
-        line.find('-') < line.find(' ')) {
-      inside = start <= where && where < end;
-      continue;
-    }
-    if (inside && line.starts_with("VmFlags:")) return line + " ";
-  }
-  return "";
-}
-
 BOOST_AUTO_TEST_CASE(the_key_lives_on_a_page_excluded_from_core_dumps) {
   const TempDir dir;
   const auto loaded = SecretBox::load_or_create(dir.path() / "state.key");
@@ -300,8 +282,8 @@ BOOST_AUTO_TEST_CASE(the_key_lives_on_a_page_excluded_from_core_dumps) {
   BOOST_TEST_REQUIRE(reread.has_value(), reread.error());
   const SecretBox given = random_box();
   for (const SecretBox* box : {&*loaded, &*reread, &given}) {
-    const std::string flags = vm_flags_of(box->key_location());
-    BOOST_TEST(flags.find(" dd ") != std::string::npos, flags);
+    const std::string flags = kpanel::test::vm_flags_of(box->key_location());
+    BOOST_TEST(kpanel::test::has_vm_flag(flags, "dd"), flags);
   }
 }
 

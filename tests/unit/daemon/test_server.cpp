@@ -28,6 +28,7 @@
 #include "common/protocol.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/server.hpp"
+#include "shared/eventually.hpp"
 
 namespace {
 
@@ -39,6 +40,7 @@ using kpanel::daemon::PeerCredentials;
 using kpanel::daemon::Server;
 using kpanel::daemon::ServerLimits;
 using kpanel::daemon::WorkLanes;
+using kpanel::test::eventually;
 using namespace std::chrono_literals;
 
 // A Server on a socket in a fresh directory, its io thread and its lanes
@@ -155,14 +157,6 @@ std::optional<protocol::Response> decode(const std::vector<std::uint8_t>& bytes)
   auto response = protocol::decode_response(std::span(bytes).subspan(protocol::kHeaderSize));
   if (!response) return std::nullopt;
   return std::move(*response);
-}
-
-bool eventually(const std::function<bool()>& condition) {
-  for (int i = 0; i < 500; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
 }
 
 }  // namespace
