@@ -240,42 +240,68 @@ bool QrCode::dark(std::size_t x, std::size_t y) const noexcept {
   return modules_.view()[y * width_ + x] != 0;
 }
 
-// Why light modules are blocks: without colour codes the text cannot know the
-// terminal's palette, and no choice of glyphs is right on both kinds. Drawing
-// light modules (the 4-module quiet zone included) in the foreground colour and
-// dark ones as background gives the right polarity on light-on-dark terminals,
-// the default of most terminal emulators, PuTTY and Windows Terminal. On a
-// dark-on-light terminal the same text is a cleanly inverted symbol (its quiet
-// zone a solid frame), which only scanners that accept inverted codes read.
-// QrTextColors::ansi pins the palette (bright white on black) so the polarity
-// is right everywhere; the tool uses it when writing to a colour terminal. The
-// daemon's text for inline enrollment must stay plain: clients that sanitize
-// what the server sends (OpenSSH does) print escape sequences as garbage.
-SecureString render_qr_text(const QrCode& code, QrTextColors colors) {
+// Which modules are blocks. A glyph is painted in the terminal's foreground
+// colour, a space shows its background, and plain text cannot know which of
+// the two is dark. Drawing the light modules (and the 4-module quiet zone as a
+// solid frame) gives the right polarity on light-on-dark terminals; drawing
+// the dark ones (the quiet zone left as background) on dark-on-light ones.
+// Each is an inverted symbol on the other kind, which many readers (zbar
+// among them) do not decode, so plain text (QrTextColors::none) shows both,
+// one under the other: whatever the theme, one of them scans. That is the
+// text the PAM module shows inside an SSH login, where colour codes are no
+// option: OpenSSH prints the escape sequences of server messages as garbage.
+// QrTextColors::ansi pins the palette (bright white on black) so one code is
+// right everywhere; the tool uses it when writing to a colour terminal.
+namespace {
+
+void render_once(SecureString& text, const QrCode& code, bool draw_light, bool ansi) {
   const std::size_t side = padded_width(code);
-  SecureString text;  // grows into fresh buffers, wiping the old ones
   for (std::size_t y = 0; y < side; y += 2) {
-    if (colors == QrTextColors::ansi) {
+    if (ansi) {
       text.append(kAnsiLightOnDark);
     }
     for (std::size_t x = 0; x < side; ++x) {
-      const bool top_light = !dark_padded(code, x, y);
+      const bool top = dark_padded(code, x, y) != draw_light;
       // Past the last row is outside the quiet zone: left as background.
-      const bool bottom_light = y + 1 < side && !dark_padded(code, x, y + 1);
-      if (top_light && bottom_light) {
+      const bool bottom = y + 1 < side && dark_padded(code, x, y + 1) != draw_light;
+      if (top && bottom) {
         text.append(kFullBlock);
-      } else if (top_light) {
+      } else if (top) {
         text.append(kUpperHalf);
-      } else if (bottom_light) {
+      } else if (bottom) {
         text.append(kLowerHalf);
       } else {
         text.push_back(' ');
       }
     }
-    if (colors == QrTextColors::ansi) {
+    if (ansi) {
       text.append(kAnsiReset);
     }
     text.push_back('\n');
+  }
+}
+
+}  // namespace
+
+SecureString render_qr_text(const QrCode& code, QrTextColors colors) {
+  SecureString text;  // grows into fresh buffers, wiping the old ones
+  switch (colors) {
+    case QrTextColors::ansi:
+      render_once(text, code, /*draw_light=*/true, /*ansi=*/true);
+      break;
+    case QrTextColors::light_drawn:
+      render_once(text, code, /*draw_light=*/true, /*ansi=*/false);
+      break;
+    case QrTextColors::dark_drawn:
+      render_once(text, code, /*draw_light=*/false, /*ansi=*/false);
+      break;
+    case QrTextColors::none:
+      render_once(text, code, /*draw_light=*/true, /*ansi=*/false);
+      text.push_back('\n');
+      text.append(kQrSecondCodeCaption);
+      text.push_back('\n');
+      render_once(text, code, /*draw_light=*/false, /*ansi=*/false);
+      break;
   }
   return text;
 }

@@ -60,13 +60,23 @@ class QrCode {
 };
 
 enum class QrTextColors : std::uint8_t {
-  none,  // plain text: right on light-on-dark terminals, inverted on dark-on-light
-  ansi,  // explicit colours (SGR 97;40): right on any terminal that shows colour
+  // Plain text for a terminal of unknown colours: the code twice, one under
+  // the other, first with the light modules drawn (right on a dark
+  // background), then with the dark ones drawn (right on a light background),
+  // after a line saying to scan that one if the first does not read.
+  none,
+  ansi,         // explicit colours (SGR 97;40): right on any terminal that shows colour; once
+  light_drawn,  // plain, once: light modules drawn (dark-background terminals only)
+  dark_drawn,   // plain, once: dark modules drawn (light-background terminals only)
 };
 
+// The line between the two codes of QrTextColors::none.
+inline constexpr std::string_view kQrSecondCodeCaption =
+    "If your phone does not read the code above (a light terminal background), scan this one:";
+
 // Terminal rendering, two module rows per line with Unicode half blocks and a
-// quiet zone of kQrQuietZone. Light modules are drawn as blocks, dark ones as
-// spaces; see qr.cpp for why. Every line ends with '\n'.
+// quiet zone of kQrQuietZone; see qr.cpp for which modules are drawn and why.
+// Every line ends with '\n'.
 // The text draws the secret: it is returned in wiping storage.
 [[nodiscard]] SecureString render_qr_text(const QrCode& code,
                                           QrTextColors colors = QrTextColors::none);

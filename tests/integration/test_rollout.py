@@ -5,9 +5,11 @@ enrollment inside a real OpenSSH keyboard-interactive login."""
 import datetime
 import os
 import re
+import tempfile
 import unittest
 
 import kpanel_harness as h
+import terminal_picture
 from test_pam import Pam, MODULE
 from test_sshd import Sshd
 
@@ -113,6 +115,13 @@ class InlineEnrollmentOverSsh(unittest.TestCase):
             key = re.search(r"Key: ((?:[A-Z2-7]{4} ?)+)", shown).group(1).replace(" ", "")
             self.assertEqual(len(key), 32)
             self.assertIn("▀", shown)  # the QR code, as text
+            # ssh shows no colours, so the text must scan on a dark and on a
+            # light terminal theme alike: the transcript drawn both ways, read
+            # by zbarimg, gives the URI each time.
+            uri = re.search(r"otpauth://\S+", shown).group(0)
+            with tempfile.TemporaryDirectory() as pictures:
+                found = terminal_picture.decode_both_themes(shown, pictures, "ssh-login")
+            self.assertEqual(found, {"dark": [uri], "light": [uri]})
             child.sendline(h.totp(key))
             child.expect("Press Enter once you have saved these codes")
             codes = re.findall(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{2}\b", child.before)

@@ -271,7 +271,7 @@ BOOST_AUTO_TEST_CASE(rejects_empty_embedded_nul_and_oversized_text) {
 BOOST_AUTO_TEST_CASE(terminal_text_scans_back_to_the_uri) {
   const TempDir dir;
   const QrCode code = encode_uri();
-  const std::string text(render_qr_text(code).view());
+  const std::string text(render_qr_text(code, QrTextColors::light_drawn).view());
   BOOST_TEST(text.find('\x1B') == std::string::npos);  // plain: no escape sequences
 
   // Two module rows per line, one character per module column.
@@ -289,6 +289,37 @@ BOOST_AUTO_TEST_CASE(terminal_text_scans_back_to_the_uri) {
 
   write_pgm(dir.path / "text.pgm", grid, 4);
   BOOST_TEST(zbar_decode(dir.path / "text.pgm") == kUri);
+}
+
+// Plain text cannot know the terminal's colours, and a reader like zbar does
+// not take an inverted symbol: the code comes twice, once drawn for each kind
+// of terminal. Each is read here as that terminal shows it (a glyph in the
+// foreground colour: light on a dark theme, dark on a light one).
+BOOST_AUTO_TEST_CASE(plain_text_scans_on_dark_and_on_light_terminals) {
+  const TempDir dir;
+  const QrCode code = encode_uri();
+  const std::string text(render_qr_text(code).view());
+  BOOST_TEST(text.find('\x1B') == std::string::npos);
+  const std::string for_dark(render_qr_text(code, QrTextColors::light_drawn).view());
+  const std::string for_light(render_qr_text(code, QrTextColors::dark_drawn).view());
+  BOOST_TEST(text == for_dark + "\n" + std::string(kpanel::common::kQrSecondCodeCaption) + "\n" +
+                         for_light);
+
+  // A dark theme: glyphs light (rasterize_text's reading).
+  write_pgm(dir.path / "dark-theme.pgm", rasterize_text(for_dark), 4);
+  BOOST_TEST(zbar_decode(dir.path / "dark-theme.pgm") == kUri);
+  // A light theme: glyphs dark, spaces (the quiet zone too) light.
+  Grid light = rasterize_text(for_light);
+  for (auto& row : light) {
+    row.flip();
+  }
+  const std::size_t side = code.width() + 2 * kQrQuietZone;
+  if (side % 2 == 1) {
+    light.pop_back();  // the background half line past the quiet zone
+  }
+  BOOST_TEST((light == expected_grid(code)));
+  write_pgm(dir.path / "light-theme.pgm", light, 4);
+  BOOST_TEST(zbar_decode(dir.path / "light-theme.pgm") == kUri);
 }
 
 BOOST_AUTO_TEST_CASE(terminal_text_is_a_pure_function_of_the_uri) {
@@ -314,7 +345,8 @@ BOOST_AUTO_TEST_CASE(ansi_text_pins_light_on_dark_and_scans_back) {
     start = end + 1;
   }
   BOOST_TEST(lines == (code.width() + 2 * kQrQuietZone + 1) / 2);
-  BOOST_TEST(strip_ansi(text) == std::string(render_qr_text(code).view()));
+  BOOST_TEST(strip_ansi(text) ==
+             std::string(render_qr_text(code, QrTextColors::light_drawn).view()));
 
   write_pgm(dir.path / "ansi.pgm", rasterize_text(strip_ansi(text)), 4);
   BOOST_TEST(zbar_decode(dir.path / "ansi.pgm") == kUri);
