@@ -2,16 +2,16 @@
 terminal, PNG, SVG, JSON), confirm, replace, status, disable, recovery codes,
 admin commands, exit codes. Codes from oathtool; QR codes read by zbarimg."""
 
+import json
 import os
 import re
-import struct
 import subprocess
 import tempfile
 import time
 import unittest
-import zlib
 
 import kpanel_harness as h
+import terminal_picture
 
 ALICE, BOB = "kpt_t_alice", "kpt_t_bob"
 PASSWORD = h.password_of(ALICE)
@@ -34,34 +34,6 @@ def zbar(path):
     out = subprocess.run(["zbarimg", "--quiet", "--raw", "--nodbus", path], capture_output=True,
                          text=True)
     return out.stdout.strip()
-
-
-def write_png(path, rows, scale=6):
-    """Grayscale PNG from rows of booleans (True = light), `scale` px per module."""
-    width = len(rows[0]) * scale
-    raw = b""
-    for row in rows:
-        line = b"\x00" + b"".join((b"\xff" if light else b"\x00") * scale for light in row)
-        raw += line * scale
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data +
-                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    header = struct.pack(">IIBBBBB", width, len(rows) * scale, 8, 0, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                + chunk(b"IEND", b""))
-
-
-def rasterize_terminal_qr(text):
-    """The half-block QR as the terminal shows it: light modules are drawn."""
-    upper = {"█": (True, True), "▀": (True, False), "▄": (False, True), " ": (False, False)}
-    lines = [l for l in text.splitlines() if l and set(l) <= set(upper) and set(l) != {" "}]
-    rows = []
-    for line in lines:
-        top = [upper[c][0] for c in line]
-        bottom = [upper[c][1] for c in line]
-        rows += [top, bottom]
-    return rows
 
 
 class Enrollment(unittest.TestCase):
@@ -118,11 +90,9 @@ class Enrollment(unittest.TestCase):
             self.assertIn("<svg", f.read())
         key = re.search(r"Key: ((?:[A-Z2-7]{4} ?)+)", out.stdout).group(1).split()
         self.assertEqual("".join(key), URI_RE.match(uri)["secret"])
-        rows = rasterize_terminal_qr(out.stdout)
-        self.assertGreater(len(rows), 21)
-        raster = os.path.join(self.tmp, "terminal.png")
-        write_png(raster, rows)
-        self.assertEqual(zbar(raster), uri)
+        # Not a colour terminal: plain text that scans on dark and light themes.
+        found = terminal_picture.decode_both_themes(out.stdout, self.tmp, "terminal")
+        self.assertEqual(found, {"dark": [uri], "light": [uri]})
 
     def test_new_begin_replaces_an_unconfirmed_one(self):
         _, first, _ = self.d.tool_json("enroll", "--begin", as_user=ALICE)
@@ -194,6 +164,87 @@ class Enrollment(unittest.TestCase):
         rc, status, _ = self.d.tool_json("status", "--user", ALICE)
         self.assertEqual(rc, 0)
         self.assertEqual(status["user"], ALICE)
+
+
+class MessagesAndJsonErrors(unittest.TestCase):
+    """What people and scripts are told when something is refused or has
+    nothing to do, against the real daemon."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon(pam_services={"kpanel-totp": PASSWORD_SERVICE}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def setUp(self):
+        self.d.tool("admin", "reset", ALICE)
+        self.d.tool("admin", "reset", BOB)
+
+    def assert_json_error(self, result, reason, exit_code=1):
+        self.assertEqual(result.returncode, exit_code, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertEqual(len(lines), 1, result.stdout)
+        error = json.loads(lines[0])
+        self.assertEqual(set(error), {"error", "message"})
+        self.assertEqual(error["error"], reason)
+        self.assertEqual(result.stderr.splitlines()[0], "kpanel-totp: " + error["message"])
+        return error
+
+    def test_every_refusal_with_json_is_one_object_with_the_same_exit_code(self):
+        self.assert_json_error(self.d.tool("--json", "enroll", "--confirm", "123456",
+                                           as_user=BOB), "no_pending_enrollment")
+        self.assert_json_error(self.d.tool("--json", "status", "--user", "root", as_user=BOB),
+                               "forbidden")
+        self.assert_json_error(self.d.tool("--json", "frobnicate"), "usage", 2)
+        self.assert_json_error(self.d.tool("--json", "recovery-codes"), "usage", 2)
+        unreachable = subprocess.run([h.TOOL, "--json", "--socket", "/nonexistent/k.sock",
+                                      "status"], capture_output=True, text=True)
+        self.assert_json_error(unreachable, "unreachable", 3)
+
+    def test_begin_says_when_it_expires_and_status_the_clock_offset(self):
+        rc, begun, _ = self.d.tool_json("enroll", "--begin", as_user=ALICE)
+        self.assertEqual(rc, 0)
+        self.assertRegex(begun["expires_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        rc, status, _ = self.d.tool_json("status", as_user=ALICE)
+        self.assertIn("clock_offset_seconds", status)
+        self.assertIsNone(status["clock_offset_seconds"])
+
+    def test_a_code_of_the_wrong_shape_is_refused_and_not_counted(self):
+        secret, _ = self.d.enroll(ALICE)
+        h.wait_for_next_step()
+        for _ in range(8):  # more than max_failures
+            result = self.d.tool("--json", "recovery-codes", "--regenerate", as_user=ALICE,
+                                 input_text="12345\n")
+            self.assert_json_error(result, "malformed_code")
+        self.assertIsNone(self.d.tool_json("status", as_user=ALICE)[1]["locked_until"])
+        reply = self.d.call(h.verify_request(ALICE, "000000" if h.totp(secret) != "000000"
+                                             else "111111"))
+        self.assertEqual(reply.get("failures_left"), 4, reply)
+
+    def test_admin_unlock_of_a_user_who_is_not_locked_says_so(self):
+        out = self.d.tool("admin", "unlock", ALICE)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(f"{ALICE} is not locked; nothing to unlock", out.stdout)
+
+    def test_admin_reset_of_a_user_with_no_enrollment_says_so(self):
+        out = self.d.tool("admin", "reset", ALICE)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn(f"{ALICE} has no enrollment", out.stderr)
+        self.assertNotIn("set one up", out.stderr)
+
+    def test_begin_for_another_user_ends_with_the_confirm_command_for_that_user(self):
+        out = self.d.tool("--user", BOB, "enroll", "--begin")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(f"Finish with: kpanel-totp --user {BOB} enroll --confirm CODE",
+                      out.stdout)
+
+    def test_disable_without_an_enrollment_refuses_before_asking_for_a_password(self):
+        out = self.d.tool("disable", as_user=ALICE, input_text="")
+        self.assertEqual(out.returncode, 1, out.stderr)  # not 2: no prompt ran out of input
+        self.assertIn("no two-factor enrollment; nothing to disable", out.stderr)
+        self.assertNotIn("Password", out.stderr + out.stdout)
 
 
 class ExitCodes(unittest.TestCase):
