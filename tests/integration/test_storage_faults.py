@@ -121,6 +121,14 @@ class StorageFault:
             attempts += 1
             reply = self.call(h.verify_request(ALICE, "000000"))
             self.assertEqual(reply["status"], "store_unavailable", reply)
+        # The reply names the configured store, and so does the tool.
+        where = "the SQLite database in " + self.state_dir
+        self.assertEqual(reply.get("store"), where, reply)
+        attempts += 1
+        tool = self.daemon.tool("--user", ALICE, "recovery-codes", "--regenerate",
+                                input_text="000000\n")
+        self.assertEqual(tool.returncode, 1, tool.stderr)
+        self.assertIn(f"cannot use its state store ({where})", tool.stderr)
         h.wait_for_next_step()
         fresh = h.totp(secret, at=time.time() + 30)
         for code in (fresh, recovery[0]):
