@@ -525,6 +525,19 @@ BOOST_AUTO_TEST_CASE(replayed_or_busy_from_a_script_exits_1_with_one_line) {
   BOOST_TEST(world.err() == "kpanel-totp: That code was already used; wait for the next one.\n");
 }
 
+// Five digits: the daemon did not count it; on a terminal it may be retyped.
+BOOST_AUTO_TEST_CASE(a_code_of_the_wrong_shape_typed_on_a_terminal_may_be_retyped) {
+  FakeWorld world;
+  world.prompter.is_interactive = true;
+  world.prompter.answers = {"12345", "123456"};
+  world.reply(begun());
+  world.reply_status(protocol::Status::malformed_code);
+  world.reply(codes());
+  BOOST_TEST(world.run({"enroll"}) == 0);
+  BOOST_TEST(world.requests.size() == 3U);
+  BOOST_TEST(contains(world.err(), "not a code"));
+}
+
 BOOST_AUTO_TEST_CASE(retyping_stops_after_three_attempts) {
   FakeWorld world;
   world.prompter.is_interactive = true;
