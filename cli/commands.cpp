@@ -115,7 +115,8 @@ std::string Context::suggest(std::string_view command) const {
 std::expected<protocol::Response, Failure> Context::send(const protocol::Request& request,
                                                          std::string_view about) {
   const common::ClientOptions options{global_.socket_path, kDaemonTimeout};
-  const std::string user_flag = global_.user.empty() ? std::string() : "--user " + global_.user + " ";
+  const std::string user_flag =
+      global_.user.empty() ? std::string() : "--user " + global_.user + " ";
   const FailureContext failure_context{about.empty() ? subject() : about, global_.socket_path,
                                        now(), user_flag, env_.service_manager};
   auto response = env_.call_daemon(options, request);
@@ -140,10 +141,9 @@ std::expected<common::SecureString, Failure> Context::ask(std::string_view promp
   if (!answer) {
     switch (answer.error()) {
       case PromptError::no_input:
-        return std::unexpected(
-            Failure{kExitUsage,
-                    "no " + name + " given: input ended (give one line per prompt on stdin)",
-                    "no_input"});
+        return std::unexpected(Failure{
+            kExitUsage, "no " + name + " given: input ended (give one line per prompt on stdin)",
+            "no_input"});
       case PromptError::too_long:
         return std::unexpected(Failure{kExitUsage, "the " + name + " is too long", "too_long"});
       case PromptError::io_error:
@@ -153,7 +153,8 @@ std::expected<common::SecureString, Failure> Context::ask(std::string_view promp
         Failure{kExitRefused, "cannot read the " + name + "; nothing changed", "input_error"});
   }
   if (answer->empty() && !allow_empty) {
-    return std::unexpected(Failure{kExitUsage, "no " + name + " entered; nothing changed", "no_input"});
+    return std::unexpected(
+        Failure{kExitUsage, "no " + name + " entered; nothing changed", "no_input"});
   }
   if (answer->size() > max_length) {
     return std::unexpected(Failure{kExitUsage, "the " + name + " is too long", "too_long"});
