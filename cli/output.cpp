@@ -157,10 +157,11 @@ void print_status(std::ostream& out, const protocol::UserStatus& status, common:
   if (status.last_skew_seconds) {
     // Only root and admins receive it (the daemon never tells a guesser).
     const std::int64_t skew = *status.last_skew_seconds;
-    out << "Phone clock:         about " << (skew < 0 ? -skew : skew) << " s "
-        << (skew < 0 ? "behind" : "ahead")
-        << " (a refused code matched outside the window; have the user set the time "
-           "automatically)\n";
+    // Which clock is wrong cannot be told from here: say what was seen.
+    out << "Clock offset:        the phone's codes match about " << (skew < 0 ? -skew : skew)
+        << " s " << (skew < 0 ? "behind" : "ahead")
+        << " of this host's clock (a refused code matched outside the window): check "
+           "this host's time sync (timedatectl) and the phone's automatic time\n";
   }
   if (!status.enrolled) {
     out << "Set up a code app with: " << tool << "enroll\n";
