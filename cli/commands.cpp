@@ -206,7 +206,7 @@ void print_help(std::ostream& out) {
     for (const OptionSpec& option : spec.options) {
       std::string flag = "--" + std::string(option.name);
       if (!option.value_name.empty()) {
-        flag += " " + std::string(option.value_name);
+        flag.append(" ").append(option.value_name);
       }
       out << "      " << flag << std::string(flag.size() < 18 ? 18 - flag.size() : 1, ' ')
           << option.help << '\n';

@@ -202,7 +202,7 @@ std::vector<std::string> Tree::glob(std::string_view logical_pattern) const {
       if (!prefix.empty() && path.starts_with(prefix)) {
         path.erase(0, prefix.size());
         if (!path.starts_with('/')) {
-          path.insert(0, "/");
+          path.insert(path.begin(), '/');
         }
       }
       out.push_back(std::move(path));

@@ -32,8 +32,10 @@ Outcome run(const std::string& args, const std::string& input = "/dev/null") {
   BOOST_REQUIRE(::mkdtemp(dir.data()) != nullptr);
   const std::filesystem::path out = std::filesystem::path(dir) / "out";
   const std::filesystem::path err = std::filesystem::path(dir) / "err";
-  const std::string command = "'" + std::string(binary) + "' " + args + " <'" + input + "' >'" +
-                              out.string() + "' 2>'" + err.string() + "'";
+  // Appended piece by piece: g++ 12 -O3 warns (-Wrestrict) on "'" + std::string.
+  std::string command;
+  command.append("'").append(binary).append("' ").append(args).append(" <'").append(input);
+  command.append("' >'").append(out.string()).append("' 2>'").append(err.string()).append("'");
   const int status =
       std::system(command.c_str());  // NOLINT(cert-env33-c,concurrency-mt-unsafe): test harness
   Outcome outcome;

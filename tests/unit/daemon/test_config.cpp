@@ -415,7 +415,10 @@ BOOST_AUTO_TEST_CASE(bad_bytes_and_sizes) {
              "t.conf:1: issuer: line is longer than 4096 bytes");
   BOOST_TEST(problem("# " + std::string(5000, 'x')) == "t.conf:1: line is longer than 4096 bytes");
   // Exactly 4096 bytes, plus CR LF, is fine.
-  BOOST_TEST(parse_ok("#" + std::string(4094, 'x') + "\r\n").socket == DaemonConfig{}.socket);
+  std::string longest(4094, 'x');
+  longest.insert(longest.begin(), '#');
+  longest.append("\r\n");
+  BOOST_TEST(parse_ok(longest).socket == DaemonConfig{}.socket);
   BOOST_TEST(problem("digits = 6\nissuer = a\0b\n"s) ==
              "t.conf:2: issuer: line contains a NUL byte");
   BOOST_TEST(problem("# \0\n"s) == "t.conf:1: line contains a NUL byte");

@@ -79,7 +79,8 @@ BOOST_AUTO_TEST_CASE(decode_refuses_what_encode_never_writes) {
   }
   std::string many;
   for (std::size_t i = 0; i <= kMaxStepRuns; ++i) {
-    many += (i == 0 ? "" : ",") + std::to_string(i * 2);
+    if (i != 0) many += ',';
+    many += std::to_string(i * 2);
   }
   BOOST_TEST(!decode_step_runs(many).has_value());
 }
