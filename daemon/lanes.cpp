@@ -72,15 +72,25 @@ void WorkLanes::run(LaneState& state, bool lower_priority) noexcept {
     Entry entry = std::move(from.front());
     from.pop_front();
     lock.unlock();
-    entry.job();
-    entry.job = nullptr;  // its captures (a connection, a request) go before the slot does
+    entry.job(Ticket(*this, state, entry.uid));
+    entry.job = nullptr;  // its captures (a connection, a request) go here, unlocked
     lock.lock();
-    if (entry.uid == 0) {
-      --state.root_jobs;
-    } else {
-      --state.other_jobs;
-      state.busy_uids.erase(entry.uid);
-    }
+  }
+}
+
+void WorkLanes::finish(LaneState& state, uid_t uid) noexcept {
+  const std::lock_guard lock(mutex_);
+  if (uid == 0) {
+    --state.root_jobs;
+  } else {
+    --state.other_jobs;
+    state.busy_uids.erase(uid);
+  }
+}
+
+void WorkLanes::Ticket::release() noexcept {
+  if (owner_ != nullptr) {
+    std::exchange(owner_, nullptr)->finish(*state_, uid_);
   }
 }
 

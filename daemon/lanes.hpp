@@ -26,6 +26,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace kpanel::daemon {
@@ -45,8 +46,33 @@ struct LaneLimits {
 };
 
 class WorkLanes {
+  struct LaneState;
+
  public:
-  using Job = std::move_only_function<void() noexcept>;
+  // A job's place in its lane's bounds. The job gives it back as soon as its
+  // work is done (before it sends the reply: a client that sends its next
+  // request the moment it has the answer must find its slot free), or when
+  // it ends.
+  class Ticket {
+   public:
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+    Ticket(Ticket&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr)), state_(other.state_), uid_(other.uid_) {}
+    Ticket& operator=(Ticket&&) = delete;
+    ~Ticket() { release(); }
+    void release() noexcept;
+
+   private:
+    friend class WorkLanes;
+    Ticket(WorkLanes& owner, LaneState& state, uid_t uid) noexcept
+        : owner_(&owner), state_(&state), uid_(uid) {}
+    WorkLanes* owner_;
+    LaneState* state_;
+    uid_t uid_;
+  };
+
+  using Job = std::move_only_function<void(Ticket) noexcept>;
 
   explicit WorkLanes(LaneLimits limits = {});
   WorkLanes(const WorkLanes&) = delete;
@@ -81,6 +107,7 @@ class WorkLanes {
   };
 
   void run(LaneState& state, bool lower_priority) noexcept;
+  void finish(LaneState& state, uid_t uid) noexcept;
   [[nodiscard]] bool admit(LaneState& state, uid_t uid) const;
 
   LaneLimits limits_;

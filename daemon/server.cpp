@@ -132,13 +132,15 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
     const bool queued = server_.lanes_.submit(
         lane, peer_.uid,
         [self = shared_from_this(), req = std::move(*request),
-         work = asio::make_work_guard(server_.io_)]() mutable noexcept {
+         work = asio::make_work_guard(server_.io_)](WorkLanes::Ticket ticket) mutable noexcept {
           protocol::Response response;
           try {
             response = self->server_.handler_(self->peer_, req);
           } catch (...) {
             response = protocol::Response{.status = protocol::Status::internal_error};
           }
+          // Before the reply goes: the client's next request may follow at once.
+          ticket.release();
           req = protocol::Request{};  // wipe the code before the worker moves on
           try {
             self->encode_reply(response);
