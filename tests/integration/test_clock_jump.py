@@ -36,7 +36,13 @@ class ClockJump(unittest.TestCase):
         self.shift(0)
         self.daemon = h.Daemon()
         self.addCleanup(self.daemon.cleanup)
-        env = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": self.offset_file,
+        # A sanitizer build's daemon needs ASan's runtime first in the list
+        # (CMake passes its path first in KPANEL_PAM_PRELOAD).
+        preload = LIBFAKETIME
+        if os.environ.get("KPANEL_SANITIZE") == "1":
+            asan = os.environ.get("KPANEL_PAM_PRELOAD", "").split(":")[0]
+            preload = f"{asan}:{LIBFAKETIME}"
+        env = {"LD_PRELOAD": preload, "FAKETIME_TIMESTAMP_FILE": self.offset_file,
                "FAKETIME_NO_CACHE": "1",
                # Timers and deadlines keep real time; only the wall clock moves.
                "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
