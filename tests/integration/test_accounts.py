@@ -6,7 +6,7 @@ import os
 import unittest
 
 import kpanel_harness as h
-from test_pam import Pam
+from test_pam import DaemonAndTwoStacks
 
 ALICE, ALIAS = "kpt_n_alice", "kpt_n_alias"
 GHOST = "kpt_n_ghost"  # never created
@@ -24,20 +24,11 @@ def tearDownModule():
     h.remove_users(ALIAS, ALICE)
 
 
-class OneAccountTwoNames(unittest.TestCase):
+class OneAccountTwoNames(DaemonAndTwoStacks):
     @classmethod
     def setUpClass(cls):
         assert h.uid_of(ALIAS) == h.uid_of(ALICE)
-        cls.d = h.Daemon(max_failures=3, lockout_seconds=120).start()
-        cls.pam = Pam()
-        cls.svc = cls.pam.service("kp-plain", f"socket={cls.d.socket}")
-        cls.nullok = cls.pam.service("kp-nullok", f"socket={cls.d.socket} nullok",
-                                     then_permit=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
-        cls.pam.cleanup()
+        super().setUpClass()
 
     def setUp(self):
         self.d.tool("admin", "reset", ALICE)

@@ -60,7 +60,11 @@ class Pam:
         subprocess.run(["rm", "-rf", self.dir])
 
 
-class ModuleAgainstDaemon(unittest.TestCase):
+class DaemonAndTwoStacks(unittest.TestCase):
+    """A daemon (3 failures lock for 2 minutes) and two PAM stacks on it: the
+    module alone (svc), and the module with nullok followed by pam_permit
+    (nullok). Tests of their own are in the subclasses."""
+
     @classmethod
     def setUpClass(cls):
         cls.d = h.Daemon(max_failures=3, lockout_seconds=120).start()
@@ -74,6 +78,8 @@ class ModuleAgainstDaemon(unittest.TestCase):
         cls.d.cleanup()
         cls.pam.cleanup()
 
+
+class ModuleAgainstDaemon(DaemonAndTwoStacks):
     def setUp(self):
         self.d.tool("admin", "reset", ALICE)
         self.d.tool("admin", "reset", BOB)
