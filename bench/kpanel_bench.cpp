@@ -52,9 +52,9 @@
 #include "common/protocol.hpp"
 #include "common/random.hpp"
 #include "common/totp.hpp"
-#include "daemon/secret_box.hpp"
-#include "daemon/store_postgresql.hpp"
-#include "daemon/store_sqlite.hpp"
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/store_postgresql.hpp"
+#include "daemon/store/store_sqlite.hpp"
 
 namespace kpanel::bench {
 namespace {

@@ -137,7 +137,7 @@ using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, En
 enum class Status : std::uint8_t {
   ok = 0,
   bad_request = 1,  // malformed or not valid for this op
-  forbidden = 2,    // the peer may not do this (daemon/dispatch.cpp decides)
+  forbidden = 2,    // the peer may not do this (daemon/authz/dispatch.cpp decides)
   not_enrolled = 3,
   wrong_code = 4,  // wrong code or used recovery code
   locked = 5,      // see locked_until

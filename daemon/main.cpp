@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/config.hpp"
+#include "daemon/config/config.hpp"
 #include "daemon/daemon_app.hpp"
 #include "kpanel/version.hpp"
 

@@ -10,7 +10,7 @@ serves as before, without a restart.
 Each abusive client is a forked child that drops to its own test uid, as a
 hostile local user would be; the per-uid cap (64) is what keeps one of them
 from taking every slot, and root keeps a reserve no unprivileged peer can
-take (daemon/server.hpp ServerLimits).
+take (daemon/net/server.hpp ServerLimits).
 
 What is measured is the daemon, not the machine: the abusive children run
 at nice 19 (busy loops from eight processes on a 2-core CI box would

@@ -6,7 +6,7 @@ module inside sshd does, logs users in through real PAM (pamtester and the
 module) with right codes: every login must succeed in under a second, and
 under `unavailable=ignore` a wrong code must still be refused.
 
-What keeps it so (daemon/lanes.hpp): password checks and recovery-code
+What keeps it so (daemon/net/lanes.hpp): password checks and recovery-code
 hashing run in a slow lane with one job per uid in flight (the rest are
 answered `busy` at once), root's requests are taken first, and login_check
 and TOTP verify run in a fast lane that slow work never occupies.

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
-#include "daemon/audit.hpp"
+#include "daemon/system/audit.hpp"
 #include "support/printing.hpp"
 #include "support/recording_audit.hpp"
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/totp.hpp"
-#include "daemon/config.hpp"
+#include "daemon/config/config.hpp"
 
 #ifndef KPANEL_SOURCE_DIR
 #error "KPANEL_SOURCE_DIR must name the source tree (tests/unit/daemon/CMakeLists.txt)"

@@ -6,7 +6,7 @@
 
 #include "common/base32.hpp"
 #include "common/totp.hpp"
-#include "daemon/dispatch.hpp"
+#include "daemon/authz/dispatch.hpp"
 #include "support/harness.hpp"
 #include "support/printing.hpp"
 

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/lanes.hpp"
+#include "daemon/net/lanes.hpp"
 #include "shared/eventually.hpp"
 
 namespace {

@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE libpq
 #include <boost/test/unit_test.hpp>
 
-#include "daemon/libpq.hpp"
+#include "daemon/store/libpq.hpp"
 
 namespace libpq = kpanel::daemon::libpq;
 

@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "common/clock.hpp"
-#include "daemon/lockout.hpp"
+#include "daemon/rules/lockout.hpp"
 
 namespace kpanel::daemon {
 namespace {

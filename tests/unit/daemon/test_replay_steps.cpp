@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/replay_steps.hpp"
+#include "daemon/rules/replay_steps.hpp"
 
 namespace kpanel::daemon::test {
 namespace {

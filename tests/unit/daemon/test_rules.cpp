@@ -12,7 +12,7 @@
 #include "common/base32.hpp"
 #include "common/recovery_code.hpp"
 #include "common/totp.hpp"
-#include "daemon/rules.hpp"
+#include "daemon/rules/rules.hpp"
 #include "support/harness.hpp"
 #include "support/printing.hpp"
 

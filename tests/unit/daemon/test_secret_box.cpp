@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "common/random.hpp"
-#include "daemon/secret_box.hpp"
-#include "daemon/store_sqlite.hpp"
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/store_sqlite.hpp"
 #include "shared/memory_map.hpp"
 #include "support/store_backends.hpp"
 

@@ -27,7 +27,7 @@
 #include "common/daemon_client.hpp"
 #include "common/protocol.hpp"
 #include "common/unique_fd.hpp"
-#include "daemon/server.hpp"
+#include "daemon/net/server.hpp"
 #include "shared/eventually.hpp"
 
 namespace {

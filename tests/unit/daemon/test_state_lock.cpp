@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/state_lock.hpp"
+#include "daemon/system/state_lock.hpp"
 #include "support/store_backends.hpp"
 
 namespace kpanel::daemon::test {

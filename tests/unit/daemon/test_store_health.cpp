@@ -2,7 +2,7 @@
 #include <boost/test/unit_test.hpp>
 #include <string>
 
-#include "daemon/store_health.hpp"
+#include "daemon/store/store_health.hpp"
 #include "support/memory_store.hpp"
 #include "support/recording_audit.hpp"
 

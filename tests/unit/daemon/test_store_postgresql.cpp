@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "common/recovery_code.hpp"
-#include "daemon/fleet_migration.hpp"
-#include "daemon/secret_box.hpp"
-#include "daemon/store_postgresql.hpp"
+#include "daemon/store/fleet_migration.hpp"
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/store_postgresql.hpp"
 #include "support/memory_store.hpp"
 #include "support/store_backends.hpp"
 

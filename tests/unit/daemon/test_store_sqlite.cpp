@@ -19,8 +19,8 @@
 
 #include "common/base32.hpp"
 #include "common/random.hpp"
-#include "daemon/secret_box.hpp"
-#include "daemon/store_sqlite.hpp"
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/store_sqlite.hpp"
 #include "support/store_backends.hpp"
 
 namespace kpanel::daemon::test {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/accounts.hpp"
+#include "daemon/authz/accounts.hpp"
 
 namespace kpanel::daemon::test {
 

@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "daemon/password_check.hpp"
+#include "daemon/system/password_check.hpp"
 
 namespace kpanel::daemon::test {
 

@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "common/clock.hpp"
-#include "daemon/rules.hpp"
+#include "daemon/rules/rules.hpp"
 #include "fake_accounts.hpp"
 #include "fake_passwords.hpp"
 #include "recording_audit.hpp"

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "daemon/store_row.hpp"
+#include "daemon/store/store_row.hpp"
 
 namespace kpanel::daemon::test {
 namespace {

@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "daemon/store.hpp"
+#include "daemon/store/store.hpp"
 
 namespace kpanel::daemon::test {
 

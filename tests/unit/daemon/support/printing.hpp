@@ -4,7 +4,7 @@
 #include <ostream>
 
 #include "common/protocol.hpp"
-#include "daemon/audit.hpp"
+#include "daemon/system/audit.hpp"
 
 namespace kpanel::common::protocol {
 inline std::ostream& operator<<(std::ostream& out, Status status) {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/audit.hpp"
+#include "daemon/system/audit.hpp"
 
 namespace kpanel::daemon::test {
 

@@ -15,9 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/secret_box.hpp"
-#include "daemon/store_postgresql.hpp"
-#include "daemon/store_sqlite.hpp"
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/store_postgresql.hpp"
+#include "daemon/store/store_sqlite.hpp"
 
 namespace kpanel::daemon::test {
 

@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "common/secure_buffer.hpp"
-#include "daemon/store.hpp"
+#include "daemon/store/store.hpp"
 #include "memory_store.hpp"
 
 namespace kpanel::daemon::test {

@@ -1,0 +1,172 @@
+#include "daemon/authz/accounts.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <vector>
+
+namespace kpanel::daemon {
+namespace {
+
+constexpr std::size_t kMaxLookupBuffer = std::size_t{1} << 20;  // 1 MiB: huge groups exist
+constexpr int kMaxGroups = 65536;                               // NGROUPS_MAX on Linux
+
+std::size_t initial_buffer_size(int sysconf_name) noexcept {
+  const long hint = sysconf(sysconf_name);
+  return hint > 0 ? static_cast<std::size_t>(hint) : std::size_t{1024};
+}
+
+// Calls a getXXnam_r-style `lookup(buffer, size, &result)` with a growing buffer.
+// True when an entry was found; `buffer` then backs the pointers in the entry.
+template <typename Lookup>
+bool lookup_with_buffer(std::vector<char>& buffer, std::size_t size, Lookup lookup) {
+  for (;;) {
+    buffer.resize(size);
+    bool found = false;
+    const int rc = lookup(buffer.data(), buffer.size(), found);
+    if (rc == 0) {
+      return found;
+    }
+    if (rc != ERANGE || size >= kMaxLookupBuffer) {
+      return false;
+    }
+    size *= 2;
+  }
+}
+
+struct UserEntry {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+std::optional<UserEntry> user_by_name(std::string_view name) {
+  if (name.empty() || name.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const std::string key(name);
+  passwd entry{};
+  std::vector<char> buffer;
+  const bool found = lookup_with_buffer(buffer, initial_buffer_size(_SC_GETPW_R_SIZE_MAX),
+                                        [&](char* data, std::size_t size, bool& hit) {
+                                          passwd* result = nullptr;
+                                          const int rc =
+                                              getpwnam_r(key.c_str(), &entry, data, size, &result);
+                                          hit = result != nullptr;
+                                          return rc;
+                                        });
+  if (!found) {
+    return std::nullopt;
+  }
+  return UserEntry{entry.pw_name, entry.pw_uid, entry.pw_gid};
+}
+
+std::optional<gid_t> group_by_name(std::string_view name) {
+  if (name.empty() || name.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const std::string key(name);
+  struct group entry {};
+  std::vector<char> buffer;
+  const bool found = lookup_with_buffer(buffer, initial_buffer_size(_SC_GETGR_R_SIZE_MAX),
+                                        [&](char* data, std::size_t size, bool& hit) {
+                                          struct group* result = nullptr;
+                                          const int rc =
+                                              getgrnam_r(key.c_str(), &entry, data, size, &result);
+                                          hit = result != nullptr;
+                                          return rc;
+                                        });
+  if (!found) {
+    return std::nullopt;
+  }
+  return entry.gr_gid;
+}
+
+// Primary plus supplementary groups, as initgroups() would set them.
+std::vector<gid_t> groups_of(const UserEntry& user) {
+  int count = 32;
+  std::vector<gid_t> groups;
+  while (count <= kMaxGroups) {
+    groups.resize(static_cast<std::size_t>(count));
+    int n = count;
+    if (getgrouplist(user.name.c_str(), user.gid, groups.data(), &n) >= 0) {
+      groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+      return groups;
+    }
+    // glibc reports the size it needs in n; grow at least twofold regardless.
+    count = std::max(n, count * 2);
+  }
+  return {user.gid};
+}
+
+}  // namespace
+
+std::optional<std::string> SystemAccountDirectory::name_for_uid(uid_t uid) const noexcept {
+  try {
+    passwd entry{};
+    std::vector<char> buffer;
+    const bool found = lookup_with_buffer(buffer, initial_buffer_size(_SC_GETPW_R_SIZE_MAX),
+                                          [&](char* data, std::size_t size, bool& hit) {
+                                            passwd* result = nullptr;
+                                            const int rc =
+                                                getpwuid_r(uid, &entry, data, size, &result);
+                                            hit = result != nullptr;
+                                            return rc;
+                                          });
+    if (!found || entry.pw_name == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(entry.pw_name);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> SystemAccountDirectory::canonical_name(
+    std::string_view name) const noexcept {
+  try {
+    const auto user = user_by_name(name);
+    if (!user) {
+      return std::nullopt;
+    }
+    // By uid, not the entry's own pw_name: an alias's entry names the alias.
+    return name_for_uid(user->uid);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+bool SystemAccountDirectory::exists(std::string_view name) const noexcept {
+  try {
+    return user_by_name(name).has_value();
+  } catch (...) {
+    return false;
+  }
+}
+
+bool SystemAccountDirectory::is_member(std::string_view name,
+                                       std::string_view group) const noexcept {
+  try {
+    const auto gid = group_by_name(group);
+    if (!gid) {
+      return false;
+    }
+    const auto user = user_by_name(name);
+    if (!user) {
+      return false;
+    }
+    if (user->gid == *gid) {
+      return true;
+    }
+    const auto groups = groups_of(*user);
+    return std::find(groups.begin(), groups.end(), *gid) != groups.end();
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace kpanel::daemon

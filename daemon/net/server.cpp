@@ -1,0 +1,346 @@
+#include "daemon/net/server.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+#include <cerrno>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "common/secure_buffer.hpp"
+#include "common/unique_fd.hpp"
+#include "daemon/system/audit.hpp"
+
+namespace kpanel::daemon {
+
+namespace asio = boost::asio;
+using local_socket = asio::local::stream_protocol::socket;
+namespace protocol = common::protocol;
+
+namespace {
+
+// Frame-level errors the client is told about before the connection closes;
+// anything else (bad magic, oversized, garbage) is closed without a word.
+std::optional<protocol::Status> reply_for(protocol::DecodeError error) noexcept {
+  switch (error) {
+    case protocol::DecodeError::unsupported_version:
+      return protocol::Status::unsupported_version;
+    case protocol::DecodeError::bad_magic:
+    case protocol::DecodeError::oversized:
+    case protocol::DecodeError::truncated:
+      return std::nullopt;
+    default:
+      return protocol::Status::bad_request;
+  }
+}
+
+}  // namespace
+
+// One client connection: header, body, handler on a worker, reply, close.
+class Server::Connection : public std::enable_shared_from_this<Server::Connection> {
+ public:
+  Connection(Server& server, local_socket socket, PeerCredentials peer)
+      : server_(server),
+        alive_(server.alive_),
+        socket_(std::move(socket)),
+        deadline_(server.io_),
+        peer_(peer) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  Connection(Connection&&) = delete;
+  Connection& operator=(Connection&&) = delete;
+  ~Connection() {
+    if (*alive_) {
+      server_.waiting_.erase(this);
+      server_.release(peer_.uid);
+    }
+  }
+
+  void start() {
+    arm_deadline();
+    server_.waiting_.insert(this);
+    asio::async_read(socket_, asio::buffer(header_),
+                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                       self->on_header(ec);
+                     });
+  }
+
+  // Stopping: a connection that has not sent its header yet is closed now
+  // rather than at its deadline, so a successor daemon waits for requests
+  // in flight only, not for idle clients.
+  void cut_if_waiting() noexcept { close(); }
+
+ private:
+  void arm_deadline() {
+    deadline_.expires_after(server_.limits_.io_deadline);
+    deadline_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: the phase finished in time
+      auto self = weak.lock();
+      // A deadline that expired just as the request completed must not close
+      // the socket under the worker that is about to answer on it: its fd
+      // number could be another client's by then.
+      if (!self || self->in_handler_) return;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);  // pending reads/writes complete with an error
+    });
+  }
+
+  void on_header(const boost::system::error_code& ec) {
+    server_.waiting_.erase(this);
+    if (ec) return;  // closed, reset or timed out: nothing to answer
+    const auto header = protocol::parse_header(header_);
+    if (!header) {
+      refuse(header.error());
+      return;
+    }
+    body_.resize(header->body_length);
+    asio::async_read(socket_, asio::buffer(body_.data(), body_.size()),
+                     [self = shared_from_this()](const boost::system::error_code& read_ec,
+                                                 std::size_t) { self->on_body(read_ec); });
+  }
+
+  void on_body(const boost::system::error_code& ec) {
+    if (ec) return;
+    deadline_.cancel();
+    auto request = protocol::decode_request(body_.view());
+    body_.clear();  // it may hold a code or a password
+    if (!request) {
+      refuse(request.error());
+      return;
+    }
+    // The handler blocks (fsync, scrypt, PAM): run it on a worker of its
+    // lane, which also sends the reply, so the client's answer does not wait
+    // for the io thread to wake. Until the worker posts back, only it touches
+    // the socket (in_handler_ keeps the deadline off); the last reference to
+    // this connection always returns to the io thread, and the work guard
+    // keeps the io thread running until it has.
+    const Lane lane = server_.lane_of_(*request);
+    in_handler_ = true;
+    const bool queued = server_.lanes_.submit(
+        lane, peer_.uid,
+        [self = shared_from_this(), req = std::move(*request),
+         work = asio::make_work_guard(server_.io_)](WorkLanes::Ticket ticket) mutable noexcept {
+          protocol::Response response;
+          try {
+            response = self->server_.handler_(self->peer_, req);
+          } catch (...) {
+            response = protocol::Response{.status = protocol::Status::internal_error};
+          }
+          // Before the reply goes: the client's next request may follow at once.
+          ticket.release();
+          req = protocol::Request{};  // wipe the code before the worker moves on
+          try {
+            self->encode_reply(response);
+            const std::size_t sent = self->send_now();
+            asio::post(self->server_.io_, [self, sent] {
+              self->in_handler_ = false;
+              self->finish_reply(sent);
+            });
+          } catch (...) {  // out of memory: the client's deadline ends it
+          }
+          work.reset();
+        });
+    if (!queued) {  // this caller's slow work is already in flight, or the lane is full
+      in_handler_ = false;
+      reply(protocol::Response{.status = protocol::Status::busy});
+    }
+  }
+
+  void refuse(protocol::DecodeError error) {
+    if (const auto status = reply_for(error)) {
+      reply(protocol::Response{.status = *status});
+    } else {
+      close();
+    }
+  }
+
+  // Frame-level refusals, from the io thread.
+  void reply(const protocol::Response& response) {
+    encode_reply(response);
+    finish_reply(0);
+  }
+
+  void encode_reply(const protocol::Response& response) {
+    out_ = protocol::encode_response(response);
+    if (out_.empty()) {  // a reply that breaks the codec's rules: say so, never half of it
+      out_ =
+          protocol::encode_response(protocol::Response{.status = protocol::Status::internal_error});
+    }
+  }
+
+  // One non-blocking send of the reply: how many bytes went. A reply fits in
+  // the socket buffer of a connection that has sent its request, so this is
+  // normally all of it; a client that stopped reading gets the rest from the
+  // io thread, under the deadline.
+  std::size_t send_now() noexcept {
+    for (;;) {
+      const ssize_t sent =
+          ::send(socket_.native_handle(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (sent >= 0) return static_cast<std::size_t>(sent);
+      if (errno != EINTR) return 0;  // EAGAIN, or an error the io thread's write meets too
+    }
+  }
+
+  // io thread: the first `sent` bytes of out_ are gone; send the rest, then close.
+  void finish_reply(std::size_t sent) {
+    if (sent >= out_.size()) {
+      out_.clear();
+      close();
+      return;
+    }
+    arm_deadline();
+    asio::async_write(socket_, asio::buffer(out_.data() + sent, out_.size() - sent),
+                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {
+                        self->out_.clear();
+                        self->close();
+                      });
+  }
+
+  void close() noexcept {
+    boost::system::error_code ignored;
+    try {
+      deadline_.cancel();  // throws only when the reactor fails; the socket must close anyway
+    } catch (const boost::system::system_error&) {
+    }
+    socket_.shutdown(local_socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  Server& server_;
+  std::shared_ptr<bool> alive_;
+  local_socket socket_;
+  asio::steady_timer deadline_;
+  PeerCredentials peer_;
+  bool in_handler_ = false;  // io thread only
+  std::array<std::uint8_t, protocol::kHeaderSize> header_{};
+  common::SecureBytes body_;
+  common::SecureBytes out_;
+};
+
+Server::Server(asio::io_context& io, asio::local::stream_protocol::acceptor acceptor,
+               WorkLanes& lanes, Handler handler, LaneOf lane_of, ServerLimits limits)
+    : io_(io),
+      acceptor_(std::move(acceptor)),
+      lanes_(lanes),
+      handler_(std::move(handler)),
+      lane_of_(std::move(lane_of)),
+      limits_(limits) {}
+
+Server::~Server() { *alive_ = false; }
+
+void Server::start() {
+  accepting_ = true;
+  boost::system::error_code ignored;
+  acceptor_.non_blocking(true, ignored);  // accept_ready() drains it with accept4
+  accept_next();
+}
+
+void Server::stop_accepting() {
+  accepting_ = false;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  // close() completes their reads with an error, which erases them.
+  const std::vector<Connection*> waiting(waiting_.begin(), waiting_.end());
+  for (Connection* connection : waiting) connection->cut_if_waiting();
+}
+
+// Accepting must cost the daemon less than connecting costs a client, or a
+// connect flood from one user fills the listen backlog and root's connect
+// waits behind it (test_abuse: root's p99 was 300 ms behind a single flooding
+// process). So when the socket is readable, the backlog is drained with plain
+// accept4 calls, and a connection already closed by its client is dropped
+// before it costs an epoll registration, a timer or an allocation.
+void Server::accept_next() {
+  if (!accepting_) return;
+  acceptor_.async_wait(asio::socket_base::wait_read,
+                       [this, alive = alive_](const boost::system::error_code& ec) {
+                         if (!*alive || !accepting_) return;
+                         if (!ec) accept_ready();
+                         accept_next();
+                       });
+}
+
+void Server::accept_ready() {
+  // Bounded, so replies waiting on the io thread are not held up by a flood.
+  constexpr int kAcceptBatch = 256;
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    const int fd =
+        ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      try {
+        on_accepted(fd);
+      } catch (...) {  // out of memory: this connection is lost, not the daemon
+        log_error("accept: connection setup failed");
+      }
+      continue;
+    }
+    const int error = errno;
+    if (error == EINTR || error == ECONNABORTED) continue;
+    if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+      // Out of file descriptors: keep serving the connections we have; the
+      // next wake-up will retry once some close.
+      log_error("accept: " + std::generic_category().message(error));
+    }
+    return;  // EAGAIN: the backlog is empty
+  }
+}
+
+void Server::on_accepted(int fd) {
+  // Closed on every way out but the last, where the asio socket takes it.
+  common::UniqueFd owned(fd);
+  ucred cred{};
+  socklen_t length = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0 || length != sizeof cred) {
+    log_error("connection without peer credentials dropped");
+    return;
+  }
+  const PeerCredentials peer{.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+  const std::size_t cap = peer.uid == 0 || limits_.root_reserve >= limits_.max_connections
+                              ? limits_.max_connections
+                              : limits_.max_connections - limits_.root_reserve;
+  const auto per_uid = connections_per_uid_.find(peer.uid);
+  if (connections_ >= cap || (peer.uid != 0 && per_uid != connections_per_uid_.end() &&
+                              per_uid->second >= limits_.max_connections_per_uid)) {
+    // Closing at once keeps a flood from holding memory; honest clients retry
+    // through their own timeout.
+    return;
+  }
+  std::array<char, 1> probe{};
+  if (::recv(fd, probe.data(), probe.size(), MSG_PEEK | MSG_DONTWAIT) == 0) {
+    return;  // already closed by the client: a flood, or a client that gave up
+  }
+  std::shared_ptr<Connection> connection;
+  try {
+    local_socket socket(io_, asio::local::stream_protocol(), fd);
+    static_cast<void>(owned.release());
+    connection = std::make_shared<Connection>(*this, std::move(socket), peer);
+  } catch (const std::exception& e) {
+    log_error(std::string("connection setup failed: ") + e.what());
+    return;
+  }
+  // Counted from here on; the Connection's destructor gives the slot back.
+  ++connections_;
+  ++connections_per_uid_[peer.uid];
+  connection->start();
+}
+
+void Server::release(uid_t uid) noexcept {
+  --connections_;
+  const auto it = connections_per_uid_.find(uid);
+  if (it != connections_per_uid_.end() && --it->second == 0) connections_per_uid_.erase(it);
+}
+
+}  // namespace kpanel::daemon

@@ -1,0 +1,29 @@
+#pragma once
+// The knobs the rules obey, filled from the config file (daemon/config/config.hpp).
+// Defaults here are the documented ones (kpanel-totpd.conf(5)); the config
+// table repeats none of them.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/totp.hpp"
+
+namespace kpanel::daemon {
+
+struct Policy {
+  std::string issuer = "Kapsule";
+  common::TotpParams totp{};  // for new enrollments
+  unsigned window = 1;        // accepted steps either side of now
+  unsigned max_failures = 5;
+  std::chrono::seconds lockout{300};
+  std::chrono::seconds lockout_max{3600};
+  unsigned recovery_codes = 10;
+  std::chrono::seconds enrollment_timeout{600};
+  std::string admin_group;                             // empty: root only
+  std::optional<std::chrono::sys_days> enforce_after;  // empty: never
+  std::string exempt_group;                            // empty: nobody
+};
+
+}  // namespace kpanel::daemon

@@ -1,0 +1,104 @@
+#pragma once
+// Every policy decision of kpanel-totpd, in one place (as OpenSSH
+// keeps its privileged answers in monitor.c): the login decision table,
+// the verification window, replay protection, lockout, recovery codes and
+// enrollment. rules.cpp reads top to bottom in that order.
+//
+// Callers (the Dispatcher) have already decided that the peer may act on
+// `user`; Rules never looks at who asked except to log it and to decide
+// whether admin-only detail is shown.
+//
+// Threads: every method may run concurrently with any other. Each request
+// reads one snapshot of the policy; Store::update serializes changes to one
+// user, and every change is durable before the method returns its reply.
+// Collaborators must be thread-safe too (the AuditLog, the AccountDirectory,
+// the PasswordChecker; the clock is only read).
+
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/clock.hpp"
+#include "common/protocol.hpp"
+#include "daemon/authz/accounts.hpp"
+#include "daemon/rules/lockout.hpp"
+#include "daemon/rules/policy.hpp"
+#include "daemon/store/store.hpp"
+#include "daemon/system/audit.hpp"
+#include "daemon/system/password_check.hpp"
+
+namespace kpanel::daemon {
+
+// Who asked, as far as the rules care.
+struct Caller {
+  uid_t uid = static_cast<uid_t>(-1);  // the peer's uid, for the audit log
+  bool privileged = false;             // root or admin_group: may see admin-only detail
+};
+
+class Rules {
+ public:
+  Rules(Policy policy, Store& store, const common::Clock& clock, PasswordChecker& passwords,
+        const AccountDirectory& accounts, AuditLog& audit);
+
+  // SIGHUP: requests already running finish with the policy they started with.
+  void set_policy(Policy policy);
+  [[nodiscard]] std::shared_ptr<const Policy> policy() const;
+
+  // Does this login need a code? LoginCheckResult.
+  common::protocol::Response login_check(
+      const Caller& caller, const std::string& user,
+      const common::protocol::LoginCheckRequest& request) noexcept;
+  // A TOTP code or a recovery code. VerifyResult.
+  common::protocol::Response verify(const Caller& caller, const std::string& user,
+                                    const common::protocol::VerifyRequest& request) noexcept;
+  // StatusResult; last_skew_seconds only for a privileged caller.
+  common::protocol::Response status(const Caller& caller, const std::string& user,
+                                    const common::protocol::StatusRequest& request) noexcept;
+  // EnrollBeginResult. With replace: proof (a code or a recovery code) is
+  // checked and consumed exactly as verify would.
+  common::protocol::Response enroll_begin(
+      const Caller& caller, const std::string& user,
+      const common::protocol::EnrollBeginRequest& request) noexcept;
+  // RecoveryCodesResult: new codes for a first enrollment, empty for a replace.
+  common::protocol::Response enroll_confirm(
+      const Caller& caller, const std::string& user,
+      const common::protocol::EnrollConfirmRequest& request) noexcept;
+  // Password and a current TOTP code; EmptyResult.
+  common::protocol::Response disable(const Caller& caller, const std::string& user,
+                                     const common::protocol::DisableRequest& request) noexcept;
+  // A current TOTP code; RecoveryCodesResult with the new set.
+  common::protocol::Response regenerate_recovery_codes(
+      const Caller& caller, const std::string& user,
+      const common::protocol::RegenerateRecoveryCodesRequest& request) noexcept;
+  // AdminListResult: every user the store knows.
+  common::protocol::Response admin_list(const Caller& caller,
+                                        const common::protocol::AdminListRequest& request) noexcept;
+  // Removes enrollment, pending enrollment, recovery codes and lockout state.
+  common::protocol::Response admin_reset(
+      const Caller& caller, const std::string& user,
+      const common::protocol::AdminResetRequest& request) noexcept;
+  // Clears failures, lockout and lockout level.
+  common::protocol::Response admin_unlock(
+      const Caller& caller, const std::string& user,
+      const common::protocol::AdminUnlockRequest& request) noexcept;
+
+  // The Dispatcher refused a request (forbidden, no_such_user): logged like
+  // the operation it asked for, with the request's service, rhost and tty.
+  void record_refused(const Caller& caller, const common::protocol::Request& request,
+                      AuditEventKind operation, const std::string& user,
+                      common::protocol::Status status) noexcept;
+
+ private:
+  Store& store_;
+  const common::Clock& clock_;
+  PasswordChecker& passwords_;
+  const AccountDirectory& accounts_;
+  AuditLog& audit_;
+  SlowCheckReservations slow_checks_;
+  mutable std::mutex policy_mutex_;
+  std::shared_ptr<const Policy> policy_;
+};
+
+}  // namespace kpanel::daemon

@@ -1,0 +1,84 @@
+#pragma once
+// The state store interface. The rules (daemon/rules/rules.hpp) decide; a store only
+// keeps records durably and serializes updates. Backends: store_sqlite (this
+// host) and, later, store_postgresql (a fleet). A store seals TOTP secrets
+// with the SecretBox it was built with, so no backend ever writes one in clear.
+
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/secure_buffer.hpp"
+#include "common/totp.hpp"
+#include "daemon/rules/replay_steps.hpp"
+
+namespace kpanel::daemon {
+
+struct Enrollment {
+  common::SecureBytes secret;  // raw key bytes, in clear only in memory
+  common::TotpParams params;
+  common::TimePoint enrolled_at;
+};
+
+struct PendingEnrollment {
+  common::SecureBytes secret;
+  common::TotpParams params;
+  common::TimePoint expires_at;
+};
+
+struct RecoveryCodeRecord {
+  std::string hash;  // common::hash_recovery_code output (salted, slow); never the code
+  bool used = false;
+};
+
+struct UserRecord {
+  std::string user;
+  std::optional<Enrollment> active;
+  std::optional<PendingEnrollment> pending;
+  // Replay state of the active secret (a pending secret has none yet: it has
+  // accepted nothing). last_step: the step of the code accepted most recently;
+  // a later code must be for a later step, unless last_step lies ahead of the
+  // clock (the clock moved back). used_steps: every step that may have been
+  // accepted, so that a code never works twice whatever the clock does.
+  std::optional<std::int64_t> last_step;
+  std::vector<StepRun> used_steps;
+  std::uint32_t failures = 0;       // consecutive failures since the last lockout/success
+  std::uint32_t lockout_level = 0;  // lockouts so far; the next lasts lockout_seconds << level
+  std::optional<common::TimePoint> locked_until;
+  std::optional<std::int64_t> last_skew_seconds;  // probable phone clock skew, for admins
+  std::vector<RecoveryCodeRecord> recovery_codes;
+};
+
+enum class StoreErrorKind : std::uint8_t { io, corrupt, busy, key, unavailable };
+
+struct StoreError {
+  StoreErrorKind kind = StoreErrorKind::io;
+  std::string message;  // for the daemon's log; never contains secrets
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The user's record, or nullopt when the store has none.
+  virtual std::expected<std::optional<UserRecord>, StoreError> load(std::string_view user) = 0;
+
+  // Atomic read-modify-write of one user's record. Loads the record (or a fresh
+  // one with only `user` set), calls `change`; when it returns true, writes the
+  // record back and makes it durable (fsync'd) before returning. Serialized
+  // against every other update of the same user. A record left with no active
+  // enrollment, no pending one, no lockout state and no recovery codes may be
+  // deleted by the store.
+  virtual std::expected<void, StoreError> update(
+      std::string_view user, const std::function<bool(UserRecord&)>& change) = 0;
+
+  // Every user the store knows, sorted by name.
+  virtual std::expected<std::vector<UserRecord>, StoreError> list() = 0;
+};
+
+}  // namespace kpanel::daemon
