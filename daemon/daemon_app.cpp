@@ -63,15 +63,10 @@ unsigned worker_count() { return std::max(16U, 8 * std::thread::hardware_concurr
 
 // Keys read once at start: changing them needs a restart, and a reload says so.
 void warn_about_restart_keys(const DaemonConfig& running, const DaemonConfig& loaded) {
-  const auto warn = [](const char* key) {
-    log_error(std::string("reload: `") + key + "` changed; it takes effect after a restart");
-  };
-  if (running.socket != loaded.socket) warn("socket");
-  if (running.state_dir != loaded.state_dir) warn("state_dir");
-  if (running.key_file != loaded.key_file) warn("key_file");
-  if (running.store != loaded.store) warn("store");
-  if (running.postgresql_dsn != loaded.postgresql_dsn) warn("postgresql_dsn");
-  if (running.password_service != loaded.password_service) warn("password_service");
+  // The key table says which keys a reload does not apply (daemon/config).
+  for (const std::string_view key : keys_needing_restart(running, loaded)) {
+    log_error("reload: `" + std::string(key) + "` changed; it takes effect after a restart");
+  }
 }
 
 // Asked only when key_file is missing: a new key is made on a first start,

@@ -1,17 +1,12 @@
 #include "daemon/config/config.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
-#include <chrono>
 #include <cstddef>
-#include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
@@ -20,8 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "common/totp.hpp"
 #include "common/unique_fd.hpp"
+#include "daemon/config/config_keys.hpp"
+#include "daemon/config/private_file.hpp"
 
 // Syntax (documented for admins in config/kpanel-totpd.conf):
 // - one `key = value` per line; whitespace around key and value is trimmed;
@@ -34,556 +30,18 @@
 namespace kpanel::daemon {
 namespace {
 
+using config_table::find_key;
+using config_table::is_control;
+using config_table::Key;
+using config_table::keys;
+using config_table::kKeyCount;
+using config_table::quoted;
+using config_table::trim;
+using config_table::valid_utf8;
+
 constexpr std::size_t kMaxLineBytes = 4096;
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 20U;  // 1 MiB
-constexpr std::string_view kWhitespace = " \t\r\f\v";
 constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
-
-// Bounds, also stated in config/kpanel-totpd.conf.
-constexpr unsigned kMinDigits = 6;  // RFC 4226 minimum; 8 is what authenticator apps support
-constexpr unsigned kMaxDigits = 8;
-constexpr unsigned kMinPeriod = 15;
-constexpr unsigned kMaxPeriod = 300;
-constexpr unsigned kMaxWindow = 10;
-constexpr unsigned kMaxFailuresLimit = 100;
-constexpr std::int64_t kMaxLockoutSeconds = 86'400;            // a day
-constexpr std::int64_t kMaxLockoutMaxSeconds = 30LL * 86'400;  // 30 days
-constexpr unsigned kMaxRecoveryCodes = 100;
-constexpr std::int64_t kMinEnrollmentTimeout = 60;  // time to scan and type
-constexpr std::int64_t kMaxEnrollmentTimeout = 86'400;
-constexpr std::size_t kMaxIssuerChars = 64;
-constexpr std::size_t kMaxGroupNameBytes = 32;
-constexpr std::size_t kMaxServiceNameBytes = 255;  // a file name in /etc/pam.d
-// bind() needs the path and its NUL in sockaddr_un::sun_path.
-constexpr std::size_t kMaxSocketPathBytes = sizeof(sockaddr_un::sun_path) - 1;
-// Room for many hosts and TLS file paths. The bound holds for the DSN and for
-// its masked form (a short password becomes "***", so masking can lengthen
-// it), so what --check-config prints parses back and fits a config line.
-constexpr std::size_t kMaxDsnBytes = 2048;
-
-// A value's problem, without the `FILE:LINE: key: ` prefix the caller adds.
-using Parsed = std::expected<void, std::string>;
-
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) {
-    return {};
-  }
-  return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
-}
-
-bool is_control(unsigned char c) { return c < 0x20 || c == 0x7F; }
-
-// Quoted for a message: control characters, quotes and backslashes escaped (the
-// text goes to a terminal and a log), cut at a UTF-8 boundary when long.
-std::string quoted(std::string_view s) {
-  constexpr std::size_t kMaxShown = 60;
-  bool cut = false;
-  if (s.size() > kMaxShown) {
-    std::size_t end = kMaxShown;
-    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0U) == 0x80U) {
-      --end;
-    }
-    s = s.substr(0, end);
-    cut = true;
-  }
-  constexpr std::string_view kHex = "0123456789abcdef";
-  std::string out = "\"";
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (byte == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F &&
-               static_cast<unsigned char>(s[i + 1]) >= 0x80) {
-      // C1 controls (U+0080..U+009F): some terminals act on them too.
-      const auto next = static_cast<unsigned char>(s[++i]);
-      out += "\\u00";
-      out += kHex[next >> 4U];
-      out += kHex[next & 0x0FU];
-    } else if (is_control(byte)) {
-      out += "\\x";
-      out += kHex[byte >> 4U];
-      out += kHex[byte & 0x0FU];
-    } else {
-      out += c;
-    }
-  }
-  out += cut ? "...\"" : "\"";
-  return out;
-}
-
-// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
-// Counts code points into `chars` when given.
-bool valid_utf8(std::string_view s, std::size_t* chars = nullptr) {
-  std::size_t count = 0;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (b0 < 0x80) {
-      len = 1;
-    } else if (b0 >= 0xC2 && b0 <= 0xDF) {
-      len = 2;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-      len = 3;
-      lo = b0 == 0xE0 ? 0xA0 : 0x80;  // overlong
-      hi = b0 == 0xED ? 0x9F : 0xBF;  // surrogates
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-      len = 4;
-      lo = b0 == 0xF0 ? 0x90 : 0x80;  // overlong
-      hi = b0 == 0xF4 ? 0x8F : 0xBF;  // past U+10FFFF
-    } else {
-      return false;
-    }
-    if (s.size() - i < len) {
-      return false;
-    }
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) {
-        return false;
-      }
-    }
-    i += len;
-    ++count;
-  }
-  if (chars != nullptr) {
-    *chars = count;
-  }
-  return true;
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-  return std::ranges::equal(a, b, [](char x, char y) {
-    const auto lower = [](char c) {
-      return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-    };
-    return lower(x) == lower(y);
-  });
-}
-
-// ---- value parsers ------------------------------------------------------------------
-
-// A decimal whole number in [lo, hi]: digits only (no sign, no spaces, no units).
-std::expected<std::uint64_t, std::string> parse_number(std::string_view value, std::uint64_t lo,
-                                                       std::uint64_t hi) {
-  const auto range = [&] {
-    return " is out of range (" + std::to_string(lo) + " to " + std::to_string(hi) + ")";
-  };
-  const bool digits_only =
-      !value.empty() && std::ranges::all_of(value, [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits_only) {
-    return std::unexpected(quoted(value) + " is not a whole number");
-  }
-  std::uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec == std::errc::result_out_of_range) {
-    return std::unexpected(quoted(value) + range());
-  }
-  if (ec != std::errc{} || end != value.data() + value.size()) {
-    return std::unexpected(quoted(value) + " is not a whole number");
-  }
-  if (n < lo || n > hi) {
-    return std::unexpected(std::to_string(n) + range());
-  }
-  return n;
-}
-
-Parsed set_unsigned(std::string_view value, unsigned lo, unsigned hi, unsigned& out) {
-  const auto n = parse_number(value, lo, hi);
-  if (!n) {
-    return std::unexpected(n.error());
-  }
-  out = static_cast<unsigned>(*n);  // within [lo, hi]
-  return {};
-}
-
-Parsed set_seconds(std::string_view value, std::int64_t lo, std::int64_t hi,
-                   std::chrono::seconds& out) {
-  const auto n =
-      parse_number(value, static_cast<std::uint64_t>(lo), static_cast<std::uint64_t>(hi));
-  if (!n) {
-    return std::unexpected(n.error());
-  }
-  out = std::chrono::seconds{static_cast<std::int64_t>(*n)};  // within [lo, hi]
-  return {};
-}
-
-Parsed set_path(std::string_view value, std::filesystem::path& out) {
-  if (!value.starts_with('/')) {
-    return std::unexpected(quoted(value) + " is not an absolute path");
-  }
-  out = std::filesystem::path{value};
-  return {};
-}
-
-Parsed set_socket_path(std::string_view value, std::filesystem::path& out) {
-  if (value.size() > kMaxSocketPathBytes) {
-    return std::unexpected("path is longer than " + std::to_string(kMaxSocketPathBytes) +
-                           " bytes, the limit for a UNIX socket");
-  }
-  return set_path(value, out);
-}
-
-// POSIX portable file name characters (what getgrnam() of any libc accepts),
-// not starting with '-', not all digits (that would read as a gid).
-Parsed set_group(std::string_view value, std::string& out) {
-  if (value.empty()) {
-    out.clear();
-    return {};
-  }
-  const auto portable = [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  };
-  const bool all_digits = std::ranges::all_of(value, [](char c) { return c >= '0' && c <= '9'; });
-  if (value.size() > kMaxGroupNameBytes || !std::ranges::all_of(value, portable) ||
-      value.front() == '-' || all_digits) {
-    return std::unexpected(quoted(value) +
-                           " is not a valid group name (up to 32 letters, digits, \".\", \"_\", "
-                           "\"-\"; not starting with \"-\"; not a number)");
-  }
-  out = std::string{value};
-  return {};
-}
-
-Parsed set_pam_service(std::string_view value, std::string& out) {
-  const auto allowed = [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  };
-  // No leading '.': "." and ".." would name directories next to /etc/pam.d files.
-  if (value.empty() || value.size() > kMaxServiceNameBytes ||
-      !std::ranges::all_of(value, allowed) || value.starts_with('.')) {
-    return std::unexpected(quoted(value) +
-                           " is not a valid PAM service name (letters, digits, \".\", \"_\", "
-                           "\"-\"; not starting with \".\")");
-  }
-  out = std::string{value};
-  return {};
-}
-
-// The issuer is shown by authenticator apps and is the part of the otpauth
-// label before the ':' that separates it from the account.
-Parsed set_issuer(std::string_view value, std::string& out) {
-  std::size_t chars = 0;
-  valid_utf8(value, &chars);  // lines are checked already; this counts
-  if (chars > kMaxIssuerChars) {
-    return std::unexpected("is longer than " + std::to_string(kMaxIssuerChars) + " characters");
-  }
-  if (value.find(':') != std::string_view::npos) {
-    return std::unexpected(quoted(value) +
-                           " contains \":\", which separates issuer and account in the "
-                           "otpauth label");
-  }
-  // Lines hold no C0 controls but tabs; C1 controls (U+0080..U+009F) are C2 80..C2 9F.
-  bool control = value.find('\t') != std::string_view::npos;
-  for (std::size_t i = 0; i + 1 < value.size(); ++i) {
-    const auto b1 = static_cast<unsigned char>(value[i + 1]);
-    control = control || (static_cast<unsigned char>(value[i]) == 0xC2 && b1 <= 0x9F);
-  }
-  if (control) {
-    return std::unexpected(quoted(value) + " contains a control character");
-  }
-  out = std::string{value};
-  return {};
-}
-
-Parsed set_algorithm(std::string_view value, common::TotpAlgorithm& out) {
-  const auto algorithm = common::parse_algorithm(value);
-  if (!algorithm) {
-    return std::unexpected(quoted(value) + " is not one of SHA1, SHA256, SHA512");
-  }
-  out = *algorithm;
-  return {};
-}
-
-Parsed set_store(std::string_view value, StoreBackend& out) {
-  if (equals_ignoring_case(value, "sqlite")) {
-    out = StoreBackend::sqlite;
-  } else if (equals_ignoring_case(value, "postgresql")) {
-    out = StoreBackend::postgresql;
-  } else {
-    return std::unexpected(quoted(value) + " is not one of sqlite, postgresql");
-  }
-  return {};
-}
-
-std::string_view to_string(StoreBackend store) {
-  return store == StoreBackend::postgresql ? "postgresql" : "sqlite";
-}
-
-Parsed set_date(std::string_view value, std::optional<std::chrono::sys_days>& out) {
-  if (value.empty()) {
-    out.reset();
-    return {};
-  }
-  const auto digits = [&](std::size_t at, std::size_t n) {
-    unsigned v = 0;
-    for (std::size_t i = at; i < at + n; ++i) {
-      v = v * 10 + static_cast<unsigned>(value[i] - '0');
-    }
-    return v;
-  };
-  const bool shape = value.size() == 10 && value[4] == '-' && value[7] == '-' &&
-                     std::ranges::all_of(std::array{0, 1, 2, 3, 5, 6, 8, 9}, [&](int i) {
-                       const char c = value[static_cast<std::size_t>(i)];
-                       return c >= '0' && c <= '9';
-                     });
-  if (!shape) {
-    return std::unexpected(quoted(value) + " is not a date in the form YYYY-MM-DD");
-  }
-  const std::chrono::year_month_day date{std::chrono::year{static_cast<int>(digits(0, 4))},
-                                         std::chrono::month{digits(5, 2)},
-                                         std::chrono::day{digits(8, 2)}};
-  if (!date.ok() || date.year() < std::chrono::year{1970}) {
-    return std::unexpected(quoted(value) + " is not a real date");
-  }
-  out = std::chrono::sys_days{date};
-  return {};
-}
-
-std::string format_date(const std::optional<std::chrono::sys_days>& day) {
-  if (!day) {
-    return {};
-  }
-  const std::chrono::year_month_day date{*day};
-  const auto pad = [](unsigned v, std::size_t width) {
-    const std::string s = std::to_string(v);
-    return std::string(width > s.size() ? width - s.size() : 0, '0') + s;
-  };
-  return pad(static_cast<unsigned>(static_cast<int>(date.year())), 4) + "-" +
-         pad(static_cast<unsigned>(date.month()), 2) + "-" +
-         pad(static_cast<unsigned>(date.day()), 2);
-}
-
-// ---- DSN masking --------------------------------------------------------------------
-
-// Keys whose value is a secret: password, sslpassword.
-bool is_secret_keyword(std::string_view key) {
-  constexpr std::string_view kPassword = "password";
-  return key.size() >= kPassword.size() &&
-         equals_ignoring_case(key.substr(key.size() - kPassword.size()), kPassword);
-}
-
-// URI form: postgresql://user:SECRET@host/db?password=SECRET&...
-std::string mask_dsn_uri(std::string_view dsn, std::size_t authority_at) {
-  std::string out{dsn.substr(0, authority_at)};
-  std::string_view rest = dsn.substr(authority_at);
-  const std::size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
-  const std::string_view authority = rest.substr(0, authority_end);
-  const std::size_t at = authority.rfind('@');
-  if (at != std::string_view::npos) {
-    const std::string_view userinfo = authority.substr(0, at);
-    const std::size_t colon = userinfo.find(':');
-    out += colon == std::string_view::npos ? userinfo
-                                           : std::string{userinfo.substr(0, colon)} + ":***";
-    out += authority.substr(at);
-  } else {
-    out += authority;
-  }
-  rest = rest.substr(authority_end);
-  // Query parameters: mask the value of every secret one.
-  const std::size_t query = rest.find('?');
-  out += rest.substr(0, query == std::string_view::npos ? rest.size() : query + 1);
-  if (query == std::string_view::npos) {
-    return out;
-  }
-  rest = rest.substr(query + 1);
-  bool first = true;
-  while (!rest.empty()) {
-    const std::size_t end = std::min(rest.find_first_of("&#"), rest.size());
-    const std::string_view param = rest.substr(0, end);
-    const std::size_t eq = param.find('=');
-    if (!first) {
-      out += '&';
-    }
-    first = false;
-    if (eq != std::string_view::npos && is_secret_keyword(param.substr(0, eq))) {
-      out += std::string{param.substr(0, eq)} + "=***";
-    } else {
-      out += param;
-    }
-    if (end < rest.size() && rest[end] == '#') {
-      out += rest.substr(end);
-      break;
-    }
-    rest = end < rest.size() ? rest.substr(end + 1) : std::string_view{};
-  }
-  return out;
-}
-
-// Keyword form: `host=db password='se cret' ...` (libpq: spaces around '=',
-// single quotes, backslash escapes).
-std::string mask_dsn_keywords(std::string_view dsn) {
-  std::string out;
-  std::size_t i = 0;
-  const auto is_space = [](char c) { return kWhitespace.find(c) != std::string_view::npos; };
-  while (i < dsn.size()) {
-    if (is_space(dsn[i])) {
-      out += dsn[i++];
-      continue;
-    }
-    const std::size_t key_start = i;
-    while (i < dsn.size() && dsn[i] != '=' && !is_space(dsn[i])) {
-      ++i;
-    }
-    const std::string_view key = dsn.substr(key_start, i - key_start);
-    std::size_t j = i;
-    while (j < dsn.size() && is_space(dsn[j])) {
-      ++j;
-    }
-    if (j >= dsn.size() || dsn[j] != '=') {
-      out += dsn.substr(key_start, i - key_start);  // malformed; libpq will say so
-      continue;
-    }
-    ++j;
-    while (j < dsn.size() && is_space(dsn[j])) {
-      ++j;
-    }
-    // The value: quoted up to the closing quote, else up to whitespace.
-    std::size_t k = j;
-    if (k < dsn.size() && dsn[k] == '\'') {
-      ++k;
-      while (k < dsn.size() && dsn[k] != '\'') {
-        k += (dsn[k] == '\\' && k + 1 < dsn.size()) ? 2 : 1;
-      }
-      k = std::min(k + 1, dsn.size());
-      // libpq ends the value here and refuses anything stuck to it; a secret's
-      // mask still runs to whitespace, so `password='hun'ter2` shows no "ter2".
-      while (is_secret_keyword(key) && k < dsn.size() && !is_space(dsn[k])) {
-        ++k;
-      }
-    } else {
-      while (k < dsn.size() && !is_space(dsn[k])) {
-        k += (dsn[k] == '\\' && k + 1 < dsn.size()) ? 2 : 1;
-      }
-    }
-    if (is_secret_keyword(key)) {
-      out += std::string{key} + "=***";
-    } else {
-      out += dsn.substr(key_start, k - key_start);
-    }
-    i = k;
-  }
-  return out;
-}
-
-std::string mask_dsn(std::string_view dsn) {
-  for (const std::string_view scheme : {"postgresql://", "postgres://"}) {
-    if (dsn.size() >= scheme.size() && equals_ignoring_case(dsn.substr(0, scheme.size()), scheme)) {
-      return mask_dsn_uri(dsn, scheme.size());
-    }
-  }
-  return mask_dsn_keywords(dsn);
-}
-
-// ---- the table ----------------------------------------------------------------------
-
-struct Key {
-  std::string_view name;
-  bool may_be_empty;  // only keys whose default is empty
-  Parsed (*parse)(std::string_view value, DaemonConfig& config);
-  std::string (*show)(const DaemonConfig& config);
-};
-
-// Every key of kpanel-totpd.conf(5), in the order of the shipped file and describe_config().
-// The defaults are DaemonConfig's and Policy's member initializers.
-constexpr auto kKeys = std::to_array<Key>({
-    {"socket", false,
-     [](std::string_view v, DaemonConfig& c) { return set_socket_path(v, c.socket); },
-     [](const DaemonConfig& c) { return c.socket.string(); }},
-    {"state_dir", false,
-     [](std::string_view v, DaemonConfig& c) { return set_path(v, c.state_dir); },
-     [](const DaemonConfig& c) { return c.state_dir.string(); }},
-    {"key_file", false, [](std::string_view v, DaemonConfig& c) { return set_path(v, c.key_file); },
-     [](const DaemonConfig& c) { return c.key_file.string(); }},
-    {"issuer", false,
-     [](std::string_view v, DaemonConfig& c) { return set_issuer(v, c.policy.issuer); },
-     [](const DaemonConfig& c) { return c.policy.issuer; }},
-    {"algorithm", false,
-     [](std::string_view v, DaemonConfig& c) { return set_algorithm(v, c.policy.totp.algorithm); },
-     [](const DaemonConfig& c) { return std::string{common::to_string(c.policy.totp.algorithm)}; }},
-    {"digits", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_unsigned(v, kMinDigits, kMaxDigits, c.policy.totp.digits);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.totp.digits); }},
-    {"period", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_unsigned(v, kMinPeriod, kMaxPeriod, c.policy.totp.period);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.totp.period); }},
-    {"window", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_unsigned(v, 0, kMaxWindow, c.policy.window);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.window); }},
-    {"max_failures", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_unsigned(v, 1, kMaxFailuresLimit, c.policy.max_failures);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.max_failures); }},
-    {"lockout_seconds", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_seconds(v, 1, kMaxLockoutSeconds, c.policy.lockout);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.lockout.count()); }},
-    // Checked against lockout_seconds once every line is read.
-    {"lockout_max_seconds", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_seconds(v, 1, kMaxLockoutMaxSeconds, c.policy.lockout_max);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.lockout_max.count()); }},
-    {"recovery_codes", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_unsigned(v, 1, kMaxRecoveryCodes, c.policy.recovery_codes);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.recovery_codes); }},
-    {"enrollment_timeout", false,
-     [](std::string_view v, DaemonConfig& c) {
-       return set_seconds(v, kMinEnrollmentTimeout, kMaxEnrollmentTimeout,
-                          c.policy.enrollment_timeout);
-     },
-     [](const DaemonConfig& c) { return std::to_string(c.policy.enrollment_timeout.count()); }},
-    {"password_service", false,
-     [](std::string_view v, DaemonConfig& c) { return set_pam_service(v, c.password_service); },
-     [](const DaemonConfig& c) { return c.password_service; }},
-    {"admin_group", true,
-     [](std::string_view v, DaemonConfig& c) { return set_group(v, c.policy.admin_group); },
-     [](const DaemonConfig& c) { return c.policy.admin_group; }},
-    {"enforce_after", true,
-     [](std::string_view v, DaemonConfig& c) { return set_date(v, c.policy.enforce_after); },
-     [](const DaemonConfig& c) { return format_date(c.policy.enforce_after); }},
-    {"exempt_group", true,
-     [](std::string_view v, DaemonConfig& c) { return set_group(v, c.policy.exempt_group); },
-     [](const DaemonConfig& c) { return c.policy.exempt_group; }},
-    // Checked against postgresql_dsn once every line is read.
-    {"store", false, [](std::string_view v, DaemonConfig& c) { return set_store(v, c.store); },
-     [](const DaemonConfig& c) { return std::string{to_string(c.store)}; }},
-    {"postgresql_dsn", true,
-     [](std::string_view v, DaemonConfig& c) -> Parsed {
-       if (v.size() > kMaxDsnBytes || mask_dsn(v).size() > kMaxDsnBytes) {
-         return std::unexpected("is longer than " + std::to_string(kMaxDsnBytes) +
-                                " bytes (each password counted as 3)");
-       }
-       c.postgresql_dsn = std::string{v};  // libpq is the judge of its syntax
-       return {};
-     },
-     [](const DaemonConfig& c) { return mask_dsn(c.postgresql_dsn); }},
-});
-
-std::optional<std::size_t> find_key(std::string_view name) {
-  const auto* const it = std::ranges::find(kKeys, name, &Key::name);
-  if (it == kKeys.end()) {
-    return std::nullopt;
-  }
-  return static_cast<std::size_t>(it - kKeys.begin());
-}
 
 std::size_t index_of(std::string_view name) { return find_key(name).value_or(0); }
 
@@ -619,7 +77,7 @@ std::optional<std::string_view> nearest_key(std::string_view name) {
   }
   std::optional<std::string_view> best;
   std::size_t best_distance = kMaxSuggestDistance + 1;
-  for (const Key& key : kKeys) {
+  for (const Key& key : keys()) {
     // The distance is at least the difference in length: skip the table.
     const std::size_t longer = std::max(name.size(), key.name.size());
     const std::size_t shorter = std::min(name.size(), key.name.size());
@@ -635,16 +93,9 @@ std::optional<std::string_view> nearest_key(std::string_view name) {
   return best;
 }
 
-struct Problem {
-  std::size_t line;
-  std::string message;
-};
-
 class Parser {
  public:
-  explicit Parser(std::string_view file_name) : file_name_(file_name) {}
-
-  std::expected<DaemonConfig, ConfigProblems> run(std::string_view text) {
+  ConfigReading run(std::string_view text) {
     if (text.size() > kMaxFileBytes) {
       add(0, "larger than 1 MiB; this is not a kpanel-totpd config file");
       return finish();
@@ -724,7 +175,7 @@ class Parser {
       add(number, std::move(message));
       return;
     }
-    const Key& key = kKeys[*index];
+    const Key& key = keys()[*index];
     const std::string prefix = std::string{key.name} + ": ";
     if (seen_[*index] != 0) {
       add(number, "duplicate key \"" + std::string{key.name} + "\" (already set on line " +
@@ -787,24 +238,15 @@ class Parser {
     }
   }
 
-  std::expected<DaemonConfig, ConfigProblems> finish() {
-    if (problems_.empty()) {
-      return std::move(config_);
-    }
-    std::ranges::stable_sort(problems_, {}, &Problem::line);
-    ConfigProblems out;
-    out.reserve(problems_.size());
-    for (const Problem& p : problems_) {
-      out.push_back(std::string{file_name_} + ":" + std::to_string(p.line) + ": " + p.message);
-    }
-    return std::unexpected(std::move(out));
+  ConfigReading finish() {
+    std::ranges::stable_sort(problems_, {}, &ConfigProblem::line);
+    return ConfigReading{std::move(config_), std::move(problems_)};
   }
 
-  std::string_view file_name_;
   DaemonConfig config_;
-  std::array<std::size_t, kKeys.size()> seen_{};  // line that set each key; 0: not set
-  std::array<bool, kKeys.size()> bad_{};          // its value was refused
-  std::vector<Problem> problems_;
+  std::array<std::size_t, kKeyCount> seen_{};  // line that set each key; 0: not set
+  std::array<bool, kKeyCount> bad_{};          // its value was refused
+  std::vector<ConfigProblem> problems_;
 };
 
 std::string errno_message(int error) { return std::generic_category().message(error); }
@@ -825,34 +267,39 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
   const auto problem = [&](const std::string& message) {
     return std::unexpected(ConfigProblems{name + ":0: " + message});
   };
-  // O_NONBLOCK: opening a FIFO put in its place must not hang the daemon.
-  const int raw_fd =
-      ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (raw_fd < 0) {
-    const int error = errno;
-    if (error == ENOENT && options.missing_is_default) {
-      return DaemonConfig{};
+  auto opened = open_no_follow(path, FileKind::regular);
+  if (!opened) {
+    const FileIssue& issue = opened.error();
+    switch (issue.problem) {
+      case FileProblem::missing:
+        if (options.missing_is_default) {
+          return DaemonConfig{};
+        }
+        break;
+      case FileProblem::symlink:
+        return problem(
+            "is a symbolic link; refusing it: put the file itself there, or name the "
+            "target with --config");
+      case FileProblem::cannot_stat:
+        return problem("cannot stat: " + errno_message(issue.error));
+      case FileProblem::not_regular:
+        return problem("not a regular file");
+      default:
+        break;
     }
-    struct stat link {};
-    if (error == ELOOP && ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
-      return problem(
-          "is a symbolic link; refusing it: put the file itself there, or name the "
-          "target with --config");
-    }
-    return problem("cannot open: " + errno_message(error));
+    return problem("cannot open: " + errno_message(issue.error));
   }
-  const common::UniqueFd fd{raw_fd};
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
-    return problem("cannot stat: " + errno_message(errno));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return problem("not a regular file");
-  }
+  const common::UniqueFd fd = std::move(opened->fd);
+  const struct stat& st = opened->info;
   if (options.check_permissions) {
     // Whoever can write the config can turn the second factor off.
-    const bool owner_ok = st.st_uid == 0 || st.st_uid == ::geteuid();
-    const bool mode_ok = (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+    const auto issues =
+        owner_and_mode_issues(st, path, OwnerAndMode{::geteuid(), true, S_IWGRP | S_IWOTH});
+    const auto has = [&issues](FileProblem p) {
+      return std::ranges::any_of(issues, [p](const FileIssue& i) { return i.problem == p; });
+    };
+    const bool owner_ok = !has(FileProblem::wrong_owner);
+    const bool mode_ok = !has(FileProblem::too_open);
     if (!owner_ok || !mode_ok) {
       std::string what =
           !owner_ok ? "owned by uid " + std::to_string(st.st_uid) + ", not root" : std::string{};
@@ -889,10 +336,25 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
 
 }  // namespace
 
+ConfigReading read_config_text(std::string_view text) { return Parser{}.run(text); }
+
+std::string format_problem(std::string_view file_name, const ConfigProblem& problem) {
+  return std::string{file_name} + ":" + std::to_string(problem.line) + ": " + problem.message;
+}
+
 std::expected<DaemonConfig, ConfigProblems> parse_config(std::string_view text,
                                                          std::string_view file_name) {
   try {
-    return Parser{file_name}.run(text);
+    ConfigReading reading = Parser{}.run(text);
+    if (reading.problems.empty()) {
+      return std::move(reading.config);
+    }
+    ConfigProblems out;
+    out.reserve(reading.problems.size());
+    for (const ConfigProblem& p : reading.problems) {
+      out.push_back(format_problem(file_name, p));
+    }
+    return std::unexpected(std::move(out));
   } catch (const std::exception& e) {  // only allocation failure can get here
     return std::unexpected(ConfigProblems{std::string{file_name} + ":0: " + e.what()});
   }
@@ -909,10 +371,34 @@ std::expected<DaemonConfig, ConfigProblems> load_config(const std::filesystem::p
 
 std::string describe_config(const DaemonConfig& config) {
   std::string out;
-  for (const Key& key : kKeys) {
+  for (const Key& key : keys()) {
     const std::string value = key.show(config);
     out += key.name;
     out += value.empty() ? " =\n" : " = " + value + "\n";
+  }
+  return out;
+}
+
+std::vector<ConfigKey> config_keys() {
+  std::vector<ConfigKey> out;
+  for (const Key& key : keys()) {
+    out.push_back(ConfigKey{key.name, key.takes_effect});
+  }
+  return out;
+}
+
+std::vector<std::string_view> keys_needing_restart(const DaemonConfig& running,
+                                                   const DaemonConfig& loaded) {
+  std::vector<std::string_view> out;
+  for (const Key& key : keys()) {
+    if (key.takes_effect != TakesEffect::on_restart) {
+      continue;
+    }
+    const bool changed = key.differs != nullptr ? key.differs(running, loaded)
+                                                : key.show(running) != key.show(loaded);
+    if (changed) {
+      out.push_back(key.name);
+    }
   }
   return out;
 }

@@ -18,6 +18,7 @@
 
 #include "common/random.hpp"
 #include "common/unique_fd.hpp"
+#include "daemon/config/private_file.hpp"
 
 namespace kpanel::daemon {
 namespace {
@@ -113,24 +114,18 @@ std::expected<common::ProtectedBytes, std::string> create_key_file(
 }
 
 std::expected<common::ProtectedBytes, std::string> read_key_file(
-    const std::filesystem::path& key_file, int fd) {
-  struct stat info {};
-  const bool stat_ok = ::fstat(fd, &info) == 0;
-  const int stat_error = errno;
+    const std::filesystem::path& key_file, const OpenedFile& opened) {
+  const int fd = opened.fd.get();
+  const struct stat& info = opened.info;
   const std::string name = key_file.string();
-  if (!stat_ok) {
-    return std::unexpected("cannot stat key_file " + name + ": " + errno_text(stat_error));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return std::unexpected("key_file " + name + " is not a regular file: point key_file at one");
-  }
   const uid_t euid = ::geteuid();
-  if (info.st_uid != euid) {
-    return std::unexpected("key_file " + name + " is owned by uid " + std::to_string(info.st_uid) +
-                           ", not by the daemon's uid " + std::to_string(euid) + ": chown " +
-                           std::to_string(euid) + " " + name);
-  }
-  if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+  // The first problem only: the owner, then the mode.
+  for (const FileIssue& issue : owner_and_mode_issues(info, key_file, OwnerAndMode{euid})) {
+    if (issue.problem == FileProblem::wrong_owner) {
+      return std::unexpected("key_file " + name + " is owned by uid " +
+                             std::to_string(info.st_uid) + ", not by the daemon's uid " +
+                             std::to_string(euid) + ": chown " + std::to_string(euid) + " " + name);
+    }
     return std::unexpected("key_file " + name + " has mode " + octal_mode(info.st_mode) +
                            " (group or others have access): chmod 600 " + name +
                            ", and treat the key as exposed if others could read it");
@@ -180,19 +175,24 @@ std::expected<common::ProtectedBytes, std::string> load_or_create_key(
     const std::filesystem::path& key_file, const SecretBox::SealedProbe& holds_sealed) {
   // Two tries: a postinst may create the file between our open and our create.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    // O_NONBLOCK so a FIFO planted at the path cannot hang the start.
-    const common::UniqueFd fd(
-        ::open(key_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-    if (fd.valid()) return read_key_file(key_file, fd.get());
-    const int error = errno;
-    if (error == ELOOP) {
-      return std::unexpected("key_file " + key_file.string() +
+    // Non-blocking, so a FIFO planted at the path cannot hang the start.
+    const auto opened = open_no_follow(key_file, FileKind::regular);
+    if (opened) return read_key_file(key_file, *opened);
+    const FileIssue& issue = opened.error();
+    const std::string name = key_file.string();
+    if (issue.problem == FileProblem::symlink || issue.error == ELOOP) {
+      return std::unexpected("key_file " + name +
                              " is a symbolic link, which is refused: set key_file to the real "
                              "file's path");
     }
-    if (error != ENOENT) {
-      return std::unexpected("cannot open key_file " + key_file.string() + ": " +
-                             errno_text(error));
+    if (issue.problem == FileProblem::cannot_stat) {
+      return std::unexpected("cannot stat key_file " + name + ": " + errno_text(issue.error));
+    }
+    if (issue.problem == FileProblem::not_regular) {
+      return std::unexpected("key_file " + name + " is not a regular file: point key_file at one");
+    }
+    if (issue.problem != FileProblem::missing) {
+      return std::unexpected("cannot open key_file " + name + ": " + errno_text(issue.error));
     }
     if (auto allowed = may_create_key(key_file, holds_sealed); !allowed) {
       return std::unexpected(std::move(allowed.error()));

@@ -17,12 +17,13 @@
 #include <vector>
 
 #include "common/secure_buffer.hpp"
+#include "daemon/config/config.hpp"
 
 namespace kpanel::daemon {
 
 class SecretBox {
  public:
-  static constexpr std::size_t kKeyBytes = 32;
+  static constexpr std::size_t kKeyBytes = kKeyFileBytes;  // what the doctor checks too
   static constexpr std::uint8_t kFormatVersion = 0x01;
   static constexpr std::size_t kNonceBytes = 12;
   static constexpr std::size_t kTagBytes = 16;

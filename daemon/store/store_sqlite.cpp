@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/unique_fd.hpp"
+#include "daemon/config/private_file.hpp"
 #include "daemon/store/store_row.hpp"
 
 namespace kpanel::daemon {
@@ -237,29 +238,29 @@ struct StoredRow {
 
 std::expected<void, StoreError> check_private_dir(const std::filesystem::path& dir, bool created) {
   const std::string name = dir.string();
-  const common::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) {
-    const int error = errno;
-    // With O_DIRECTORY, Linux reports a symlink as ENOTDIR rather than ELOOP.
-    struct stat link {};
-    if (error == ELOOP ||
-        (error == ENOTDIR && ::lstat(dir.c_str(), &link) == 0 && S_ISLNK(link.st_mode))) {
+  auto opened = open_no_follow(dir, FileKind::directory);
+  if (!opened) {
+    const FileIssue& issue = opened.error();
+    if (issue.problem == FileProblem::symlink || issue.error == ELOOP) {
       return std::unexpected(io_error("state_dir " + name +
                                       " is a symbolic link, which is refused: set state_dir to "
                                       "the real directory"));
     }
-    if (error == ENOTDIR) {
+    if (issue.problem == FileProblem::not_directory) {
       return std::unexpected(io_error("state_dir " + name + " is not a directory"));
     }
-    return std::unexpected(io_error("cannot open state_dir " + name + ": " + errno_text(error)));
+    if (issue.problem == FileProblem::cannot_stat) {
+      return std::unexpected(
+          io_error("cannot stat state_dir " + name + ": " + errno_text(issue.error)));
+    }
+    return std::unexpected(
+        io_error("cannot open state_dir " + name + ": " + errno_text(issue.error)));
   }
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) {
-    const int error = errno;
-    return std::unexpected(io_error("cannot stat state_dir " + name + ": " + errno_text(error)));
-  }
+  const common::UniqueFd fd = std::move(opened->fd);
+  const struct stat& info = opened->info;
   const uid_t euid = ::geteuid();
-  if (info.st_uid != euid) {
+  const auto issues = owner_and_mode_issues(info, dir, OwnerAndMode{euid});
+  if (!issues.empty() && issues.front().problem == FileProblem::wrong_owner) {
     return std::unexpected(io_error("state_dir " + name + " is owned by uid " +
                                     std::to_string(info.st_uid) + ", not by the daemon's uid " +
                                     std::to_string(euid) + ": chown -R " + std::to_string(euid) +
@@ -270,7 +271,7 @@ std::expected<void, StoreError> check_private_dir(const std::filesystem::path& d
     const int error = errno;
     return std::unexpected(io_error("cannot chmod state_dir " + name + ": " + errno_text(error)));
   }
-  if (!created && (info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+  if (!created && !issues.empty()) {  // too_open: group or others have access
     return std::unexpected(io_error("state_dir " + name + " has mode " + octal_mode(info.st_mode) +
                                     " (group or others have access): chmod 700 " + name));
   }
@@ -307,24 +308,27 @@ std::expected<void, StoreError> prepare_state_dir(const std::filesystem::path& d
 // wider. Checked by name, never opened: closing a descriptor of a database file
 // would drop the POSIX locks any SQLite connection of this process holds on it.
 std::expected<bool, StoreError> check_private_file(const std::filesystem::path& path) {
-  struct stat info {};
-  if (::lstat(path.c_str(), &info) != 0) {
-    const int error = errno;
-    if (error == ENOENT) return false;
-    return std::unexpected(io_error("cannot stat " + path.string() + ": " + errno_text(error)));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return std::unexpected(
+  const auto checked = lstat_no_follow(path, FileKind::regular);
+  if (!checked) {
+    const FileIssue& issue = checked.error();
+    if (issue.problem == FileProblem::missing) return false;
+    if (issue.problem == FileProblem::cannot_stat) {
+      return std::unexpected(
+          io_error("cannot stat " + path.string() + ": " + errno_text(issue.error)));
+    }
+    return std::unexpected(  // symlink or not_regular
         io_error(path.string() + " is not a regular file (a symbolic link?): remove it"));
   }
+  const struct stat& info = *checked;
   const uid_t euid = ::geteuid();
-  if (info.st_uid != euid) {
+  const auto issues = owner_and_mode_issues(info, path, OwnerAndMode{euid});
+  if (!issues.empty() && issues.front().problem == FileProblem::wrong_owner) {
     return std::unexpected(io_error(path.string() + " is owned by uid " +
                                     std::to_string(info.st_uid) + ", not by the daemon's uid " +
                                     std::to_string(euid) + ": chown " + std::to_string(euid) + " " +
                                     path.string()));
   }
-  if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0 && ::chmod(path.c_str(), kPrivateFile) != 0) {
+  if (!issues.empty() && ::chmod(path.c_str(), kPrivateFile) != 0) {  // too_open: narrow it
     const int error = errno;
     return std::unexpected(
         io_error("cannot chmod 600 " + path.string() + ": " + errno_text(error)));

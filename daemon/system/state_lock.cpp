@@ -12,6 +12,8 @@
 #include <system_error>
 #include <thread>
 
+#include "daemon/config/private_file.hpp"
+
 namespace kpanel::daemon {
 namespace {
 
@@ -56,19 +58,17 @@ std::expected<common::UniqueFd, std::string> open_lock_file(const std::filesyste
     const int error = errno;
     return std::unexpected("cannot create state_dir " + name + ": " + errno_text(error));
   }
-  const common::UniqueFd dir_fd(
-      ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir_fd.valid()) {
-    const int error = errno;
-    struct stat link {};
-    if (error == ELOOP ||
-        (error == ENOTDIR && ::lstat(dir.c_str(), &link) == 0 && S_ISLNK(link.st_mode))) {
+  auto opened_dir = open_no_follow(dir, FileKind::directory);
+  if (!opened_dir) {
+    const FileIssue& issue = opened_dir.error();
+    if (issue.problem == FileProblem::symlink || issue.error == ELOOP) {
       return std::unexpected("state_dir " + name +
                              " is a symbolic link, which is refused: set state_dir to the real "
                              "directory");
     }
-    return std::unexpected("cannot open state_dir " + name + ": " + errno_text(error));
+    return std::unexpected("cannot open state_dir " + name + ": " + errno_text(issue.error));
   }
+  const common::UniqueFd dir_fd = std::move(opened_dir->fd);
   const std::string file(StateLock::kFileName);
   common::UniqueFd fd(::openat(dir_fd.get(), file.c_str(),
                                O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
@@ -84,8 +84,7 @@ std::expected<common::UniqueFd, std::string> open_lock_file(const std::filesyste
     return std::unexpected("cannot open lock file " + (dir / file).string() + ": " +
                            errno_text(error));
   }
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) {
+  if (!stat_opened(fd.get(), dir / file, FileKind::regular)) {
     return std::unexpected("lock file " + (dir / file).string() + " is not a regular file");
   }
   return fd;
