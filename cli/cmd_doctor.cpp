@@ -20,10 +20,10 @@
 #include <system_error>
 
 #include "cli/commands.hpp"
-#include "cli/doctor.hpp"
-#include "cli/doctor_model.hpp"
-#include "cli/doctor_sshd.hpp"
 #include "cli/output.hpp"
+#include "doctor/doctor.hpp"
+#include "doctor/doctor_model.hpp"
+#include "doctor/doctor_sshd.hpp"
 
 namespace kpanel::cli {
 

@@ -16,9 +16,9 @@
 #include <variant>
 
 #include "common/daemon_client.hpp"
+#include "common/pam_options.hpp"
 #include "common/protocol.hpp"
 #include "pam_module/conversation.hpp"
-#include "pam_module/options.hpp"
 #include "pam_module/outcome.hpp"
 
 namespace {

@@ -203,6 +203,8 @@ class Parser {
       }
       add(number, std::move(message));
       bad_[*index] = true;
+    } else {
+      keys_set_.push_back(key.name);
     }
   }
 
@@ -240,13 +242,14 @@ class Parser {
 
   ConfigReading finish() {
     std::ranges::stable_sort(problems_, {}, &ConfigProblem::line);
-    return ConfigReading{std::move(config_), std::move(problems_)};
+    return ConfigReading{std::move(config_), std::move(problems_), std::move(keys_set_)};
   }
 
   DaemonConfig config_;
   std::array<std::size_t, kKeyCount> seen_{};  // line that set each key; 0: not set
   std::array<bool, kKeyCount> bad_{};          // its value was refused
   std::vector<ConfigProblem> problems_;
+  std::vector<std::string_view> keys_set_;
 };
 
 std::string errno_message(int error) { return std::generic_category().message(error); }
@@ -377,6 +380,11 @@ std::string describe_config(const DaemonConfig& config) {
     out += value.empty() ? " =\n" : " = " + value + "\n";
   }
   return out;
+}
+
+std::string config_value(const DaemonConfig& config, std::string_view key) {
+  const auto index = find_key(key);
+  return index ? keys()[*index].show(config) : std::string{};
 }
 
 std::vector<ConfigKey> config_keys() {

@@ -52,6 +52,7 @@ struct ConfigProblem {
 struct ConfigReading {
   DaemonConfig config;
   std::vector<ConfigProblem> problems;
+  std::vector<std::string_view> keys_set;  // keys given a value it accepts, in line order
 };
 [[nodiscard]] ConfigReading read_config_text(std::string_view text);
 
@@ -77,6 +78,10 @@ struct ConfigLoadOptions {
 // The effective configuration as `key = value` lines (postgresql_dsn's
 // password masked), for --check-config and the log at start and reload.
 [[nodiscard]] std::string describe_config(const DaemonConfig& config);
+
+// One key's value as describe_config() shows it (postgresql_dsn's password
+// masked; a date as YYYY-MM-DD; empty when unset); empty for an unknown key.
+[[nodiscard]] std::string config_value(const DaemonConfig& config, std::string_view key);
 
 // When a change of a key applies: a reload (SIGHUP) applies the policy; the
 // socket, the store and what the daemon opens at start need a restart.

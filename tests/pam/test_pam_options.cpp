@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "pam_module/options.hpp"
+#include "common/pam_options.hpp"
 
 namespace {
 

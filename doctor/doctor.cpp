@@ -1,4 +1,4 @@
-#include "cli/doctor.hpp"
+#include "doctor/doctor.hpp"
 
 #include <fcntl.h>
 #include <glob.h>
@@ -15,23 +15,13 @@
 #include <utility>
 
 #include "common/daemon_client.hpp"
+#include "daemon/config/private_file.hpp"
 
 namespace kpanel::cli::doctor {
 
 namespace {
 
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 20U;
-constexpr std::string_view kWhitespace = " \t\r\f\v";
-
-std::string_view trim(std::string_view text) {
-  const std::size_t first = text.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) {
-    return {};
-  }
-  const std::size_t last = text.find_last_not_of(kWhitespace);
-  return text.substr(first, last - first + 1);
-}
-
 std::string octal(mode_t mode) {
   std::array<char, 8> buffer{};
   const unsigned value = static_cast<unsigned>(mode) & 07777U;
@@ -245,32 +235,18 @@ Enforcement enforcement_at(std::string_view date, std::int64_t now) {
 DaemonSettings parse_daemon_config(std::string_view text, std::int64_t now) {
   DaemonSettings settings;
   settings.known = true;
-  while (!text.empty()) {
-    const std::size_t end = text.find('\n');
-    const std::string_view raw = text.substr(0, end);
-    text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
-    const std::string_view line = trim(raw);
-    if (line.empty() || line.front() == '#') {
-      continue;
-    }
-    const std::size_t eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      continue;
-    }
-    const std::string_view key = trim(line.substr(0, eq));
-    const std::string_view value = trim(line.substr(eq + 1));
-    // The daemon refuses repeated keys; the first one is as good a guess as any.
-    if (key == "socket" && settings.socket.empty()) {
-      settings.socket = value;
-    } else if (key == "key_file" && !value.empty()) {
-      settings.key_file = value;
-    } else if (key == "enforce_after" && settings.enforce_after.empty()) {
-      settings.enforce_after = value;
-    } else if (key == "exempt_group" && settings.exempt_group.empty()) {
-      settings.exempt_group = value;
-    }
+  daemon::ConfigReading reading = daemon::read_config_text(text);
+  const auto set = [&reading](std::string_view key) {
+    return std::ranges::find(reading.keys_set, key) != reading.keys_set.end();
+  };
+  if (set("socket")) {
+    settings.socket = daemon::config_value(reading.config, "socket");
   }
+  settings.key_file = daemon::config_value(reading.config, "key_file");
+  settings.enforce_after = daemon::config_value(reading.config, "enforce_after");
+  settings.exempt_group = daemon::config_value(reading.config, "exempt_group");
   settings.enforcement = enforcement_at(settings.enforce_after, now);
+  settings.problems = std::move(reading.problems);
   return settings;
 }
 
@@ -316,11 +292,13 @@ std::string owner_name(uid_t uid) {
 
 void check_key_file(const Tree& tree, std::string_view logical, Report& report) {
   const std::string shown = tree.shown(logical);
-  const auto info = tree.lstat(logical);
-  if (!info) {
-    if (info.error() == EACCES) {
+  const auto info = daemon::lstat_no_follow(tree.real(logical), daemon::FileKind::regular);
+  if (!info && (info.error().problem == daemon::FileProblem::missing ||
+                info.error().problem == daemon::FileProblem::cannot_stat)) {
+    const int error = info.error().error;
+    if (error == EACCES) {
       report.skipped(shown + ": cannot look at it (permission denied; run as root)");
-    } else if (info.error() == ENOENT) {
+    } else if (error == ENOENT) {
       report.error("key_file",
                    shown +
                        " does not exist: kpanel-totpd cannot open the stored secrets without it, "
@@ -328,21 +306,21 @@ void check_key_file(const Tree& tree, std::string_view logical, Report& report) 
                        "made only on the daemon's first start)",
                    shown);
     } else {
-      report.error("key_file", "cannot look at " + shown + ": " + errno_text(info.error()), shown);
+      report.error("key_file", "cannot look at " + shown + ": " + errno_text(error), shown);
     }
     return;
   }
   const std::size_t before = report.entries().size();
-  if (S_ISLNK(info->st_mode)) {
-    // The daemon opens the key with O_NOFOLLOW, so a link makes it refuse to start.
-    report.error("key_file",
-                 shown +
-                     " is a symbolic link: kpanel-totpd refuses it and does not start; put "
-                     "the file itself there (or point key_file at it)",
-                 shown);
-    return;
-  }
-  if (!S_ISREG(info->st_mode)) {
+  if (!info) {
+    if (info.error().problem == daemon::FileProblem::symlink) {
+      // The daemon opens the key with O_NOFOLLOW, so a link makes it refuse to start.
+      report.error("key_file",
+                   shown +
+                       " is a symbolic link: kpanel-totpd refuses it and does not start; put "
+                       "the file itself there (or point key_file at it)",
+                   shown);
+      return;
+    }
     report.error("key_file",
                  shown +
                      " is not a regular file: kpanel-totpd does not start; restore the key "
@@ -350,14 +328,21 @@ void check_key_file(const Tree& tree, std::string_view logical, Report& report) 
                  shown);
     return;
   }
-  if ((info->st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+  const std::optional<uid_t> daemon_uid = daemon_user_uid();
+  const auto issues = daemon::owner_and_mode_issues(
+      *info, tree.real(logical), daemon::OwnerAndMode{daemon_uid.value_or(0), true});
+  const auto has = [&issues](daemon::FileProblem problem) {
+    return std::ranges::any_of(
+        issues, [problem](const daemon::FileIssue& issue) { return issue.problem == problem; });
+  };
+  if (has(daemon::FileProblem::too_open)) {
     report.error("key_file",
                  shown + " has mode " + octal(info->st_mode) +
                      ": others may read the key that protects every TOTP secret; chmod 600 " +
                      shown + " and treat the key as exposed",
                  shown);
   }
-  if (!trusted_owner(info->st_uid)) {
+  if (has(daemon::FileProblem::wrong_owner)) {
     report.error("key_file",
                  shown + " is owned by " + owner_name(info->st_uid) +
                      ": kpanel-totpd refuses a key it does not own and does not start; chown " +
@@ -365,10 +350,10 @@ void check_key_file(const Tree& tree, std::string_view logical, Report& report) 
                      " (or root when the daemon runs as root)",
                  shown);
   }
-  if (info->st_size != static_cast<off_t>(kKeyBytes)) {
+  if (info->st_size != static_cast<off_t>(daemon::kKeyFileBytes)) {
     report.error("key_file",
                  shown + " holds " + std::to_string(info->st_size) + " bytes, not " +
-                     std::to_string(kKeyBytes) +
+                     std::to_string(daemon::kKeyFileBytes) +
                      ": kpanel-totpd does not start; restore it from a backup (a new key "
                      "cannot open the stored secrets)",
                  shown);

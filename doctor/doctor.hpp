@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/config/config.hpp"
+
 namespace kpanel::cli::doctor {
 
 enum class Severity : std::uint8_t { error, warning };
@@ -81,10 +83,10 @@ class Tree {
 };
 
 // ---- the daemon's config (only what the doctor needs) -----------------------
+// Read with the daemon's own library (daemon/config): the same key table,
+// defaults and validation, so the doctor cannot drift from kpanel-totpd.
 
-inline constexpr std::string_view kDaemonConfigPath = "/etc/kpanel-totp/kpanel-totpd.conf";
-inline constexpr std::string_view kDefaultKeyFile = "/etc/kpanel-totp/state.key";
-inline constexpr std::size_t kKeyBytes = 32;
+inline constexpr std::string_view kDaemonConfigPath = daemon::kDefaultConfigPath;
 
 // What enforce_after means at the time the doctor runs.
 enum class Enforcement : std::uint8_t {
@@ -99,18 +101,20 @@ struct DaemonSettings {
   // false when it could not be read and the values below are guesses.
   bool known = false;
   std::string socket;  // empty: the default
-  std::string key_file{kDefaultKeyFile};
+  std::string key_file = daemon::DaemonConfig{}.key_file.string();
   std::string enforce_after;  // empty: never
   std::string exempt_group;   // empty: nobody skips the code
   Enforcement enforcement = Enforcement::none;
+  // What kpanel-totpd refuses in the file (it would not start); the values
+  // above are the ones it accepts, the others keep their defaults.
+  std::vector<daemon::ConfigProblem> problems;
 };
 
 // enforce_after (YYYY-MM-DD) at `now` (Unix seconds).
 [[nodiscard]] Enforcement enforcement_at(std::string_view date, std::int64_t now);
 
-// `key = value` lines, `#` comment lines (the daemon's own syntax). Unknown
-// keys are left to kpanel-totpd --check-config. `now` (Unix seconds) settles
-// what enforce_after means.
+// The daemon's parser over the text: every value it accepts, every problem it
+// finds. `now` (Unix seconds) settles what enforce_after means.
 [[nodiscard]] DaemonSettings parse_daemon_config(std::string_view text, std::int64_t now = 0);
 // Reads kDaemonConfigPath under the tree; a missing file means the defaults,
 // an unreadable one is reported as skipped.
@@ -126,8 +130,9 @@ struct DaemonSettings {
 // "root", "kpanel-totp" or "uid N".
 [[nodiscard]] std::string owner_name(uid_t uid);
 
-// The secret-encryption key: exists, regular file, 0600 or stricter, owned by
-// root or kpanel-totp, 32 bytes.
+// The secret-encryption key: exists, regular file (not a link), 0600 or
+// stricter, owned by root or kpanel-totp, daemon::kKeyFileBytes long; judged
+// with the daemon's private-file checks (daemon/config/private_file.hpp).
 void check_key_file(const Tree& tree, std::string_view logical, Report& report);
 
 // Codes are checked against the host's clock: warns when the kernel says no

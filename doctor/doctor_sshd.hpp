@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cli/doctor.hpp"
+#include "doctor/doctor.hpp"
 
 namespace kpanel::cli::doctor {
 

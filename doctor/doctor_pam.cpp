@@ -1,4 +1,4 @@
-#include "cli/doctor_pam.hpp"
+#include "doctor/doctor_pam.hpp"
 
 #include <algorithm>
 #include <array>
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "common/daemon_client.hpp"
-#include "pam_module/options.hpp"
+#include "common/pam_options.hpp"
 
 namespace kpanel::cli::doctor {
 

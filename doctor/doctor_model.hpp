@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "cli/doctor.hpp"
-#include "cli/doctor_pam.hpp"
-#include "cli/doctor_sshd.hpp"
+#include "doctor/doctor.hpp"
+#include "doctor/doctor_pam.hpp"
+#include "doctor/doctor_sshd.hpp"
 
 namespace kpanel::cli::doctor {
 
@@ -66,6 +66,13 @@ struct PamModel {
   // passes it with nothing typed, when sshd allows empty passwords.
   std::string empty_password_how;
 };
+
+// The sets with no smaller set among them, without repeats.
+[[nodiscard]] std::vector<Factors> minimal_sets(std::vector<Factors> sets);
+// "a, b and c" (with `last` before the last part).
+[[nodiscard]] std::string join_words(const std::vector<std::string>& parts, std::string_view last);
+// "a key and the code"; empty for no factor (describe_factors says "nothing").
+[[nodiscard]] std::string factor_names(Factors factors);
 
 // Runs the stack for each kind of user and each set of answers.
 [[nodiscard]] PamModel model_pam_stack(const Tree& tree, const PamStack& stack,

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "cli/doctor.hpp"
+#include "doctor/doctor.hpp"
 
 namespace kpanel::cli::doctor {
 

@@ -1,4 +1,4 @@
-#include "cli/doctor_sshd.hpp"
+#include "doctor/doctor_sshd.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

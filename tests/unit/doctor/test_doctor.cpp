@@ -19,10 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "cli/doctor.hpp"
-#include "cli/doctor_model.hpp"
-#include "cli/doctor_pam.hpp"
-#include "cli/doctor_sshd.hpp"
+#include "doctor/doctor.hpp"
+#include "doctor/doctor_model.hpp"
+#include "doctor/doctor_pam.hpp"
+#include "doctor/doctor_sshd.hpp"
 #include "support/fake_environment.hpp"
 
 namespace {

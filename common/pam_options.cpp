@@ -1,4 +1,4 @@
-#include "pam_module/options.hpp"
+#include "common/pam_options.hpp"
 
 #include <sys/un.h>
 
