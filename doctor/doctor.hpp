@@ -1,9 +1,10 @@
 #pragma once
 // kpanel-totp admin doctor: what it found and where it reads. The checks live
 // in doctor.cpp (daemon config, key file, socket file), doctor_pam.cpp (PAM
-// stacks) and doctor_sshd.cpp (sshd settings); cmd_doctor.cpp asks the daemon
-// and prints. Nothing here throws: a file that cannot be read is a finding or
-// a skipped check, never an exception.
+// stacks), doctor_sshd.cpp (sshd settings), doctor_model.cpp (the PAM stack
+// run as libpam runs it) and doctor_ssh_logins.cpp (what SSH logins need);
+// cli/cmd_doctor.cpp asks the daemon and prints. Nothing here throws: a file that cannot be read is
+// a finding or a skipped check, never an exception.
 
 #include <sys/stat.h>
 

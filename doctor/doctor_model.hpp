@@ -15,6 +15,8 @@
 // enforce_after grace period, exempt_group, a daemon that is down with
 // unavailable=ignore) must still give a password or a key. Every way in with
 // less is an error, and so is an SSH setup no enrolled user can pass.
+// doctor_model.cpp builds the model; doctor_ssh_logins.cpp checks sshd's
+// lists against it.
 
 #include <array>
 #include <cstdint>
