@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/os_text.hpp"
+
 namespace kpanel::cli::doctor {
 
 enum class Severity : std::uint8_t { error, warning };
@@ -119,7 +121,7 @@ struct DaemonSettings {
 // ---- files ------------------------------------------------------------------
 
 // strerror(), thread-safe.
-[[nodiscard]] std::string errno_text(int error);
+using common::errno_text;
 
 // uid of the daemon's system user on this host, if it exists.
 [[nodiscard]] std::optional<uid_t> daemon_user_uid();

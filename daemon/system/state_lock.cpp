@@ -12,12 +12,14 @@
 #include <system_error>
 #include <thread>
 
+#include "common/os_text.hpp"
+
 namespace kpanel::daemon {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
+using common::errno_text;
 
 struct Holder {
   std::optional<pid_t> pid;
