@@ -4,7 +4,7 @@
 #include <optional>
 #include <utility>
 
-#include "common/protocol.hpp"
+#include "common/user_name.hpp"
 
 namespace kpanel::cli {
 
@@ -20,23 +20,23 @@ const std::string* CommandLine::value(std::string_view name) const noexcept {
 }
 
 std::expected<void, std::string> check_user_name(std::string_view name) {
-  if (name.empty()) {
-    return std::unexpected("the user name is empty");
+  const auto valid = common::check_user_name(name);
+  if (valid) {
+    return {};
   }
-  if (name.size() > common::protocol::kMaxUserLength) {
-    return std::unexpected("the user name is too long");
+  switch (valid.error()) {
+    case common::UserNameProblem::empty:
+      return std::unexpected("the user name is empty");
+    case common::UserNameProblem::too_long:
+      return std::unexpected("the user name is too long");
+    case common::UserNameProblem::bad_character:
+      break;
   }
-  for (const char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '/' || c == ':' || byte < 0x20 || byte == 0x7f) {
-      // Built by append: `"'" + std::string` trips g++ 12's -Wrestrict false
-      // positive at -O3 (GCC PR 105651).
-      std::string message("'");
-      message.append(name).append("' is not a valid user name");
-      return std::unexpected(std::move(message));
-    }
-  }
-  return {};
+  // Built by append: `"'" + std::string` trips g++ 12's -Wrestrict false
+  // positive at -O3 (GCC PR 105651).
+  std::string message("'");
+  message.append(name).append("' is not a valid user name");
+  return std::unexpected(std::move(message));
 }
 
 namespace {

@@ -66,8 +66,8 @@ struct UsageError {
 [[nodiscard]] std::expected<Invocation, UsageError> parse_arguments(
     std::span<const std::string> args, std::span<const CommandSpec> table);
 
-// Checks a user name as the protocol will (not empty, no '/', ':' or control
-// characters, not too long); the message says what is wrong.
+// Checks a user name by the protocol's rule (common/user_name.hpp); the message
+// says what is wrong.
 [[nodiscard]] std::expected<void, std::string> check_user_name(std::string_view name);
 
 }  // namespace kpanel::cli

@@ -2,11 +2,12 @@
 
 #include <sys/un.h>
 
-#include <algorithm>
 #include <charconv>
 #include <cstddef>
 #include <string_view>
 #include <system_error>
+
+#include "common/text.hpp"
 
 namespace kpanel::pam {
 namespace {
@@ -16,17 +17,9 @@ std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    out.push_back(byte < 0x20 || byte == 0x7f ? '?' : c);
+    out.push_back(common::is_c0_control(static_cast<unsigned char>(c)) ? '?' : c);
   }
   return out;
-}
-
-bool has_control_characters(std::string_view text) {
-  return std::ranges::any_of(text, [](char c) {
-    const auto byte = static_cast<unsigned char>(c);
-    return byte < 0x20 || byte == 0x7f;
-  });
 }
 
 std::expected<std::string, std::string> parse_socket(std::string_view value) {
@@ -36,7 +29,7 @@ std::expected<std::string, std::string> parse_socket(std::string_view value) {
   if (value.size() >= sizeof(sockaddr_un::sun_path)) {
     return std::unexpected("path too long for a UNIX socket");
   }
-  if (has_control_characters(value)) {
+  if (common::has_control(value, common::Controls::c0)) {
     return std::unexpected("path contains control characters");
   }
   return std::string(value);
@@ -64,7 +57,7 @@ std::expected<std::string, std::string> parse_prompt(std::string_view value) {
   if (value.size() > kMaxPromptLength) {
     return std::unexpected("text too long");
   }
-  if (has_control_characters(value)) {
+  if (common::has_control(value, common::Controls::c0)) {
     return std::unexpected("text contains control characters");
   }
   return std::string(value);

@@ -10,6 +10,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "common/text.hpp"
+#include "common/user_name.hpp"
+
 namespace kpanel::common::protocol {
 namespace {
 
@@ -61,7 +64,7 @@ enum class Need : std::uint8_t { optional, required };
 enum class Text : std::uint8_t {
   any,   // secrets, notices, QR text: any UTF-8
   line,  // audit fields, URIs: no control characters (they end up in logs)
-  user,  // a login name: a line without '/' or ':', not empty when required
+  user,  // a login name (common/user_name.hpp); may be empty only when optional
 };
 struct Rule {
   Need need = Need::optional;
@@ -279,19 +282,6 @@ constexpr std::array<std::string_view, 1> kRequestEnvelope{"op"};
 constexpr std::array<std::string_view, 2> kResponseEnvelope{"status", "result"};
 
 // ---- one value: the checks shared by both directions ----
-bool is_control(std::string_view text, std::size_t i) noexcept {
-  const auto byte = static_cast<unsigned char>(text[i]);
-  if (byte < 0x20 || byte == 0x7f) {
-    return true;
-  }
-  // C1 controls U+0080..U+009F are C2 80..C2 9F in UTF-8 (U+009B is a CSI).
-  if (byte != 0xc2 || i + 1 >= text.size()) {
-    return false;
-  }
-  const auto next = static_cast<unsigned char>(text[i + 1]);
-  return next >= 0x80 && next <= 0x9f;
-}
-
 Outcome check_text(std::string_view text, const Rule& rule) noexcept {
   if (text.size() > rule.max_length) {
     return std::unexpected(DecodeError::field_too_long);
@@ -299,14 +289,15 @@ Outcome check_text(std::string_view text, const Rule& rule) noexcept {
   if (rule.text == Text::any) {
     return {};
   }
-  if (rule.text == Text::user && rule.need == Need::required && text.empty()) {
-    return std::unexpected(DecodeError::invalid_value);
-  }
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const bool path_char = rule.text == Text::user && (text[i] == '/' || text[i] == ':');
-    if (path_char || is_control(text, i)) {
-      return std::unexpected(DecodeError::invalid_value);
+  if (rule.text == Text::user) {
+    // An optional name may be left empty; any other follows the one user-name rule.
+    if (text.empty() && rule.need == Need::optional) {
+      return {};
     }
+    return valid_user_name(text) ? Outcome{} : std::unexpected(DecodeError::invalid_value);
+  }
+  if (has_control(text, Controls::c0_and_c1)) {
+    return std::unexpected(DecodeError::invalid_value);
   }
   return {};
 }

@@ -13,6 +13,8 @@
 #include <memory>
 #include <span>
 
+#include "common/os_text.hpp"
+
 namespace kpanel::common {
 namespace {
 
@@ -179,9 +181,8 @@ std::string describe(const QrError& error) {
   const auto with_errno = [&](std::string_view what) {
     std::string text(what);
     if (error.sys_errno != 0) {
-      std::array<char, 256> buffer{};
       text += ": ";
-      text += ::strerror_r(error.sys_errno, buffer.data(), buffer.size());  // GNU: thread-safe
+      text += errno_text(error.sys_errno);
     }
     return text;
   };

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "common/daemon_client.hpp"
+#include "common/os_text.hpp"
 #include "daemon/config/private_file.hpp"
 
 namespace kpanel::cli::doctor {
@@ -22,14 +23,8 @@ namespace kpanel::cli::doctor {
 namespace {
 
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 20U;
-std::string octal(mode_t mode) {
-  std::array<char, 8> buffer{};
-  const unsigned value = static_cast<unsigned>(mode) & 07777U;
-  for (std::size_t i = 0; i < 4; ++i) {
-    buffer[3 - i] = static_cast<char>('0' + ((value >> (3 * i)) & 7U));
-  }
-  return {buffer.data(), 4};
-}
+// The file checks below keep their own short name.
+std::string octal(mode_t mode) { return common::octal_mode(mode); }
 
 bool trusted_owner(uid_t uid) {
   if (uid == 0) {
@@ -40,13 +35,6 @@ bool trusted_owner(uid_t uid) {
 }
 
 }  // namespace
-
-std::string errno_text(int error) {
-  std::array<char, 256> buffer{};
-  // The GNU strerror_r may return a static string instead of filling the buffer.
-  const char* text = ::strerror_r(error, buffer.data(), buffer.size());
-  return text != nullptr ? std::string(text) : "error " + std::to_string(error);
-}
 
 std::string_view to_string(Severity severity) noexcept {
   return severity == Severity::error ? "error" : "warning";

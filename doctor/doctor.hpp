@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/os_text.hpp"
 #include "daemon/config/config.hpp"
 
 namespace kpanel::cli::doctor {
@@ -124,7 +125,7 @@ struct DaemonSettings {
 // ---- files ------------------------------------------------------------------
 
 // strerror(), thread-safe.
-[[nodiscard]] std::string errno_text(int error);
+using common::errno_text;
 
 // uid of the daemon's system user on this host, if it exists.
 [[nodiscard]] std::optional<uid_t> daemon_user_uid();

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <variant>
 
+#include "common/text.hpp"
+
 namespace kpanel::pam {
 namespace {
 
@@ -27,38 +29,6 @@ Outcome refuse(std::string_view message, LogLevel level, std::string log) {
 Outcome unexpected_result(Stage stage) {
   return refuse(kFailedMessage, LogLevel::error,
                 "daemon answered " + std::string(to_string(stage)) + " with the wrong result type");
-}
-
-// Length of the UTF-8 sequence starting with `lead`, 0 if it cannot start one.
-std::size_t sequence_length(unsigned char lead) noexcept {
-  if (lead < 0x80) return 1;
-  if (lead >= 0xc2 && lead <= 0xdf) return 2;
-  if (lead >= 0xe0 && lead <= 0xef) return 3;
-  if (lead >= 0xf0 && lead <= 0xf4) return 4;
-  return 0;
-}
-
-// Valid UTF-8 (no overlongs, surrogates or values past U+10FFFF) with no C1
-// control (U+0080..U+009F), the protocol's rule for user names.
-bool utf8_without_c1(std::string_view text) noexcept {
-  for (std::size_t i = 0; i < text.size();) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    const std::size_t length = sequence_length(lead);
-    if (length == 0 || i + length > text.size()) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return false;
-    }
-    if (length > 1) {
-      const auto second = static_cast<unsigned char>(text[i + 1]);
-      if (lead == 0xc2 && second < 0xa0) return false;  // C1 controls
-      if (lead == 0xe0 && second < 0xa0) return false;  // overlong
-      if (lead == 0xed && second > 0x9f) return false;  // surrogates
-      if (lead == 0xf0 && second < 0x90) return false;  // overlong
-      if (lead == 0xf4 && second > 0x8f) return false;  // past U+10FFFF
-    }
-    i += length;
-  }
-  return true;
 }
 
 }  // namespace
@@ -97,26 +67,12 @@ std::string recovery_accepted_message(std::uint32_t left) {
   return text;
 }
 
-bool sane_user_name(std::string_view name) noexcept {
-  if (name.empty() || name.size() > protocol::kMaxUserLength) return false;
-  for (const char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '/' || c == ':' || byte < 0x20 || byte == 0x7f) return false;
-  }
-  return utf8_without_c1(name);
-}
-
 std::string audit_field(const char* item) {
   if (item == nullptr) return {};
   const std::string_view text(item);
   std::string out(text.substr(0, protocol::kMaxFieldLength));
   std::ranges::replace_if(
-      out,
-      [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte < 0x20 || byte >= 0x7f;
-      },
-      '?');
+      out, [](char c) { return !common::is_printable_ascii(static_cast<unsigned char>(c)); }, '?');
   return out;
 }
 
@@ -124,10 +80,8 @@ TypedCode check_typed_code(std::string_view code) noexcept {
   if (code.empty()) return TypedCode::empty;
   if (code.size() > protocol::kMaxCodeLength) return TypedCode::too_long;
   // Codes are digits, recovery codes letters, digits, dashes and spaces.
-  const bool printable = std::ranges::all_of(code, [](char c) {
-    const auto byte = static_cast<unsigned char>(c);
-    return byte >= 0x20 && byte < 0x7f;
-  });
+  const bool printable = std::ranges::all_of(
+      code, [](char c) { return common::is_printable_ascii(static_cast<unsigned char>(c)); });
   return printable ? TypedCode::ok : TypedCode::bad_characters;
 }
 

@@ -88,9 +88,6 @@ inline constexpr int kEnrollAttempts = 3;
 [[nodiscard]] std::string recovery_accepted_message(std::uint32_t left);
 
 // ---- inputs ------------------------------------------------------------------
-// PAM_USER as the protocol accepts it: not empty, at most kMaxUserLength bytes,
-// no '/', ':' or control characters (C0, DEL, C1), valid UTF-8.
-[[nodiscard]] bool sane_user_name(std::string_view name) noexcept;
 // PAM_SERVICE/PAM_RHOST/PAM_TTY for the audit fields: printable ASCII only
 // (anything else becomes '?'), cut to kMaxFieldLength. RHOST can come from
 // reverse DNS, i.e. from the attacker; it must never make the request fail.

@@ -18,6 +18,7 @@
 #include "common/daemon_client.hpp"
 #include "common/pam_options.hpp"
 #include "common/protocol.hpp"
+#include "common/user_name.hpp"
 #include "pam_module/conversation.hpp"
 #include "pam_module/outcome.hpp"
 
@@ -251,7 +252,8 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
   const int got = pam_get_user(pamh, &user, nullptr);
   if (got == PAM_CONV_AGAIN) return PAM_INCOMPLETE;
   if (got != PAM_SUCCESS) return got;
-  if (user == nullptr || !kpanel::pam::sane_user_name(user)) {
+  // The protocol's rule: a name the codec would refuse never reaches the daemon.
+  if (user == nullptr || !kpanel::common::valid_user_name(user)) {
     pam_syslog(pamh, LOG_ERR, "refusing an unusable user name '%s'",
                kpanel::pam::audit_field(user).c_str());
     return PAM_USER_UNKNOWN;

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/os_text.hpp"
+#include "common/text.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/config/config_keys.hpp"
 #include "daemon/config/private_file.hpp"
@@ -31,13 +33,11 @@ namespace kpanel::daemon {
 namespace {
 
 using config_table::find_key;
-using config_table::is_control;
 using config_table::Key;
 using config_table::keys;
 using config_table::kKeyCount;
 using config_table::quoted;
 using config_table::trim;
-using config_table::valid_utf8;
 
 constexpr std::size_t kMaxLineBytes = 4096;
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 20U;  // 1 MiB
@@ -140,7 +140,7 @@ class Parser {
       add(number, key_prefix(raw.substr(0, raw.find('\0'))) + "line contains a NUL byte");
       return;
     }
-    if (!valid_utf8(raw)) {
+    if (!common::valid_utf8(raw)) {
       add(number, key_prefix(raw) + "line is not valid UTF-8");
       return;
     }
@@ -148,11 +148,10 @@ class Parser {
     if (line.empty() || line.front() == '#') {
       return;
     }
-    if (const auto* const control = std::ranges::find_if(
-            line, [](char c) { return c != '\t' && is_control(static_cast<unsigned char>(c)); });
-        control != line.end()) {
+    if (const std::size_t control = common::find_control(line, common::Controls::c0_except_tab);
+        control != std::string_view::npos) {
       add(number, key_prefix(line) + "line contains a control character (" +
-                      quoted(std::string_view{&*control, 1}) + ")");
+                      quoted(line.substr(control, 1)) + ")");
       return;
     }
     const std::size_t eq = line.find('=');
@@ -252,17 +251,7 @@ class Parser {
   std::vector<std::string_view> keys_set_;
 };
 
-std::string errno_message(int error) { return std::generic_category().message(error); }
-
-std::string octal_mode(mode_t mode) {
-  std::string out(4, '0');
-  auto bits = static_cast<unsigned>(mode & 07777U);
-  for (std::size_t i = 4; i-- > 0;) {
-    out[i] = static_cast<char>('0' + (bits & 7U));
-    bits >>= 3U;
-  }
-  return out;
-}
+using common::octal_mode;
 
 std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::path& path,
                                                       const ConfigLoadOptions& options) {
@@ -284,13 +273,13 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
             "is a symbolic link; refusing it: put the file itself there, or name the "
             "target with --config");
       case FileProblem::cannot_stat:
-        return problem("cannot stat: " + errno_message(issue.error));
+        return problem("cannot stat: " + common::errno_text(issue.error));
       case FileProblem::not_regular:
         return problem("not a regular file");
       default:
         break;
     }
-    return problem("cannot open: " + errno_message(issue.error));
+    return problem("cannot open: " + common::errno_text(issue.error));
   }
   const common::UniqueFd fd = std::move(opened->fd);
   const struct stat& st = opened->info;
@@ -326,7 +315,7 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
       if (errno == EINTR) {
         continue;
       }
-      return problem("cannot read: " + errno_message(errno));
+      return problem("cannot read: " + common::errno_text(errno));
     }
     if (n == 0) {
       break;

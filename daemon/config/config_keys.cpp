@@ -14,6 +14,7 @@
 #include <system_error>
 #include <vector>
 
+#include "common/text.hpp"
 #include "common/totp.hpp"
 
 // The keys of kpanel-totpd.conf: how each value is parsed and validated, how
@@ -29,8 +30,6 @@ std::string_view trim(std::string_view s) {
   }
   return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
 }
-
-bool is_control(unsigned char c) { return c < 0x20 || c == 0x7F; }
 
 // Quoted for a message: control characters, quotes and backslashes escaped (the
 // text goes to a terminal and a log), cut at a UTF-8 boundary when long.
@@ -53,14 +52,13 @@ std::string quoted(std::string_view s) {
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
-    } else if (byte == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F &&
-               static_cast<unsigned char>(s[i + 1]) >= 0x80) {
+    } else if (common::c1_control_at(s, i)) {
       // C1 controls (U+0080..U+009F): some terminals act on them too.
       const auto next = static_cast<unsigned char>(s[++i]);
       out += "\\u00";
       out += kHex[next >> 4U];
       out += kHex[next & 0x0FU];
-    } else if (is_control(byte)) {
+    } else if (common::is_c0_control(byte)) {
       out += "\\x";
       out += kHex[byte >> 4U];
       out += kHex[byte & 0x0FU];
@@ -70,49 +68,6 @@ std::string quoted(std::string_view s) {
   }
   out += cut ? "...\"" : "\"";
   return out;
-}
-
-// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
-// Counts code points into `chars` when given.
-bool valid_utf8(std::string_view s, std::size_t* chars) {
-  std::size_t count = 0;
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (b0 < 0x80) {
-      len = 1;
-    } else if (b0 >= 0xC2 && b0 <= 0xDF) {
-      len = 2;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-      len = 3;
-      lo = b0 == 0xE0 ? 0xA0 : 0x80;  // overlong
-      hi = b0 == 0xED ? 0x9F : 0xBF;  // surrogates
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-      len = 4;
-      lo = b0 == 0xF0 ? 0x90 : 0x80;  // overlong
-      hi = b0 == 0xF4 ? 0x8F : 0xBF;  // past U+10FFFF
-    } else {
-      return false;
-    }
-    if (s.size() - i < len) {
-      return false;
-    }
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) {
-        return false;
-      }
-    }
-    i += len;
-    ++count;
-  }
-  if (chars != nullptr) {
-    *chars = count;
-  }
-  return true;
 }
 
 namespace {
@@ -251,8 +206,7 @@ Parsed set_pam_service(std::string_view value, std::string& out) {
 // The issuer is shown by authenticator apps and is the part of the otpauth
 // label before the ':' that separates it from the account.
 Parsed set_issuer(std::string_view value, std::string& out) {
-  std::size_t chars = 0;
-  valid_utf8(value, &chars);  // lines are checked already; this counts
+  const std::size_t chars = common::utf8_length(value).value_or(0);  // lines are checked already
   if (chars > kMaxIssuerChars) {
     return std::unexpected("is longer than " + std::to_string(kMaxIssuerChars) + " characters");
   }
@@ -261,13 +215,8 @@ Parsed set_issuer(std::string_view value, std::string& out) {
                            " contains \":\", which separates issuer and account in the "
                            "otpauth label");
   }
-  // Lines hold no C0 controls but tabs; C1 controls (U+0080..U+009F) are C2 80..C2 9F.
-  bool control = value.find('\t') != std::string_view::npos;
-  for (std::size_t i = 0; i + 1 < value.size(); ++i) {
-    const auto b1 = static_cast<unsigned char>(value[i + 1]);
-    control = control || (static_cast<unsigned char>(value[i]) == 0xC2 && b1 <= 0x9F);
-  }
-  if (control) {
+  // Lines hold no C0 controls but tabs, so this refuses tabs and C1 controls.
+  if (common::has_control(value, common::Controls::c0_and_c1)) {
     return std::unexpected(quoted(value) + " contains a control character");
   }
   out = std::string{value};

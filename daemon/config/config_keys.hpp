@@ -20,12 +20,8 @@ inline constexpr std::string_view kWhitespace = " \t\r\f\v";
 using Parsed = std::expected<void, std::string>;
 
 [[nodiscard]] std::string_view trim(std::string_view s);
-[[nodiscard]] bool is_control(unsigned char c);
 // Quoted for a message: control characters, quotes and backslashes escaped.
 [[nodiscard]] std::string quoted(std::string_view s);
-// Strict UTF-8 (RFC 3629); counts code points into `chars` when given (a
-// caller may want only the count).
-bool valid_utf8(std::string_view s, std::size_t* chars = nullptr);
 
 // One row: a key, how its value is parsed and shown, and when a change applies.
 struct Key {

@@ -12,6 +12,8 @@
 #include <system_error>
 #include <utility>
 
+#include "common/os_text.hpp"
+
 namespace kpanel::daemon {
 
 namespace asio = boost::asio;
@@ -22,7 +24,7 @@ namespace {
 // Also systemd/kpanel-totpd.socket's Backlog=.
 constexpr int kListenBacklog = 32;
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
+using common::errno_text;
 
 // True when something accepts connections on `path`: a live daemon.
 bool someone_listens(const std::filesystem::path& path) {

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/os_text.hpp"
 #include "common/secure_buffer.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/system/audit.hpp"
@@ -292,7 +293,7 @@ void Server::accept_ready() {
     if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
       // Out of file descriptors: keep serving the connections we have; the
       // next wake-up will retry once some close.
-      log_error("accept: " + std::generic_category().message(error));
+      log_error("accept: " + common::errno_text(error));
     }
     return;  // EAGAIN: the backlog is empty
   }

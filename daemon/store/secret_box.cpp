@@ -16,6 +16,7 @@
 #include <memory>
 #include <system_error>
 
+#include "common/os_text.hpp"
 #include "common/random.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/config/private_file.hpp"
@@ -28,13 +29,8 @@ struct CipherCtxDeleter {
 };
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
-
-std::string octal_mode(mode_t mode) {
-  std::array<char, 8> text{};
-  const int written = std::snprintf(text.data(), text.size(), "%04o", mode & 07777U);
-  return written > 0 ? std::string(text.data()) : std::string("?");
-}
+using common::errno_text;
+using common::octal_mode;
 
 bool write_all(int fd, std::span<const std::uint8_t> data) noexcept {
   while (!data.empty()) {

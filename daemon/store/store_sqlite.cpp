@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/os_text.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/config/private_file.hpp"
 #include "daemon/store/store_row.hpp"
@@ -107,13 +108,8 @@ ON CONFLICT (user) DO UPDATE SET
 
 // ---- small helpers ----------------------------------------------------------------
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
-
-std::string octal_mode(mode_t mode) {
-  std::array<char, 8> text{};
-  const int written = std::snprintf(text.data(), text.size(), "%04o", mode & 07777U);
-  return written > 0 ? std::string(text.data()) : std::string("?");
-}
+using common::errno_text;
+using common::octal_mode;
 
 StoreError io_error(std::string message) {
   return StoreError{StoreErrorKind::io, std::move(message)};

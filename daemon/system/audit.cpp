@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "common/clock.hpp"
+#include "common/text.hpp"
 
 namespace kpanel::daemon {
 namespace {
@@ -40,7 +41,7 @@ std::string escape(std::string_view value, std::size_t max_bytes) {
   const std::string_view kept = value.substr(0, max_bytes);
   for (const char c : kept) {
     const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte >= 0x7f) {
+    if (!common::is_printable_ascii(byte)) {
       out.append("\\x").push_back(kHex[byte >> 4U]);
       out.push_back(kHex[byte & 0x0fU]);
     } else {

@@ -12,6 +12,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/os_text.hpp"
 #include "daemon/config/private_file.hpp"
 
 namespace kpanel::daemon {
@@ -19,7 +20,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
+using common::errno_text;
 
 struct Holder {
   std::optional<pid_t> pid;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/user_name.hpp"
 #include "pam_module/outcome.hpp"
 
 namespace {
@@ -111,7 +112,7 @@ BOOST_AUTO_TEST_CASE(user_names) {
       "alice",    "a",           "first.last",
       "svc-1_x$", "j\xc3\xb6rg", std::string(protocol::kMaxUserLength, 'u')};
   for (const auto& good : good_names) {
-    BOOST_TEST_CONTEXT(good) { BOOST_TEST(sane_user_name(good)); }
+    BOOST_TEST_CONTEXT(good) { BOOST_TEST(kpanel::common::valid_user_name(good)); }
   }
   const std::vector<std::string> bad_names{std::string{},
                                            std::string("../etc"),
@@ -127,7 +128,7 @@ BOOST_AUTO_TEST_CASE(user_names) {
                                            std::string("nul\0x", 5),
                                            std::string(protocol::kMaxUserLength + 1, 'u')};
   for (const auto& bad : bad_names) {
-    BOOST_TEST_CONTEXT(bad.size()) { BOOST_TEST(!sane_user_name(bad)); }
+    BOOST_TEST_CONTEXT(bad.size()) { BOOST_TEST(!kpanel::common::valid_user_name(bad)); }
   }
 }
 

@@ -154,7 +154,10 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_a_short_usage_block) {
                                                {"enroll", "--confirm", "1", "--begin"},
                                                {"recovery-codes"},
                                                {"--user", "bob", "admin", "list"},
-                                               {"admin", "unlock", "a/b"}}) {
+                                               {"admin", "unlock", "a/b"},
+                                               // a C1 control the codec would refuse to send
+                                               {"admin", "unlock", "a\xc2\x9b"},
+                                               {"--user", "\xff", "status"}}) {
     FakeWorld world;
     BOOST_TEST(world.run(args) == 2);
     BOOST_TEST(world.requests.empty());  // nothing reached the daemon
@@ -190,4 +193,10 @@ BOOST_AUTO_TEST_CASE(user_names_are_checked_like_the_protocol_does) {
   BOOST_TEST(!check_user_name("a:b").has_value());
   BOOST_TEST(!check_user_name("a\nb").has_value());
   BOOST_TEST(!check_user_name(std::string(300, 'a')).has_value());
+  // The codec also refuses C1 controls and text that is not UTF-8.
+  BOOST_TEST(check_user_name("j\xc3\xb6rg").has_value());  // "jörg"
+  BOOST_TEST(!check_user_name("a\xc2\x9b").has_value());   // U+009B, a CSI
+  BOOST_TEST(!check_user_name("a\xc2").has_value());       // cut sequence
+  BOOST_TEST(!check_user_name("\xc0\xaf").has_value());    // overlong '/'
+  BOOST_TEST(!check_user_name("\xff").has_value());
 }
