@@ -11,81 +11,14 @@
 #include <utility>
 
 #include "daemon/store/libpq.hpp"
-#include "daemon/store/store_row.hpp"
+#include "daemon/store/sql_rows.hpp"
 #include "daemon/system/audit.hpp"
 
 namespace kpanel::daemon {
 namespace {
 
-// ---- schema ---------------------------------------------------------------------
-
-struct Migration {
-  int version;
-  const char* sql;
-};
-
-// Append-only, like the SQLite list: a released migration is never edited.
-// Table names carry a prefix so the store can share a database (or a schema
-// picked with search_path in the DSN) with other applications.
-constexpr std::array kMigrations{
-    Migration{1, R"sql(
-CREATE TABLE kpanel_totp_users (
-  name text PRIMARY KEY,
-  active_secret bytea,
-  active_algorithm text CHECK (active_algorithm IN ('SHA1', 'SHA256', 'SHA512')),
-  active_digits integer CHECK (active_digits BETWEEN 6 AND 8),
-  active_period bigint CHECK (active_period BETWEEN 1 AND 4294967295),
-  enrolled_at bigint,
-  pending_secret bytea,
-  pending_algorithm text CHECK (pending_algorithm IN ('SHA1', 'SHA256', 'SHA512')),
-  pending_digits integer CHECK (pending_digits BETWEEN 6 AND 8),
-  pending_period bigint CHECK (pending_period BETWEEN 1 AND 4294967295),
-  pending_expires_at bigint,
-  last_step bigint,
-  failures bigint NOT NULL DEFAULT 0 CHECK (failures BETWEEN 0 AND 4294967295),
-  lockout_level bigint NOT NULL DEFAULT 0 CHECK (lockout_level BETWEEN 0 AND 4294967295),
-  locked_until bigint,
-  last_skew_seconds bigint,
-  CHECK ((active_secret IS NULL) = (active_algorithm IS NULL)
-     AND (active_secret IS NULL) = (active_digits IS NULL)
-     AND (active_secret IS NULL) = (active_period IS NULL)
-     AND (active_secret IS NULL) = (enrolled_at IS NULL)),
-  CHECK ((pending_secret IS NULL) = (pending_algorithm IS NULL)
-     AND (pending_secret IS NULL) = (pending_digits IS NULL)
-     AND (pending_secret IS NULL) = (pending_period IS NULL)
-     AND (pending_secret IS NULL) = (pending_expires_at IS NULL))
-);
-CREATE TABLE kpanel_totp_recovery_codes (
-  name text NOT NULL REFERENCES kpanel_totp_users (name) ON DELETE CASCADE,
-  idx integer NOT NULL CHECK (idx >= 0),
-  hash text NOT NULL,
-  used boolean NOT NULL,
-  PRIMARY KEY (name, idx)
-);
-CREATE TABLE kpanel_totp_key_check (
-  sealed bytea NOT NULL
-);
-)sql"},
-    // The steps the active secret has accepted (replay_steps.hpp), so a clock
-    // moved back reopens no used step; NULL in a row written before: every
-    // step up to last_step counts as used.
-    Migration{2, R"sql(
-ALTER TABLE kpanel_totp_users ADD COLUMN used_steps text;
-)sql"},
-};
-static_assert(kMigrations.size() == static_cast<std::size_t>(kPostgresqlSchemaVersion));
-
 // Serializes schema migrations of every daemon on the database ("kpanel").
 constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(118074854811756)";
-
-constexpr const char* kUpdateUser = R"sql(
-UPDATE kpanel_totp_users SET
-  active_secret = $2, active_algorithm = $3, active_digits = $4, active_period = $5,
-  enrolled_at = $6, pending_secret = $7, pending_algorithm = $8, pending_digits = $9,
-  pending_period = $10, pending_expires_at = $11, last_step = $12, failures = $13,
-  lockout_level = $14, locked_until = $15, last_skew_seconds = $16, used_steps = $17
-WHERE name = $1
-)sql";
 
 // A row that vanished between our INSERT and SELECT … FOR UPDATE (another
 // host deleted an emptied record) is looked for again, this often at most.
@@ -137,8 +70,23 @@ class Params {
     return value ? integer(*value) : null();
   }
   Params& boolean(bool value) { return add(value ? "t" : "f", 0); }
-  Params& bytes(const std::vector<std::uint8_t>& value) {
+  Params& bytes(std::span<const std::uint8_t> value) {
     return add(std::string(value.begin(), value.end()), 1);
+  }
+  Params& value(const sql::Value& value) {
+    switch (value.kind) {
+      case sql::Value::Kind::integer:
+        return integer(value.integer);
+      case sql::Value::Kind::flag:
+        return boolean(value.integer != 0);
+      case sql::Value::Kind::text:
+        return text(value.text);
+      case sql::Value::Kind::blob:
+        return bytes(value.blob);
+      case sql::Value::Kind::null:
+        break;
+    }
+    return null();
   }
   Params& null() {
     values_.push_back(nullptr);
@@ -200,87 +148,38 @@ std::optional<std::vector<std::uint8_t>> bytes_of(const PGresult* result, int ro
   return bytes;
 }
 
-std::optional<common::TotpParams> params_at(const PGresult* result, int row, int first) {
-  return store_row::totp_params(optional_text(result, row, first),
-                                optional_integer(result, row, first + 1),
-                                optional_integer(result, row, first + 2));
-}
+// Row `row` of a query's result, for the shared row layer.
+class ResultRow final : public sql::Row {
+ public:
+  ResultRow(const PGresult* result, int row) noexcept : result_(result), row_(row) {}
+  [[nodiscard]] bool is_null(int column) const override {
+    return daemon::is_null(result_, row_, column);
+  }
+  [[nodiscard]] std::optional<std::int64_t> integer(int column) const override {
+    return optional_integer(result_, row_, column);
+  }
+  [[nodiscard]] std::optional<std::string> text(int column) const override {
+    return optional_text(result_, row_, column);
+  }
+  [[nodiscard]] std::optional<std::vector<std::uint8_t>> blob(int column) const override {
+    return bytes_of(result_, row_, column);
+  }
+  [[nodiscard]] std::optional<bool> flag(int column) const override {
+    const auto value = optional_text(result_, row_, column);
+    if (!value) return std::nullopt;
+    return *value == "t";
+  }
 
-// A user's row as stored: the record (secrets opened) and the sealed secrets,
-// so an update that keeps a secret keeps its sealed form.
-struct StoredRow {
-  UserRecord record;
-  std::vector<std::uint8_t> active_sealed;
-  std::vector<std::uint8_t> pending_sealed;
+ private:
+  const PGresult* result_;
+  int row_;
 };
-
-StoreError invalid_row(std::string_view user, std::string_view what) {
-  return store_error(StoreErrorKind::corrupt,
-                     "the row of user '" + std::string(user) + "' has " + std::string(what));
-}
-
-StoreError key_error(std::string_view slot, std::string_view user) {
-  return store_error(StoreErrorKind::key, "secrets do not decrypt with key_file: wrong key? (" +
-                                              std::string(slot) + " secret of user '" +
-                                              std::string(user) +
-                                              "'; every host of a fleet needs the same key_file)");
-}
-
-std::expected<StoredRow, StoreError> decode_user(const PGresult* result, int row, int first,
-                                                 std::string user, const SecretBox& box) {
-  StoredRow out;
-  const auto column = [first](store_row::Column c) { return first + static_cast<int>(c); };
-  if (auto sealed = bytes_of(result, row, column(store_row::kActiveSecret))) {
-    out.active_sealed = std::move(*sealed);
-    const auto params = params_at(result, row, column(store_row::kActiveAlgorithm));
-    const auto enrolled_at = optional_integer(result, row, column(store_row::kEnrolledAt));
-    if (!params || !enrolled_at) return std::unexpected(invalid_row(user, "bad TOTP parameters"));
-    auto secret = box.open(out.active_sealed, store_row::sealed_secret_aad("active", user));
-    if (!secret) return std::unexpected(key_error("active", user));
-    out.record.active = Enrollment{std::move(*secret), *params, common::from_unix(*enrolled_at)};
-  }
-  if (auto sealed = bytes_of(result, row, column(store_row::kPendingSecret))) {
-    out.pending_sealed = std::move(*sealed);
-    const auto params = params_at(result, row, column(store_row::kPendingAlgorithm));
-    const auto expires_at = optional_integer(result, row, column(store_row::kPendingExpiresAt));
-    if (!params || !expires_at) return std::unexpected(invalid_row(user, "bad TOTP parameters"));
-    auto secret = box.open(out.pending_sealed, store_row::sealed_secret_aad("pending", user));
-    if (!secret) return std::unexpected(key_error("pending", user));
-    out.record.pending =
-        PendingEnrollment{std::move(*secret), *params, common::from_unix(*expires_at)};
-  }
-  const auto failures =
-      store_row::to_u32(optional_integer(result, row, column(store_row::kFailures)));
-  const auto lockout_level =
-      store_row::to_u32(optional_integer(result, row, column(store_row::kLockoutLevel)));
-  if (!failures || !lockout_level) return std::unexpected(invalid_row(user, "bad counters"));
-  out.record.last_step = optional_integer(result, row, column(store_row::kLastStep));
-  auto used_steps = store_row::used_steps(
-      out.record.last_step, optional_text(result, row, column(store_row::kUsedSteps)));
-  if (!used_steps) return std::unexpected(invalid_row(user, "bad used_steps"));
-  out.record.used_steps = std::move(*used_steps);
-  out.record.failures = *failures;
-  out.record.lockout_level = *lockout_level;
-  if (const auto until = optional_integer(result, row, column(store_row::kLockedUntil))) {
-    out.record.locked_until = common::from_unix(*until);
-  }
-  out.record.last_skew_seconds = optional_integer(result, row, column(store_row::kLastSkewSeconds));
-  out.record.user = std::move(user);
-  return out;
-}
-
-std::optional<RecoveryCodeRecord> decode_code(const PGresult* result, int row, int first) {
-  auto hash = optional_text(result, row, first);
-  const auto used = optional_text(result, row, first + 1);
-  if (!hash || !used) return std::nullopt;
-  return RecoveryCodeRecord{std::move(*hash), *used == "t"};
-}
 
 }  // namespace
 
 // ---- one connection -----------------------------------------------------------------
 
-class PostgresqlStore::Connection {
+class PostgresqlStore::Connection final : public sql::Session {
  public:
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -356,6 +255,26 @@ class PostgresqlStore::Connection {
                  doing);
   }
 
+  [[nodiscard]] sql::Dialect dialect() const noexcept override { return sql::Dialect::postgresql; }
+
+  std::expected<void, StoreError> run(sql::Query query, std::span<const sql::Value> values,
+                                      std::string_view doing,
+                                      const sql::EachRow& each_row) override {
+    Params params;
+    for (const sql::Value& value : values) params.value(value);
+    auto rows = exec(sql::query_text(sql::Dialect::postgresql, query).c_str(), params, doing);
+    if (!rows) return std::unexpected(rows.error());
+    if (!each_row) return {};
+    for (int i = 0; i < pq().ntuples(rows->get()); ++i) {
+      if (auto done = each_row(ResultRow(rows->get(), i)); !done) return done;
+    }
+    return {};
+  }
+
+  [[nodiscard]] StoreError error(StoreErrorKind kind, std::string_view what) const override {
+    return store_error(kind, what);
+  }
+
  private:
   explicit Connection(PGconn* conn) noexcept : conn_(conn) {}
 
@@ -408,159 +327,6 @@ class Transaction {
   Connection* connection_;
 };
 
-constexpr const char* kSelectUser =
-    "SELECT active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
-    "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps "
-    "FROM kpanel_totp_users WHERE name = $1";
-constexpr const char* kSelectUserForUpdate =
-    "SELECT active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
-    "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps "
-    "FROM kpanel_totp_users WHERE name = $1 FOR UPDATE";
-constexpr const char* kSelectCodes =
-    "SELECT hash, used FROM kpanel_totp_recovery_codes WHERE name = $1 ORDER BY idx";
-
-// The user's row and recovery codes, inside the caller's transaction.
-std::expected<std::optional<StoredRow>, StoreError> read_user(Connection& connection,
-                                                              std::string_view user,
-                                                              const SecretBox& box,
-                                                              bool for_update) {
-  Params key;
-  key.text(user);
-  auto rows =
-      connection.exec(for_update ? kSelectUserForUpdate : kSelectUser, key, "reading a user");
-  if (!rows) return std::unexpected(rows.error());
-  if (pq().ntuples(rows->get()) == 0) return std::optional<StoredRow>{};
-  auto decoded = decode_user(rows->get(), 0, 0, std::string(user), box);
-  if (!decoded) return std::unexpected(decoded.error());
-  auto codes = connection.exec(kSelectCodes, key, "reading recovery codes");
-  if (!codes) return std::unexpected(codes.error());
-  for (int i = 0; i < pq().ntuples(codes->get()); ++i) {
-    auto code = decode_code(codes->get(), i, 0);
-    if (!code) return std::unexpected(invalid_row(user, "a bad recovery code"));
-    decoded->record.recovery_codes.push_back(std::move(*code));
-  }
-  return std::optional<StoredRow>{std::move(*decoded)};
-}
-
-// Seals `secret` for `slot`, or reuses the sealed form it was loaded from.
-std::expected<std::vector<std::uint8_t>, StoreError> seal_for(
-    const SecretBox& box, std::string_view slot, std::string_view user,
-    const common::SecureBytes& secret, const common::SecureBytes* loaded_secret,
-    const std::vector<std::uint8_t>* loaded_sealed) {
-  if (loaded_secret != nullptr && loaded_sealed != nullptr && !loaded_sealed->empty() &&
-      *loaded_secret == secret) {
-    return *loaded_sealed;
-  }
-  auto sealed = box.seal(secret.view(), store_row::sealed_secret_aad(slot, user));
-  if (!sealed) {
-    return std::unexpected(
-        store_error(StoreErrorKind::key, "cannot seal a secret: " + sealed.error()));
-  }
-  return std::move(*sealed);
-}
-
-std::expected<void, StoreError> write_codes(Connection& connection, std::string_view user,
-                                            const std::vector<RecoveryCodeRecord>& codes,
-                                            const std::vector<RecoveryCodeRecord>& before) {
-  if (store_row::same_hashes(codes, before)) {
-    for (std::size_t i = 0; i < codes.size(); ++i) {
-      if (codes[i].used == before[i].used) continue;
-      Params params;
-      params.text(user).integer(static_cast<std::int64_t>(i)).boolean(codes[i].used);
-      if (auto done = connection.exec(
-              "UPDATE kpanel_totp_recovery_codes SET used = $3 WHERE name = $1 AND idx = $2",
-              params, "writing recovery codes");
-          !done) {
-        return std::unexpected(done.error());
-      }
-    }
-    return {};
-  }
-  Params key;
-  key.text(user);
-  if (auto done = connection.exec("DELETE FROM kpanel_totp_recovery_codes WHERE name = $1", key,
-                                  "writing recovery codes");
-      !done) {
-    return std::unexpected(done.error());
-  }
-  for (std::size_t i = 0; i < codes.size(); ++i) {
-    Params params;
-    params.text(user)
-        .integer(static_cast<std::int64_t>(i))
-        .text(codes[i].hash)
-        .boolean(codes[i].used);
-    if (auto done = connection.exec(
-            "INSERT INTO kpanel_totp_recovery_codes (name, idx, hash, used) VALUES ($1, $2, $3, "
-            "$4)",
-            params, "writing recovery codes");
-        !done) {
-      return std::unexpected(done.error());
-    }
-  }
-  return {};
-}
-
-// Writes `record` over the locked row (which exists: update() made sure).
-std::expected<void, StoreError> write_user(Connection& connection, const SecretBox& box,
-                                           std::string_view user, const UserRecord& record,
-                                           const StoredRow& before) {
-  Params key;
-  key.text(user);
-  if (store_row::is_empty(record)) {
-    // Recovery codes go by ON DELETE CASCADE.
-    auto done =
-        connection.exec("DELETE FROM kpanel_totp_users WHERE name = $1", key, "deleting a user");
-    if (!done) return std::unexpected(done.error());
-    return {};
-  }
-  const UserRecord& old = before.record;
-  Params params;
-  params.text(user);
-  if (record.active) {
-    auto sealed = seal_for(box, "active", user, record.active->secret,
-                           old.active ? &old.active->secret : nullptr, &before.active_sealed);
-    if (!sealed) return std::unexpected(sealed.error());
-    const auto& active = *record.active;
-    params.bytes(*sealed)
-        .text(common::to_string(active.params.algorithm))
-        .integer(active.params.digits)
-        .integer(active.params.period)
-        .integer(common::to_unix(active.enrolled_at));
-  } else {
-    params.null().null().null().null().null();
-  }
-  if (record.pending) {
-    auto sealed = seal_for(box, "pending", user, record.pending->secret,
-                           old.pending ? &old.pending->secret : nullptr, &before.pending_sealed);
-    if (!sealed) return std::unexpected(sealed.error());
-    const auto& pending = *record.pending;
-    params.bytes(*sealed)
-        .text(common::to_string(pending.params.algorithm))
-        .integer(pending.params.digits)
-        .integer(pending.params.period)
-        .integer(common::to_unix(pending.expires_at));
-  } else {
-    params.null().null().null().null().null();
-  }
-  params.optional_integer(record.last_step)
-      .integer(record.failures)
-      .integer(record.lockout_level)
-      .optional_integer(record.locked_until ? std::optional(common::to_unix(*record.locked_until))
-                                            : std::nullopt)
-      .optional_integer(record.last_skew_seconds);
-  if (record.used_steps.empty()) {
-    params.null();
-  } else {
-    params.text(encode_step_runs(record.used_steps));
-  }
-  if (auto done = connection.exec(kUpdateUser, params, "writing a user"); !done) {
-    return std::unexpected(done.error());
-  }
-  return write_codes(connection, user, record.recovery_codes, old.recovery_codes);
-}
-
 // Every host must seal with the fleet's key. The first daemon seals a known
 // value under its key; every later one must open it, so a host with another
 // key is refused at start even before any user enrolled (secrets sealed with
@@ -597,81 +363,84 @@ std::expected<void, StoreError> check_fleet_key(Connection& connection, const Se
   return {};
 }
 
-std::expected<void, StoreError> migrate(Connection& connection, const SecretBox& box) {
-  if (auto begun = connection.exec("BEGIN", "migrating the schema"); !begun) {
-    return std::unexpected(begun.error());
+// The schema version is a row of kpanel_totp_schema; an advisory lock taken
+// in the migration's transaction serializes the hosts.
+class SchemaSteps final : public sql::SchemaSteps {
+ public:
+  SchemaSteps(Connection& connection, const SecretBox& box) noexcept
+      : connection_(connection), box_(box) {}
+
+  // No fast path: the version table may not exist before the lock is held.
+  std::expected<std::optional<std::int64_t>, StoreError> unlocked_version() override {
+    return std::optional<std::int64_t>{};
   }
-  Transaction transaction(connection);
-  // Hosts starting together: one migrates, the others wait and find it done.
-  if (auto locked = connection.exec(kMigrationLock, "migrating the schema"); !locked) {
-    return std::unexpected(locked.error());
+  std::expected<void, StoreError> lock() override {
+    if (auto begun = connection_.exec("BEGIN", "migrating the schema"); !begun) {
+      return std::unexpected(begun.error());
+    }
+    // Hosts starting together: one migrates, the others wait and find it done.
+    if (auto locked = connection_.exec(kMigrationLock, "migrating the schema"); !locked) {
+      roll_back();
+      return std::unexpected(locked.error());
+    }
+    return {};
   }
-  // CREATE … IF NOT EXISTS would need the CREATE privilege even when the
-  // table exists: a role with only SELECT/INSERT/UPDATE/DELETE on tables an
-  // owner made (README: roles) must get past this.
-  auto exists = connection.exec("SELECT to_regclass('kpanel_totp_schema') IS NOT NULL",
-                                "migrating the schema");
-  if (!exists) return std::unexpected(exists.error());
-  if (optional_text(exists->get(), 0, 0).value_or("f") != "t") {
-    if (auto done = connection.exec("CREATE TABLE kpanel_totp_schema (version integer NOT NULL)",
-                                    "migrating the schema");
+  std::expected<std::int64_t, StoreError> locked_version() override {
+    // CREATE … IF NOT EXISTS would need the CREATE privilege even when the
+    // table exists: a role with only SELECT/INSERT/UPDATE/DELETE on tables an
+    // owner made (README: roles) must get past this.
+    auto exists = connection_.exec("SELECT to_regclass('kpanel_totp_schema') IS NOT NULL",
+                                   "migrating the schema");
+    if (!exists) return std::unexpected(exists.error());
+    if (optional_text(exists->get(), 0, 0).value_or("f") != "t") {
+      if (auto done = connection_.exec("CREATE TABLE kpanel_totp_schema (version integer NOT NULL)",
+                                       "migrating the schema");
+          !done) {
+        return std::unexpected(done.error());
+      }
+    }
+    auto rows =
+        connection_.exec("SELECT max(version) FROM kpanel_totp_schema", "migrating the schema");
+    if (!rows) return std::unexpected(rows.error());
+    return optional_integer(rows->get(), 0, 0).value_or(0);
+  }
+  std::expected<void, StoreError> exec(const char* sql) override {
+    return discard(connection_.exec(sql, "migrating the schema"));
+  }
+  std::expected<void, StoreError> set_version(int version) override {
+    if (auto done = connection_.exec("DELETE FROM kpanel_totp_schema", "migrating the schema");
         !done) {
       return std::unexpected(done.error());
     }
+    Params params;
+    params.integer(version);
+    return discard(connection_.exec("INSERT INTO kpanel_totp_schema (version) VALUES ($1)", params,
+                                    "migrating the schema"));
   }
-  auto rows =
-      connection.exec("SELECT max(version) FROM kpanel_totp_schema", "migrating the schema");
-  if (!rows) return std::unexpected(rows.error());
-  const std::int64_t version = optional_integer(rows->get(), 0, 0).value_or(0);
-  if (version > kPostgresqlSchemaVersion) {
-    return std::unexpected(
-        store_error(StoreErrorKind::corrupt, "written by a newer kpanel-totpd (schema version " +
-                                                 std::to_string(version) + ", this one knows " +
-                                                 std::to_string(kPostgresqlSchemaVersion) +
-                                                 "): upgrade kpanel-totp on this host"));
+  std::expected<void, StoreError> before_commit() override {
+    return check_fleet_key(connection_, box_);
   }
-  if (version == kPostgresqlSchemaVersion) {
-    if (auto checked = check_fleet_key(connection, box); !checked) return checked;
-    return transaction.commit();
+  std::expected<void, StoreError> commit() override {
+    return discard(connection_.exec("COMMIT", "committing"));
   }
-  for (const Migration& migration : kMigrations) {
-    if (migration.version <= version) continue;
-    if (auto done = connection.exec(migration.sql, "migrating the schema"); !done) {
-      return std::unexpected(done.error());
+  // On a broken connection the ROLLBACK fails harmlessly: the server has
+  // already discarded the transaction.
+  void roll_back() noexcept override {
+    if (connection_.broken()) return;
+    try {
+      (void)connection_.exec("ROLLBACK", "rolling back");
+    } catch (...) {  // out of memory building the error: nothing more to do
     }
   }
-  Params params;
-  params.integer(kPostgresqlSchemaVersion);
-  if (auto done = connection.exec("DELETE FROM kpanel_totp_schema", "migrating the schema");
-      !done) {
-    return std::unexpected(done.error());
-  }
-  if (auto done = connection.exec("INSERT INTO kpanel_totp_schema (version) VALUES ($1)", params,
-                                  "migrating the schema");
-      !done) {
-    return std::unexpected(done.error());
-  }
-  if (auto checked = check_fleet_key(connection, box); !checked) return checked;
-  return transaction.commit();
-}
 
-// A wrong key_file should stop the daemon at start, not fail every login.
-std::expected<void, StoreError> check_key(Connection& connection, const SecretBox& box) {
-  auto rows = connection.exec(
-      "SELECT name, active_secret, pending_secret FROM kpanel_totp_users"
-      " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1",
-      "checking the key");
-  if (!rows) return std::unexpected(rows.error());
-  if (pq().ntuples(rows->get()) == 0) return {};
-  const std::string user = optional_text(rows->get(), 0, 0).value_or("");
-  const bool active = !is_null(rows->get(), 0, 1);
-  const std::string_view slot = active ? "active" : "pending";
-  const auto sealed = bytes_of(rows->get(), 0, active ? 1 : 2);
-  if (!sealed || !box.open(*sealed, store_row::sealed_secret_aad(slot, user))) {
-    return std::unexpected(key_error(slot, user));
+ private:
+  static std::expected<void, StoreError> discard(std::expected<Result, StoreError> result) {
+    if (!result) return std::unexpected(result.error());
+    return {};
   }
-  return {};
-}
+  Connection& connection_;
+  const SecretBox& box_;
+};
 
 }  // namespace
 
@@ -741,9 +510,13 @@ std::expected<bool, StoreError> PostgresqlStore::holds_sealed_secrets(const std:
 }
 
 std::expected<void, StoreError> PostgresqlStore::prepare(Connection& connection) {
-  if (auto migrated = migrate(connection, box_); !migrated)
+  SchemaSteps steps(connection, box_);
+  if (auto migrated = sql::migrate(connection, steps); !migrated) {
     return std::unexpected(migrated.error());
-  if (auto checked = check_key(connection, box_); !checked) return std::unexpected(checked.error());
+  }
+  if (auto checked = sql::check_key(connection, box_); !checked) {
+    return std::unexpected(checked.error());
+  }
   const std::lock_guard lock(mutex_);
   prepared_ = true;
   return {};
@@ -875,24 +648,38 @@ std::expected<T, StoreError> PostgresqlStore::with_connection(Attempt&& attempt)
   }
 }
 
+namespace {
+
+// Runs `read(connection)` in one read-only snapshot, so the rows it reads
+// (a user's row and its codes, or every row) agree with each other.
+template <typename T, typename Read>
+std::expected<T, StoreError> in_snapshot(Connection& connection, bool& started, Read&& read) {
+  if (auto begun =
+          connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting a read");
+      !begun) {
+    return std::unexpected(begun.error());
+  }
+  started = true;
+  Transaction transaction(connection);
+  std::expected<T, StoreError> result = read(connection);
+  if (!result) return result;
+  if (auto done = transaction.commit(); !done) return std::unexpected(done.error());
+  return result;
+}
+
+}  // namespace
+
 std::expected<std::optional<UserRecord>, StoreError> PostgresqlStore::load(std::string_view user) {
-  return with_connection<std::optional<UserRecord>>(
-      [&](Connection& connection,
-          bool& started) -> std::expected<std::optional<UserRecord>, StoreError> {
-        // One snapshot for the row and its codes.
-        if (auto begun = connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                                         "starting a read");
-            !begun) {
-          return std::unexpected(begun.error());
-        }
-        started = true;
-        Transaction transaction(connection);
-        auto row = read_user(connection, user, box_, false);
-        if (!row) return std::unexpected(row.error());
-        if (auto done = transaction.commit(); !done) return std::unexpected(done.error());
-        if (!*row) return std::optional<UserRecord>{};
-        return std::optional<UserRecord>{std::move((*row)->record)};
-      });
+  using Found = std::optional<UserRecord>;
+  return with_connection<Found>([&](Connection& connection, bool& started) {
+    return in_snapshot<Found>(connection, started,
+                              [&](Connection& reader) -> std::expected<Found, StoreError> {
+                                auto row = sql::read_user(reader, user, box_);
+                                if (!row) return std::unexpected(row.error());
+                                if (!*row) return Found{};
+                                return Found{std::move((*row)->record)};
+                              });
+  });
 }
 
 std::expected<void, StoreError> PostgresqlStore::update(
@@ -908,7 +695,7 @@ std::expected<void, StoreError> PostgresqlStore::update(
       started = true;
       Transaction transaction(connection);
       // Locked until COMMIT: every other host's update of this user waits here.
-      auto stored = read_user(connection, user, box_, true);
+      auto stored = sql::read_user(connection, user, box_, sql::Query::select_user_locked);
       if (!stored) return std::unexpected(stored.error());
       if (!*stored) {
         // No row to lock yet: make one (an insert racing ours waits for it)
@@ -919,7 +706,7 @@ std::expected<void, StoreError> PostgresqlStore::update(
             !inserted) {
           return std::unexpected(inserted.error());
         }
-        stored = read_user(connection, user, box_, true);
+        stored = sql::read_user(connection, user, box_, sql::Query::select_user_locked);
         if (!stored) return std::unexpected(stored.error());
       }
       if (!*stored) {
@@ -928,10 +715,11 @@ std::expected<void, StoreError> PostgresqlStore::update(
         return std::unexpected(store_error(
             StoreErrorKind::busy, "the row of user '" + std::string(user) + "' keeps vanishing"));
       }
-      const StoredRow& before = **stored;
+      const sql::StoredRow& before = **stored;
       UserRecord record = before.record;
       if (!change(record)) return {};  // rolled back, the placeholder insert too
-      if (auto written = write_user(connection, box_, user, record, before); !written) {
+      // The row exists and is locked: write_user updates it (or deletes it).
+      if (auto written = sql::write_user(connection, box_, user, record, &before); !written) {
         return std::unexpected(written.error());
       }
       // With synchronous_commit on (the default), COMMIT returns once the
@@ -942,48 +730,12 @@ std::expected<void, StoreError> PostgresqlStore::update(
 }
 
 std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {
-  return with_connection<std::vector<UserRecord>>(
-      [&](Connection& connection,
-          bool& started) -> std::expected<std::vector<UserRecord>, StoreError> {
-        if (auto begun = connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                                         "starting a read");
-            !begun) {
-          return std::unexpected(begun.error());
-        }
-        started = true;
-        Transaction transaction(connection);
-        // COLLATE "C": byte order, std::string's, whatever the database's locale.
-        const std::string users = "SELECT name, " + std::string(store_row::kUserColumns) +
-                                  " FROM kpanel_totp_users ORDER BY name COLLATE \"C\"";
-        auto rows = connection.exec(users.c_str(), "listing users");
-        if (!rows) return std::unexpected(rows.error());
-        std::vector<UserRecord> records;
-        for (int i = 0; i < pq().ntuples(rows->get()); ++i) {
-          auto name = optional_text(rows->get(), i, 0);
-          if (!name) return std::unexpected(invalid_row("", "no name"));
-          auto row = decode_user(rows->get(), i, 1, std::move(*name), box_);
-          if (!row) return std::unexpected(row.error());
-          // Placeholders of updates in flight are not committed, so not seen here.
-          records.push_back(std::move(row->record));
-        }
-        auto codes = connection.exec(
-            "SELECT name, hash, used FROM kpanel_totp_recovery_codes ORDER BY name COLLATE \"C\", "
-            "idx",
-            "listing users");
-        if (!codes) return std::unexpected(codes.error());
-        std::size_t next = 0;
-        for (int i = 0; i < pq().ntuples(codes->get()); ++i) {
-          const auto name = optional_text(codes->get(), i, 0).value_or("");
-          while (next < records.size() && records[next].user < name) ++next;
-          auto code = decode_code(codes->get(), i, 1);
-          if (next == records.size() || records[next].user != name || !code) {
-            return std::unexpected(invalid_row(name, "a bad recovery code"));
-          }
-          records[next].recovery_codes.push_back(std::move(*code));
-        }
-        if (auto done = transaction.commit(); !done) return std::unexpected(done.error());
-        return records;
-      });
+  using Records = std::vector<UserRecord>;
+  return with_connection<Records>([&](Connection& connection, bool& started) {
+    // Placeholders of updates in flight are not committed, so not seen here.
+    return in_snapshot<Records>(connection, started,
+                                [&](Connection& reader) { return sql::list_users(reader, box_); });
+  });
 }
 
 }  // namespace kpanel::daemon

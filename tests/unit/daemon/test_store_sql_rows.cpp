@@ -1,0 +1,471 @@
+#define BOOST_TEST_MODULE daemon sql row layer
+// The row layer both SQL stores share, over an in-memory session that keeps
+// rows as the statements would: a record written is read back through the
+// column layout, sealed secrets are bound to their slot and user, and each
+// write runs only the statements it needs.
+
+#include <boost/test/unit_test.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/sql_rows.hpp"
+#include "daemon/store/store_postgresql.hpp"
+#include "daemon/store/store_row.hpp"
+#include "daemon/store/store_sqlite.hpp"
+#include "support/store_backends.hpp"
+
+namespace kpanel::daemon::test {
+namespace {
+
+using namespace std::chrono_literals;
+using sql::Query;
+
+const common::TimePoint kEnrolled = common::from_unix(1'800'000'000);
+
+using Cell =
+    std::variant<std::monostate, std::int64_t, std::string, std::vector<std::uint8_t>, bool>;
+using Cells = std::vector<Cell>;
+
+Cell owned(const sql::Value& value) {
+  switch (value.kind) {
+    case sql::Value::Kind::integer:
+      return value.integer;
+    case sql::Value::Kind::flag:
+      return value.integer != 0;
+    case sql::Value::Kind::text:
+      return std::string(value.text);
+    case sql::Value::Kind::blob:
+      return std::vector<std::uint8_t>(value.blob.begin(), value.blob.end());
+    case sql::Value::Kind::null:
+      break;
+  }
+  return std::monostate{};
+}
+
+class CellRow final : public sql::Row {
+ public:
+  explicit CellRow(Cells cells) : cells_(std::move(cells)) {}
+  [[nodiscard]] bool is_null(int column) const override {
+    return std::holds_alternative<std::monostate>(at(column));
+  }
+  [[nodiscard]] std::optional<std::int64_t> integer(int column) const override {
+    return get<std::int64_t>(column);
+  }
+  [[nodiscard]] std::optional<std::string> text(int column) const override {
+    return get<std::string>(column);
+  }
+  [[nodiscard]] std::optional<std::vector<std::uint8_t>> blob(int column) const override {
+    return get<std::vector<std::uint8_t>>(column);
+  }
+  [[nodiscard]] std::optional<bool> flag(int column) const override { return get<bool>(column); }
+
+ private:
+  [[nodiscard]] const Cell& at(int column) const {
+    return cells_.at(static_cast<std::size_t>(column));
+  }
+  template <typename T>
+  [[nodiscard]] std::optional<T> get(int column) const {
+    const T* value = std::get_if<T>(&at(column));
+    if (value == nullptr) return std::nullopt;
+    return *value;
+  }
+  Cells cells_;
+};
+
+// Users and codes in maps, each query done as its SQL would; every query run is logged.
+class MemorySession final : public sql::Session {
+ public:
+  explicit MemorySession(sql::Dialect dialect) : dialect_(dialect) {}
+  [[nodiscard]] sql::Dialect dialect() const noexcept override { return dialect_; }
+  [[nodiscard]] StoreError error(StoreErrorKind kind, std::string_view what) const override {
+    return StoreError{kind, "memory: " + std::string(what)};
+  }
+
+  std::expected<void, StoreError> run(Query query, std::span<const sql::Value> params,
+                                      std::string_view /*doing*/,
+                                      const sql::EachRow& each_row) override {
+    log.push_back(query);
+    const auto name = [&] { return std::string(params[0].text); };
+    const auto emit = [&](Cells cells) -> std::expected<void, StoreError> {
+      return each_row ? each_row(CellRow(std::move(cells))) : std::expected<void, StoreError>{};
+    };
+    switch (query) {
+      case Query::select_user:
+      case Query::select_user_locked:
+        if (const auto found = users.find(name()); found != users.end()) return emit(found->second);
+        return {};
+      case Query::select_codes:
+        for (const auto& [hash, used] : codes[name()]) {
+          if (auto done = emit({hash, used}); !done) return done;
+        }
+        return {};
+      case Query::select_users:
+        for (const auto& [user, cells] : users) {
+          Cells row{user};
+          row.insert(row.end(), cells.begin(), cells.end());
+          if (auto done = emit(row); !done) return done;
+        }
+        return {};
+      case Query::select_all_codes:
+        for (const auto& [user, list] : codes) {
+          for (const auto& [hash, used] : list) {
+            if (auto done = emit({user, hash, used}); !done) return done;
+          }
+        }
+        return {};
+      case Query::write_user: {
+        BOOST_TEST_REQUIRE(params.size() == 17U);
+        Cells cells;
+        for (const auto& value : params.subspan(1)) cells.push_back(owned(value));
+        users[name()] = std::move(cells);
+        return {};
+      }
+      case Query::delete_user:
+        users.erase(name());
+        codes.erase(name());  // ON DELETE CASCADE
+        return {};
+      case Query::delete_codes:
+        codes.erase(name());
+        return {};
+      case Query::insert_code: {
+        auto& list = codes[name()];
+        BOOST_TEST_REQUIRE(params[1].integer == static_cast<std::int64_t>(list.size()));
+        list.emplace_back(std::string(params[2].text), params[3].integer != 0);
+        return {};
+      }
+      case Query::update_code_used:
+        codes[name()].at(static_cast<std::size_t>(params[1].integer)).second =
+            params[2].integer != 0;
+        return {};
+      case Query::first_sealed:
+        for (const auto& [user, cells] : users) {
+          const Cell& active = cells[store_row::kActiveSecret];
+          const Cell& pending = cells[store_row::kPendingSecret];
+          if (std::holds_alternative<std::monostate>(active) &&
+              std::holds_alternative<std::monostate>(pending)) {
+            continue;
+          }
+          return emit({user, active, pending});
+        }
+        return {};
+    }
+    return {};
+  }
+
+  std::map<std::string, Cells> users;  // the kUserColumns of each user's row
+  std::map<std::string, std::vector<std::pair<std::string, bool>>> codes;
+  std::vector<Query> log;
+
+ private:
+  sql::Dialect dialect_;
+};
+
+SecretBox test_box() {
+  auto box = SecretBox::from_key(test_store_key());
+  BOOST_TEST_REQUIRE(box.has_value());
+  return std::move(*box);
+}
+
+common::SecureBytes bytes_of(std::string_view text) {
+  return common::SecureBytes(
+      std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+UserRecord full_record(const std::string& user) {
+  UserRecord record;
+  record.user = user;
+  record.active = Enrollment{
+      bytes_of("active-secret-" + user), {common::TotpAlgorithm::sha256, 8, 60}, kEnrolled};
+  record.pending = PendingEnrollment{
+      bytes_of("pending-secret-" + user), {common::TotpAlgorithm::sha512, 7, 45}, kEnrolled + 600s};
+  record.last_step = 60'000'123;
+  record.used_steps = {{59'000'000, 59'000'004}, {60'000'123, 60'000'123}};
+  record.failures = 3;
+  record.lockout_level = 2;
+  record.locked_until = kEnrolled + 1200s;
+  record.last_skew_seconds = -31;
+  record.recovery_codes = {{"hash-a", false}, {"hash-b", true}, {"hash-c", false}};
+  return record;
+}
+
+void check_same(const UserRecord& got, const UserRecord& want) {
+  BOOST_TEST(got.user == want.user);
+  BOOST_TEST_REQUIRE(got.active.has_value() == want.active.has_value());
+  if (want.active) {
+    BOOST_TEST((got.active->secret == want.active->secret));
+    BOOST_TEST((got.active->params.algorithm == want.active->params.algorithm));
+    BOOST_TEST(got.active->params.digits == want.active->params.digits);
+    BOOST_TEST(got.active->params.period == want.active->params.period);
+    BOOST_TEST((got.active->enrolled_at == want.active->enrolled_at));
+  }
+  BOOST_TEST_REQUIRE(got.pending.has_value() == want.pending.has_value());
+  if (want.pending) {
+    BOOST_TEST((got.pending->secret == want.pending->secret));
+    BOOST_TEST((got.pending->params.algorithm == want.pending->params.algorithm));
+    BOOST_TEST(got.pending->params.digits == want.pending->params.digits);
+    BOOST_TEST(got.pending->params.period == want.pending->params.period);
+    BOOST_TEST((got.pending->expires_at == want.pending->expires_at));
+  }
+  BOOST_TEST((got.last_step == want.last_step));
+  BOOST_TEST((got.used_steps == want.used_steps));
+  BOOST_TEST(got.failures == want.failures);
+  BOOST_TEST(got.lockout_level == want.lockout_level);
+  BOOST_TEST((got.locked_until == want.locked_until));
+  BOOST_TEST((got.last_skew_seconds == want.last_skew_seconds));
+  BOOST_TEST_REQUIRE(got.recovery_codes.size() == want.recovery_codes.size());
+  for (std::size_t i = 0; i < want.recovery_codes.size(); ++i) {
+    BOOST_TEST(got.recovery_codes[i].hash == want.recovery_codes[i].hash);
+    BOOST_TEST(got.recovery_codes[i].used == want.recovery_codes[i].used);
+  }
+}
+
+sql::StoredRow read_back(MemorySession& session, const SecretBox& box, const std::string& user) {
+  auto row = sql::read_user(session, user, box);
+  BOOST_TEST_REQUIRE(row.has_value(), row.error().message);
+  BOOST_TEST_REQUIRE(row->has_value());
+  return std::move(**row);
+}
+
+void write(MemorySession& session, const SecretBox& box, const UserRecord& record,
+           const sql::StoredRow* before) {
+  auto written = sql::write_user(session, box, record.user, record, before);
+  BOOST_TEST_REQUIRE(written.has_value(), written.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(a_record_comes_back_as_written_in_both_dialects) {
+  const SecretBox box = test_box();
+  for (const auto dialect : {sql::Dialect::sqlite, sql::Dialect::postgresql}) {
+    MemorySession session(dialect);
+    const UserRecord record = full_record("alice");
+    write(session, box, record, nullptr);
+    check_same(read_back(session, box, "alice").record, record);
+    UserRecord bare;
+    bare.user = "bob";
+    bare.failures = 1;  // not empty, but no secrets, no codes, no replay state
+    write(session, box, bare, nullptr);
+    check_same(read_back(session, box, "bob").record, bare);
+    auto listed = sql::list_users(session, box);
+    BOOST_TEST_REQUIRE(listed.has_value());
+    BOOST_TEST_REQUIRE(listed->size() == 2U);
+    check_same((*listed)[0], record);
+    check_same((*listed)[1], bare);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(secrets_are_sealed_for_their_slot_and_user) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::sqlite);
+  write(session, box, full_record("alice"), nullptr);
+  Cells& cells = session.users["alice"];
+  const auto* sealed = std::get_if<std::vector<std::uint8_t>>(&cells[store_row::kActiveSecret]);
+  BOOST_TEST_REQUIRE(sealed != nullptr);
+  // Never in clear: the sealed form does not contain the secret.
+  const std::string stored(sealed->begin(), sealed->end());
+  BOOST_TEST(stored.find("active-secret-alice") == std::string::npos);
+  // The active secret moved into the pending slot does not open there.
+  cells[store_row::kPendingSecret] = cells[store_row::kActiveSecret];
+  auto moved = sql::read_user(session, "alice", box);
+  BOOST_TEST_REQUIRE(!moved.has_value());
+  BOOST_TEST((moved.error().kind == StoreErrorKind::key));
+  BOOST_TEST(moved.error().message ==
+             "memory: secrets do not decrypt with key_file: wrong key? (pending secret of user "
+             "'alice')");
+  // The same row under another user's name does not open either; the fleet's
+  // message says every host needs the same key.
+  MemorySession fleet(sql::Dialect::postgresql);
+  write(fleet, box, full_record("alice"), nullptr);
+  fleet.users["mallory"] = fleet.users["alice"];
+  auto copied = sql::read_user(fleet, "mallory", box);
+  BOOST_TEST_REQUIRE(!copied.has_value());
+  BOOST_TEST(copied.error().message ==
+             "memory: secrets do not decrypt with key_file: wrong key? (active secret of user "
+             "'mallory'; every host of a fleet needs the same key_file)");
+  BOOST_TEST(sql::check_key(fleet, box).has_value());  // alice's row comes first, and opens
+  fleet.users.erase("alice");
+  auto checked = sql::check_key(fleet, box);
+  BOOST_TEST_REQUIRE(!checked.has_value());
+  BOOST_TEST((checked.error().kind == StoreErrorKind::key));
+}
+
+BOOST_AUTO_TEST_CASE(an_unchanged_secret_keeps_its_sealed_form) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::postgresql);
+  write(session, box, full_record("alice"), nullptr);
+  const sql::StoredRow before = read_back(session, box, "alice");
+  UserRecord record = before.record;
+  record.failures = 0;
+  write(session, box, record, &before);
+  const sql::StoredRow after = read_back(session, box, "alice");
+  BOOST_TEST((after.active_sealed == before.active_sealed));
+  BOOST_TEST((after.pending_sealed == before.pending_sealed));
+  // A new secret is sealed anew.
+  record.active->secret = bytes_of("another-secret");
+  write(session, box, record, &after);
+  const sql::StoredRow changed = read_back(session, box, "alice");
+  BOOST_TEST((changed.active_sealed != after.active_sealed));
+  BOOST_TEST((changed.pending_sealed == after.pending_sealed));
+  BOOST_TEST((changed.record.active->secret == bytes_of("another-secret")));
+}
+
+BOOST_AUTO_TEST_CASE(recovery_codes_are_rewritten_only_when_they_change) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::sqlite);
+  write(session, box, full_record("alice"), nullptr);
+  sql::StoredRow before = read_back(session, box, "alice");
+  // A code used: one flag flipped in place.
+  UserRecord record = before.record;
+  record.recovery_codes[0].used = true;
+  session.log.clear();
+  write(session, box, record, &before);
+  BOOST_TEST((session.log == std::vector<Query>{Query::write_user, Query::update_code_used}));
+  before = read_back(session, box, "alice");
+  check_same(before.record, record);
+  // New codes: the old ones go, the new ones come in order.
+  record.recovery_codes = {{"hash-x", false}, {"hash-y", false}};
+  session.log.clear();
+  write(session, box, record, &before);
+  BOOST_TEST((session.log == std::vector<Query>{Query::write_user, Query::delete_codes,
+                                                Query::insert_code, Query::insert_code}));
+  check_same(read_back(session, box, "alice").record, record);
+}
+
+BOOST_AUTO_TEST_CASE(an_emptied_record_is_deleted_and_a_new_empty_one_never_written) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::postgresql);
+  UserRecord empty;
+  empty.user = "nobody";
+  write(session, box, empty, nullptr);
+  BOOST_TEST(session.log.empty());
+  write(session, box, full_record("alice"), nullptr);
+  const sql::StoredRow before = read_back(session, box, "alice");
+  empty.user = "alice";
+  session.log.clear();
+  write(session, box, empty, &before);
+  BOOST_TEST((session.log == std::vector<Query>{Query::delete_user}));
+  BOOST_TEST(session.users.empty());
+  BOOST_TEST(session.codes.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_row_is_corrupt_with_what_is_wrong) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::sqlite);
+  write(session, box, full_record("alice"), nullptr);
+  const auto fails_with = [&](const std::string& message) {
+    auto row = sql::read_user(session, "alice", box);
+    BOOST_TEST_REQUIRE(!row.has_value());
+    BOOST_TEST((row.error().kind == StoreErrorKind::corrupt));
+    BOOST_TEST(row.error().message == message);
+  };
+  Cells& cells = session.users["alice"];
+  const Cells good = cells;
+  cells[store_row::kFailures] = std::int64_t{-1};
+  fails_with("memory: the row of user 'alice' has bad counters");
+  cells = good;
+  cells[store_row::kActiveDigits] = std::int64_t{9};
+  fails_with("memory: the row of user 'alice' has bad TOTP parameters");
+  cells = good;
+  cells[store_row::kUsedSteps] = std::string("not runs");
+  fails_with("memory: the row of user 'alice' has bad used_steps");
+  cells = good;
+  session.codes["zed"] = {{"orphan", false}};  // a code of no user
+  auto listed = sql::list_users(session, box);
+  BOOST_TEST_REQUIRE(!listed.has_value());
+  BOOST_TEST(listed.error().message == "memory: the row of user 'zed' has a bad recovery code");
+}
+
+// Migration steps recorded; each may be told to fail.
+class RecordedSteps final : public sql::SchemaSteps {
+ public:
+  std::optional<std::int64_t> unlocked;
+  std::int64_t locked = 0;
+  std::string fail_at;
+  std::vector<std::string> done;
+
+  std::expected<std::optional<std::int64_t>, StoreError> unlocked_version() override {
+    return unlocked;
+  }
+  std::expected<void, StoreError> lock() override { return step("lock"); }
+  std::expected<std::int64_t, StoreError> locked_version() override { return locked; }
+  std::expected<void, StoreError> exec(const char* sql) override {
+    return step(std::string(sql).find("used_steps") != std::string::npos ? "migration 2"
+                                                                         : "migration 1");
+  }
+  std::expected<void, StoreError> set_version(int version) override {
+    return step("version " + std::to_string(version));
+  }
+  std::expected<void, StoreError> before_commit() override { return step("checks"); }
+  std::expected<void, StoreError> commit() override { return step("commit"); }
+  void roll_back() noexcept override { done.emplace_back("roll back"); }
+
+ private:
+  std::expected<void, StoreError> step(const std::string& name) {
+    done.push_back(name);
+    if (name == fail_at) return std::unexpected(StoreError{StoreErrorKind::io, name + " failed"});
+    return {};
+  }
+};
+
+BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
+  using Steps = std::vector<std::string>;
+  const MemorySession sqlite(sql::Dialect::sqlite);
+  const MemorySession fleet(sql::Dialect::postgresql);
+  BOOST_TEST(sql::migrations(sql::Dialect::sqlite).back().version == kSqliteSchemaVersion);
+  BOOST_TEST(sql::migrations(sql::Dialect::postgresql).back().version == kPostgresqlSchemaVersion);
+  {
+    RecordedSteps steps;  // a new database
+    BOOST_TEST(sql::migrate(fleet, steps).has_value());
+    BOOST_TEST((steps.done ==
+                Steps{"lock", "migration 1", "migration 2", "version 2", "checks", "commit"}));
+  }
+  {
+    RecordedSteps steps;  // current, seen without the lock
+    steps.unlocked = 2;
+    BOOST_TEST(sql::migrate(sqlite, steps).has_value());
+    BOOST_TEST(steps.done.empty());
+  }
+  {
+    RecordedSteps steps;  // one behind; another process migrated meanwhile
+    steps.unlocked = 1;
+    steps.locked = 2;
+    BOOST_TEST(sql::migrate(sqlite, steps).has_value());
+    BOOST_TEST((steps.done == Steps{"lock", "checks", "commit"}));
+  }
+  {
+    RecordedSteps steps;
+    steps.locked = 1;
+    steps.fail_at = "migration 2";
+    auto migrated = sql::migrate(fleet, steps);
+    BOOST_TEST_REQUIRE(!migrated.has_value());
+    BOOST_TEST(migrated.error().message == "migration 2 failed");
+    BOOST_TEST((steps.done == Steps{"lock", "migration 2", "roll back"}));
+  }
+  {
+    RecordedSteps steps;
+    steps.locked = 3;
+    auto migrated = sql::migrate(fleet, steps);
+    BOOST_TEST_REQUIRE(!migrated.has_value());
+    BOOST_TEST((migrated.error().kind == StoreErrorKind::corrupt));
+    BOOST_TEST(migrated.error().message ==
+               "memory: written by a newer kpanel-totpd (schema version 3, this one knows 2): "
+               "upgrade kpanel-totp on this host");
+    BOOST_TEST((steps.done == Steps{"lock", "roll back"}));
+  }
+  {
+    RecordedSteps steps;
+    steps.unlocked = 7;
+    auto migrated = sql::migrate(sqlite, steps);
+    BOOST_TEST_REQUIRE(!migrated.has_value());
+    BOOST_TEST(migrated.error().message ==
+               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 2): "
+               "upgrade kpanel-totp");
+    BOOST_TEST(steps.done.empty());
+  }
+}
+
+}  // namespace
+}  // namespace kpanel::daemon::test
