@@ -159,15 +159,14 @@ std::expected<StoredRow, StoreError> decode_user(const Session& session, const R
   auto active = decode_slot(session, row, column(store_row::kActiveSecret), "active", user, box,
                             out.active_sealed);
   if (!active) return std::unexpected(active.error());
-  if (*active) {
-    out.record.active = Enrollment{std::move((*active)->secret), (*active)->params, (*active)->at};
+  if (std::optional<Slot>& slot = *active; slot.has_value()) {
+    out.record.active = Enrollment{std::move(slot->secret), slot->params, slot->at};
   }
   auto pending = decode_slot(session, row, column(store_row::kPendingSecret), "pending", user, box,
                              out.pending_sealed);
   if (!pending) return std::unexpected(pending.error());
-  if (*pending) {
-    out.record.pending =
-        PendingEnrollment{std::move((*pending)->secret), (*pending)->params, (*pending)->at};
+  if (std::optional<Slot>& slot = *pending; slot.has_value()) {
+    out.record.pending = PendingEnrollment{std::move(slot->secret), slot->params, slot->at};
   }
   const auto failures = store_row::to_u32(row.integer(column(store_row::kFailures)));
   const auto lockout_level = store_row::to_u32(row.integer(column(store_row::kLockoutLevel)));
@@ -223,13 +222,13 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
     return session.run(Query::delete_user, key, "deleting a user");
   }
   const UserRecord* old = before != nullptr ? &before->record : nullptr;
-  auto active_sealed =
-      seal_slot(session, box, "active", user, record.active, old ? &old->active : nullptr,
-                before ? &before->active_sealed : nullptr);
+  auto active_sealed = seal_slot(session, box, "active", user, record.active,
+                                 old != nullptr ? &old->active : nullptr,
+                                 before != nullptr ? &before->active_sealed : nullptr);
   if (!active_sealed) return std::unexpected(active_sealed.error());
-  auto pending_sealed =
-      seal_slot(session, box, "pending", user, record.pending, old ? &old->pending : nullptr,
-                before ? &before->pending_sealed : nullptr);
+  auto pending_sealed = seal_slot(session, box, "pending", user, record.pending,
+                                  old != nullptr ? &old->pending : nullptr,
+                                  before != nullptr ? &before->pending_sealed : nullptr);
   if (!pending_sealed) return std::unexpected(pending_sealed.error());
   // Bound without a copy (SQLite): must outlive the run.
   const std::string used_steps =
@@ -311,8 +310,10 @@ std::expected<void, StoreError> migrate(const Session& session, SchemaSteps& ste
   };
   const auto unlocked = steps.unlocked_version();
   if (!unlocked) return std::unexpected(unlocked.error());
-  if (*unlocked && **unlocked > newest) return std::unexpected(newer(**unlocked));
-  if (*unlocked && **unlocked == newest) return {};
+  if (const std::optional<std::int64_t>& seen = *unlocked; seen.has_value()) {
+    if (*seen > newest) return std::unexpected(newer(*seen));
+    if (*seen == newest) return {};
+  }
   if (auto locked = steps.lock(); !locked) return locked;
   Undo undo(steps);
   // Again under the lock: another host or process may have migrated meanwhile.

@@ -5,13 +5,15 @@
 // backend (store_sqlite, store_postgresql) implements it over its own
 // connections; transactions, locking and durability stay with the backend.
 
+#include <concepts>
 #include <cstdint>
 #include <expected>
-#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "daemon/store/store.hpp"
@@ -72,8 +74,30 @@ class Row {
   Row& operator=(Row&&) = default;
 };
 
+class EachRow;
+template <typename F>
+concept RowCallback = !std::same_as<std::remove_cvref_t<F>, EachRow> &&
+                      std::is_invocable_r_v<std::expected<void, StoreError>, F&, const Row&>;
+
 // Called once per row, in order; an error stops the query and is returned.
-using EachRow = std::function<std::expected<void, StoreError>(const Row&)>;
+// A borrowed callable (no allocation on a login's path): valid for the run()
+// it is passed to, like the lambda it refers to.
+class EachRow {
+ public:
+  EachRow() = default;
+  template <RowCallback F>
+  EachRow(F&& each) noexcept  // NOLINT(bugprone-forwarding-reference-overload): not EachRow
+      : callable_(const_cast<void*>(static_cast<const void*>(std::addressof(each)))),
+        call_([](void* callable, const Row& row) -> std::expected<void, StoreError> {
+          return (*static_cast<std::remove_reference_t<F>*>(callable))(row);
+        }) {}
+  explicit operator bool() const noexcept { return call_ != nullptr; }
+  std::expected<void, StoreError> operator()(const Row& row) const { return call_(callable_, row); }
+
+ private:
+  void* callable_ = nullptr;
+  std::expected<void, StoreError> (*call_)(void*, const Row&) = nullptr;
+};
 
 class Session {
  public:

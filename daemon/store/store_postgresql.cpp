@@ -185,7 +185,7 @@ class PostgresqlStore::Connection final : public sql::Session {
   Connection& operator=(const Connection&) = delete;
   Connection(Connection&&) = delete;
   Connection& operator=(Connection&&) = delete;
-  ~Connection() { pq().finish(conn_); }
+  ~Connection() override { pq().finish(conn_); }
 
   // Whether libpq can parse `dsn` (keywords or a URI). Its reasons are not
   // passed on: they quote the string, a URI's password included, and this
