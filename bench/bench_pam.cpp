@@ -1,0 +1,105 @@
+// (c) what a PAM login costs (bench_pam.hpp).
+#include "bench/bench_pam.hpp"
+
+#include <sys/stat.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <span>
+#include <sstream>
+
+namespace kpanel::bench {
+namespace {
+
+bool write_file(const fs::path& path, const std::string& text, mode_t mode = 0600) {
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  return out.good() && ::chmod(path.c_str(), mode) == 0;
+}
+
+std::string base32(std::span<const std::uint8_t> bytes) {
+  static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  std::string out;
+  unsigned buffer = 0;
+  int bits = 0;
+  for (const std::uint8_t b : bytes) {
+    buffer = (buffer << 8U) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += kAlphabet[(buffer >> static_cast<unsigned>(bits - 5)) & 31U];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += kAlphabet[(buffer << static_cast<unsigned>(5 - bits)) & 31U];
+  return out;
+}
+
+PamRow run_pam(const fs::path& service_dir, const std::string& service, const fs::path& users) {
+  PamRow row{.service = service};
+  const std::string command =
+      "env LD_PRELOAD=" KPANEL_BENCH_PAM_WRAPPER " PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=" +
+      service_dir.string() + " " KPANEL_BENCH_PAM_HARNESS " " + service + " " + users.string();
+  // The shell sets pam_wrapper's variables for the harness alone.
+  FILE* pipe = ::popen(command.c_str(), "r");  // NOLINT(cert-env33-c)
+  if (pipe == nullptr) return row;
+  std::array<char, 256> line{};
+  if (std::fgets(line.data(), line.size(), pipe) != nullptr) {
+    std::istringstream fields(line.data());
+    std::string name;
+    row.ran = static_cast<bool>(fields >> name >> row.logins >> row.succeeded >> row.mean_us >>
+                                row.p50_us >> row.p99_us);
+  }
+  ::pclose(pipe);
+  return row;
+}
+
+}  // namespace
+
+PamResults pam_costs(const fs::path& dir, const Daemon& daemon, const std::vector<BenchUser>& users,
+                     std::size_t first, std::size_t count) {
+  const fs::path service_dir = dir / "pam.d";
+  fs::create_directories(service_dir);
+  std::string list;
+  for (std::size_t i = first; i < first + count; ++i) {
+    list += users[i].name + " " + hex(users[i].secret.view()) + "\n";
+  }
+  (void)write_file(dir / "pam-users", list);
+  const std::string ga = KPANEL_BENCH_GA_MODULE;
+  const bool have_ga = fs::exists(ga);
+  // GA's state files: one per user and configuration (DISALLOW_REUSE and
+  // RATE_LIMIT make it rewrite the file on every login).
+  for (const char* config : {"ga-recommended", "ga-bare"}) {
+    fs::create_directories(dir / config);
+    const bool recommended = std::strcmp(config, "ga-recommended") == 0;
+    for (std::size_t i = first; i < first + count; ++i) {
+      std::string text = base32(users[i].secret.view()) + "\n";
+      if (recommended) text += "\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n";
+      text += "\" TOTP_AUTH\n";
+      (void)write_file(dir / config / users[i].name, text, 0400);
+    }
+  }
+  (void)write_file(service_dir / "other", "auth required pam_deny.so\n", 0644);
+  (void)write_file(service_dir / "bench-permit", "auth required pam_permit.so\n", 0644);
+  (void)write_file(
+      service_dir / "bench-ours",
+      "auth required " KPANEL_BENCH_PAM_MODULE " socket=" + daemon.socket().string() + "\n", 0644);
+  for (const char* config : {"ga-recommended", "ga-bare"}) {
+    (void)write_file(
+        service_dir / (std::string("bench-") + config),
+        "auth required " + ga + " secret=" + (dir / config).string() + "/${USER} user=root\n",
+        0644);
+  }
+  PamResults results;
+  results.permit = run_pam(service_dir, "bench-permit", dir / "pam-users");
+  results.ours = run_pam(service_dir, "bench-ours", dir / "pam-users");
+  if (have_ga) {
+    results.ga_recommended = run_pam(service_dir, "bench-ga-recommended", dir / "pam-users");
+    results.ga_bare = run_pam(service_dir, "bench-ga-bare", dir / "pam-users");
+  }
+  return results;
+}
+
+}  // namespace kpanel::bench
