@@ -644,6 +644,39 @@ Action Control::of(std::string_view value) const {
   return Action{ActionKind::bad, 0};
 }
 
+namespace {
+
+// One action of a bracket control (pam.conf(5)): a keyword or a jump N > 0.
+std::optional<Action> parse_action(std::string_view text) {
+  Action action;
+  if (text == "ignore") {
+    action.kind = ActionKind::ignore;
+  } else if (text == "bad") {
+    action.kind = ActionKind::bad;
+  } else if (text == "die") {
+    action.kind = ActionKind::die;
+  } else if (text == "ok") {
+    action.kind = ActionKind::ok;
+  } else if (text == "done") {
+    action.kind = ActionKind::done;
+  } else if (text == "reset") {
+    action.kind = ActionKind::reset;
+  } else {
+    unsigned jump = 0;
+    const char* const first = text.data();
+    const char* const last = first + text.size();
+    const auto [stop, problem] = std::from_chars(first, last, jump);
+    if (text.empty() || problem != std::errc{} || stop != last || jump == 0) {
+      return std::nullopt;
+    }
+    action.kind = ActionKind::jump;
+    action.jump = jump;
+  }
+  return action;
+}
+
+}  // namespace
+
 Control parse_control(std::string_view text) {
   Control control;
   control.text = std::string(text);
@@ -699,34 +732,14 @@ Control parse_control(std::string_view text) {
       control.error = "names an unknown return value '" + value + "'";
       continue;
     }
-    Action action;
-    if (action_text == "ignore") {
-      action.kind = ActionKind::ignore;
-    } else if (action_text == "bad") {
-      action.kind = ActionKind::bad;
-    } else if (action_text == "die") {
-      action.kind = ActionKind::die;
-    } else if (action_text == "ok") {
-      action.kind = ActionKind::ok;
-    } else if (action_text == "done") {
-      action.kind = ActionKind::done;
-    } else if (action_text == "reset") {
-      action.kind = ActionKind::reset;
-    } else {
-      unsigned jump = 0;
-      const char* const first = action_text.data();
-      const char* const last = first + action_text.size();
-      const auto [stop, problem] = std::from_chars(first, last, jump);
-      if (action_text.empty() || problem != std::errc{} || stop != last || jump == 0) {
-        control.error = "has an unknown action '" + action_text + "'";
-        continue;
-      }
-      action.kind = ActionKind::jump;
-      action.jump = jump;
+    const std::optional<Action> action = parse_action(action_text);
+    if (!action) {
+      control.error = "has an unknown action '" + action_text + "'";
+      continue;
     }
     // A later value for the same return code wins, as in libpam.
     std::erase_if(control.actions, [&value](const auto& pair_) { return pair_.first == value; });
-    control.actions.emplace_back(value, action);
+    control.actions.emplace_back(value, *action);
   }
   return control;
 }
