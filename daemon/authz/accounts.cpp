@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 namespace kpanel::daemon {
@@ -20,21 +21,23 @@ std::size_t initial_buffer_size(int sysconf_name) noexcept {
   return hint > 0 ? static_cast<std::size_t>(hint) : std::size_t{1024};
 }
 
-// Calls a getXXnam_r-style `lookup(buffer, size, &result)` with a growing buffer.
-// True when an entry was found; `buffer` then backs the pointers in the entry.
-template <typename Lookup>
-bool lookup_with_buffer(std::vector<char>& buffer, std::size_t size, Lookup lookup) {
-  for (;;) {
+// Calls a getXXnam_r/getXXuid_r `lookup(key, &entry, buffer, size, &result)`
+// with a growing buffer (its first size from sysconf(`size_hint`)). True when
+// an entry was found; `buffer` then backs the pointers in `entry`.
+template <typename Key, typename Entry>
+bool lookup_entry(int (*lookup)(Key, Entry*, char*, std::size_t, Entry**),
+                  std::type_identity_t<Key> key, Entry& entry, std::vector<char>& buffer,
+                  int size_hint) {
+  for (std::size_t size = initial_buffer_size(size_hint);; size *= 2) {
     buffer.resize(size);
-    bool found = false;
-    const int rc = lookup(buffer.data(), buffer.size(), found);
+    Entry* result = nullptr;
+    const int rc = lookup(key, &entry, buffer.data(), buffer.size(), &result);
     if (rc == 0) {
-      return found;
+      return result != nullptr;
     }
     if (rc != ERANGE || size >= kMaxLookupBuffer) {
       return false;
     }
-    size *= 2;
   }
 }
 
@@ -51,15 +54,7 @@ std::optional<UserEntry> user_by_name(std::string_view name) {
   const std::string key(name);
   passwd entry{};
   std::vector<char> buffer;
-  const bool found = lookup_with_buffer(buffer, initial_buffer_size(_SC_GETPW_R_SIZE_MAX),
-                                        [&](char* data, std::size_t size, bool& hit) {
-                                          passwd* result = nullptr;
-                                          const int rc =
-                                              getpwnam_r(key.c_str(), &entry, data, size, &result);
-                                          hit = result != nullptr;
-                                          return rc;
-                                        });
-  if (!found) {
+  if (!lookup_entry(&getpwnam_r, key.c_str(), entry, buffer, _SC_GETPW_R_SIZE_MAX)) {
     return std::nullopt;
   }
   return UserEntry{entry.pw_name, entry.pw_uid, entry.pw_gid};
@@ -72,15 +67,7 @@ std::optional<gid_t> group_by_name(std::string_view name) {
   const std::string key(name);
   struct group entry {};
   std::vector<char> buffer;
-  const bool found = lookup_with_buffer(buffer, initial_buffer_size(_SC_GETGR_R_SIZE_MAX),
-                                        [&](char* data, std::size_t size, bool& hit) {
-                                          struct group* result = nullptr;
-                                          const int rc =
-                                              getgrnam_r(key.c_str(), &entry, data, size, &result);
-                                          hit = result != nullptr;
-                                          return rc;
-                                        });
-  if (!found) {
+  if (!lookup_entry(&getgrnam_r, key.c_str(), entry, buffer, _SC_GETGR_R_SIZE_MAX)) {
     return std::nullopt;
   }
   return entry.gr_gid;
@@ -109,15 +96,8 @@ std::optional<std::string> SystemAccountDirectory::name_for_uid(uid_t uid) const
   try {
     passwd entry{};
     std::vector<char> buffer;
-    const bool found = lookup_with_buffer(buffer, initial_buffer_size(_SC_GETPW_R_SIZE_MAX),
-                                          [&](char* data, std::size_t size, bool& hit) {
-                                            passwd* result = nullptr;
-                                            const int rc =
-                                                getpwuid_r(uid, &entry, data, size, &result);
-                                            hit = result != nullptr;
-                                            return rc;
-                                          });
-    if (!found || entry.pw_name == nullptr) {
+    if (!lookup_entry(&getpwuid_r, uid, entry, buffer, _SC_GETPW_R_SIZE_MAX) ||
+        entry.pw_name == nullptr) {
       return std::nullopt;
     }
     return std::string(entry.pw_name);
