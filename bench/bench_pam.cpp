@@ -7,8 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <span>
 #include <sstream>
+
+#include "common/base32.hpp"
 
 namespace kpanel::bench {
 namespace {
@@ -18,23 +19,6 @@ bool write_file(const fs::path& path, const std::string& text, mode_t mode = 060
   out << text;
   out.close();
   return out.good() && ::chmod(path.c_str(), mode) == 0;
-}
-
-std::string base32(std::span<const std::uint8_t> bytes) {
-  static constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (const std::uint8_t b : bytes) {
-    buffer = (buffer << 8U) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += kAlphabet[(buffer >> static_cast<unsigned>(bits - 5)) & 31U];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += kAlphabet[(buffer << static_cast<unsigned>(5 - bits)) & 31U];
-  return out;
 }
 
 PamRow run_pam(const fs::path& service_dir, const std::string& service, const fs::path& users) {
@@ -75,7 +59,7 @@ PamResults pam_costs(const fs::path& dir, const Daemon& daemon, const std::vecto
     fs::create_directories(dir / config);
     const bool recommended = std::strcmp(config, "ga-recommended") == 0;
     for (std::size_t i = first; i < first + count; ++i) {
-      std::string text = base32(users[i].secret.view()) + "\n";
+      std::string text = std::string(common::base32_encode(users[i].secret.view()).view()) + "\n";
       if (recommended) text += "\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n";
       text += "\" TOTP_AUTH\n";
       (void)write_file(dir / config / users[i].name, text, 0400);
