@@ -56,6 +56,7 @@ struct LoginCase {
   std::vector<std::string> no_finding_with = {};  // nothing says these
 };
 
+// Long: a table, one entry per sshd x PAM configuration and its verdict.
 std::vector<LoginCase> login_cases() {
   using doctor::Enforcement;
   return {
