@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_users.hpp"
+
 namespace kpanel::bench {
 
 using Clock = std::chrono::steady_clock;
@@ -38,12 +40,18 @@ bool Daemon::start() {
   // Our environment minus systemd's variables, made before fork: the child
   // of a threaded process may only call async-signal-safe functions.
   std::vector<std::string> env_text;
+  // nss_wrapper first in LD_PRELOAD: the suite's users are accounts for the
+  // daemon (provide_accounts).
+  std::string preload = std::string("LD_PRELOAD=") + kNssPreload;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string_view text(*entry);
-    if (!text.starts_with("NOTIFY_SOCKET=") && !text.starts_with("LISTEN_FDS=")) {
+    if (text.starts_with("LD_PRELOAD=")) {
+      preload += ":" + std::string(text.substr(11));
+    } else if (!text.starts_with("NOTIFY_SOCKET=") && !text.starts_with("LISTEN_FDS=")) {
       env_text.emplace_back(text);
     }
   }
+  env_text.push_back(preload);
   std::vector<char*> env;
   env.reserve(env_text.size() + 1);
   for (auto& text : env_text) env.push_back(text.data());

@@ -38,8 +38,14 @@ Outcome verify(const Daemon& daemon, const std::string& user, const std::string&
       return Outcome::refused;
     case protocol::Status::locked:
       return Outcome::locked;
-    default:
+    case protocol::Status::replayed:
+      return Outcome::replayed;
+    case protocol::Status::busy:
+    case protocol::Status::store_unavailable:
+    case protocol::Status::internal_error:
       return Outcome::error;
+    default:
+      return Outcome::unverified;
   }
 }
 
@@ -63,12 +69,14 @@ Latencies round_trips(const Daemon& daemon, const RightCodes& codes, std::size_t
   Latencies result;
   result.micros.reserve(samples);
   for (std::size_t n = 0; n < samples; ++n) {
-    const auto [user, code] = codes.at(n);
+    const auto [user, code, step] = codes.at(n);
     const auto start = Clock::now();
     const Outcome outcome = verify(daemon, user->name, code);
     result.micros.push_back(Micros(Clock::now() - start).count());
     if (outcome == Outcome::accepted) ++result.accepted;
-    if (outcome == Outcome::error) ++result.errors;
+    if (is_error(outcome)) ++result.errors;
+    if (outcome == Outcome::unverified) ++result.unverified;
+    if (step && outcome != Outcome::accepted && still_valid(*step)) ++result.missed;
   }
   return result;
 }
@@ -100,6 +108,7 @@ Throughput throughput(const Daemon& daemon, const std::vector<BenchUser>& users,
   std::atomic<std::size_t> accepted{0};
   std::atomic<std::size_t> locked{0};
   std::atomic<std::size_t> errors{0};
+  std::atomic<std::size_t> unverified{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   threads.reserve(64);
@@ -112,15 +121,16 @@ Throughput throughput(const Daemon& daemon, const std::vector<BenchUser>& users,
         const std::size_t n = next++;
         Outcome outcome = Outcome::error;
         if (n % 2 == 0) {
-          const auto [user, code] = right.at(n / 2);
-          outcome = verify(daemon, user->name, code);
+          const auto attempt = right.at(n / 2);
+          outcome = verify(daemon, attempt.user->name, attempt.code);
         } else {
           const BenchUser& user = users[first + (n / 2 + count / 2) % count];
           outcome = verify(daemon, user.name, wrong_code_for(user, current_step()));
         }
         if (outcome == Outcome::accepted) ++accepted;
         if (outcome == Outcome::locked) ++locked;
-        if (outcome == Outcome::error) ++errors;
+        if (is_error(outcome)) ++errors;
+        if (outcome == Outcome::unverified) ++unverified;
       }
     });
   }
@@ -141,6 +151,7 @@ Throughput throughput(const Daemon& daemon, const std::vector<BenchUser>& users,
   result.accepted = accepted;
   result.locked = locked;
   result.errors = errors;
+  result.unverified = unverified;
   return result;
 }
 
@@ -170,12 +181,14 @@ UnderAttack under_attack(const Daemon& daemon, const std::vector<BenchUser>& use
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the attack settle
   UnderAttack result;
   for (std::size_t n = 0; n < legit_samples; ++n) {
-    const auto [user, code] = legit_codes.at(n);
+    const auto [user, code, step] = legit_codes.at(n);
     const auto begin = Clock::now();
     const Outcome outcome = verify(daemon, user->name, code);
     result.legit.micros.push_back(Micros(Clock::now() - begin).count());
     if (outcome == Outcome::accepted) ++result.legit.accepted;
-    if (outcome == Outcome::error) ++result.legit.errors;
+    if (is_error(outcome)) ++result.legit.errors;
+    if (outcome == Outcome::unverified) ++result.legit.unverified;
+    if (step && outcome != Outcome::accepted && still_valid(*step)) ++result.legit.missed;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // a login now and then
   }
   stop = true;

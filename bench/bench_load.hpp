@@ -18,7 +18,15 @@
 
 namespace kpanel::bench {
 
-enum class Outcome : std::uint8_t { accepted, refused, locked, error };
+// replayed and unverified are errors in the table, as every other answer
+// that is neither accepted, refused nor locked; unverified: answered without
+// looking at the code (no_such_user, not_enrolled, forbidden, …), so no
+// verification happened at all.
+enum class Outcome : std::uint8_t { accepted, refused, locked, replayed, unverified, error };
+
+inline bool is_error(Outcome outcome) {
+  return outcome != Outcome::accepted && outcome != Outcome::refused && outcome != Outcome::locked;
+}
 
 Outcome verify(const Daemon& daemon, const std::string& user, const std::string& code);
 
@@ -26,6 +34,10 @@ struct Latencies {
   std::vector<double> micros;
   std::size_t accepted = 0;
   std::size_t errors = 0;
+  // Unused right codes (in now±1 when answered) that were not accepted: the
+  // figures would then time refusals, not verifications.
+  std::size_t missed = 0;
+  std::size_t unverified = 0;
 
   [[nodiscard]] double at(double fraction) const {
     if (micros.empty()) return 0;
@@ -61,6 +73,18 @@ class ReplayState {
   std::vector<std::atomic<std::int64_t>> last_;
 };
 
+// One attempt of RightCodes: `step` is the unused step its code is for, none
+// when it is a replayed code.
+struct Attempt {
+  const BenchUser* user;
+  std::string code;
+  std::optional<std::int64_t> step;
+};
+
+// Whether a right code for unused `step` should have been accepted: false
+// when the step left the window (now±1) while the request was under way.
+inline bool still_valid(std::int64_t step) { return step >= current_step() - 1; }
+
 // Right codes for users [first, first + count), round robin. When every user
 // of the range has used its three steps, an attempt goes out with a replayed
 // code (a failure, durable like any other); the table counts acceptances.
@@ -69,16 +93,16 @@ class RightCodes {
   RightCodes(const std::vector<BenchUser>& users, ReplayState& replay, std::size_t first,
              std::size_t count)
       : users_(users), replay_(replay), first_(first), count_(std::max<std::size_t>(count, 1)) {}
-  std::pair<const BenchUser*, std::string> at(std::size_t n) const {
+  Attempt at(std::size_t n) const {
     for (std::size_t tried = 0; tried < count_; ++tried) {
       const std::size_t index = first_ + (n + tried) % count_;
       if (const auto step = replay_.claim(index)) {
-        return {&users_[index], code_for(users_[index], *step)};
+        return {&users_[index], code_for(users_[index], *step), step};
       }
       if (tried >= 64) break;  // the range is spent for this step
     }
     const BenchUser& user = users_[first_ + n % count_];
-    return {&user, code_for(user, current_step())};
+    return {&user, code_for(user, current_step()), std::nullopt};
   }
 
  private:
@@ -108,6 +132,9 @@ struct Throughput {
   std::size_t accepted = 0;
   std::size_t locked = 0;
   std::size_t errors = 0;
+  // No `missed` as in Latencies: two clients may claim steps of one user and
+  // the later step arrive first, which makes the earlier one a replay.
+  std::size_t unverified = 0;
   long peak_rss_kib = 0;
   double daemon_cpu_us = 0;  // per verification
   double client_cpu_us = 0;  // per verification, the whole bench process

@@ -24,9 +24,11 @@ bool write_file(const fs::path& path, const std::string& text, mode_t mode = 060
 PamRow run_pam(const fs::path& service_dir, const std::string& service, const fs::path& users) {
   PamRow row{.service = service};
   const std::string command =
-      "env LD_PRELOAD=" KPANEL_BENCH_PAM_WRAPPER " PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=" +
+      "env LD_PRELOAD=" KPANEL_BENCH_PAM_WRAPPER ":" KPANEL_BENCH_NSS_WRAPPER
+      " PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=" +
       service_dir.string() + " " KPANEL_BENCH_PAM_HARNESS " " + service + " " + users.string();
-  // The shell sets pam_wrapper's variables for the harness alone.
+  // The shell sets pam_wrapper's variables for the harness alone; nss_wrapper's
+  // come from our environment (provide_accounts).
   FILE* pipe = ::popen(command.c_str(), "r");  // NOLINT(cert-env33-c)
   if (pipe == nullptr) return row;
   std::array<char, 256> line{};

@@ -1,9 +1,14 @@
 // The suite's users and their seeding (bench_users.hpp).
 #include "bench/bench_users.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -42,7 +47,53 @@ std::unique_ptr<daemon::Store> open_store(const fs::path& state_dir, const fs::p
   return opened(daemon::PostgresqlStore::open(dsn, std::move(*box)));
 }
 
+// The lines of the file `from` whose first field (the name) is in `names` or
+// whose third (the id) is `id`.
+std::string copy_lines(const char* from, const std::vector<std::string>& names,
+                       const std::string& id) {
+  std::ifstream in(from);
+  std::string out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto first = line.find(':');
+    const auto second = first == std::string::npos ? first : line.find(':', first + 1);
+    const auto third = second == std::string::npos ? second : line.find(':', second + 1);
+    if (third == std::string::npos) continue;
+    const std::string name = line.substr(0, first);
+    const bool wanted = std::find(names.begin(), names.end(), name) != names.end() ||
+                        line.substr(second + 1, third - second - 1) == id;
+    if (wanted) out += line + "\n";
+  }
+  return out;
+}
+
 }  // namespace
+
+bool provide_accounts(const fs::path& dir) {
+  const std::string uid = std::to_string(::geteuid());
+  const std::string gid = std::to_string(::getegid());
+  const fs::path passwd = dir / "passwd";
+  const fs::path group = dir / "group";
+  {
+    std::ofstream out(passwd);
+    out << copy_lines("/etc/passwd", {"root"}, uid);
+  }
+  {
+    std::ofstream out(group);
+    out << copy_lines("/etc/group", {"root"}, gid) << "kpanelbench:x:3000000:\n";
+  }
+  if (!fs::exists(KPANEL_BENCH_NSS_WRAPPER) || !fs::exists(KPANEL_BENCH_NSS_MODULE)) {
+    (void)std::fprintf(stderr,
+                       "kpanel_bench: %s or %s missing (apt-get install libnss-wrapper): the "
+                       "suite's users would not be accounts\n",
+                       KPANEL_BENCH_NSS_WRAPPER, KPANEL_BENCH_NSS_MODULE);
+    return false;
+  }
+  return ::setenv("NSS_WRAPPER_PASSWD", passwd.c_str(), 1) == 0 &&
+         ::setenv("NSS_WRAPPER_GROUP", group.c_str(), 1) == 0 &&
+         ::setenv("NSS_WRAPPER_MODULE_SO_PATH", KPANEL_BENCH_NSS_MODULE, 1) == 0 &&
+         ::setenv("NSS_WRAPPER_MODULE_FN_PREFIX", "kpanelbench", 1) == 0;
+}
 
 std::string hex(std::span<const std::uint8_t> bytes) {
   std::string out;

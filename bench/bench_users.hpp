@@ -39,4 +39,16 @@ std::string wrong_code_for(const BenchUser& user, std::int64_t step);
 bool seed(const fs::path& state_dir, const fs::path& key_file, const std::string& dsn,
           std::vector<BenchUser>& users, std::size_t from, std::size_t to);
 
+// kpanel-totpd answers no_such_user for a name that is not an account, so the
+// suite's users must be accounts for the processes it starts, without
+// touching the host's: those run with kNssPreload (nss_wrapper) in
+// LD_PRELOAD, and this writes the passwd and group files in `dir` (root and
+// our own user, copied from the real ones; the group of the suite's users)
+// and sets nss_wrapper's variables in our environment, which they inherit.
+// The suite's users themselves come from libnss_kpanelbench (computed, not
+// scanned). False, with a message, when that fails. Call it before any
+// thread starts (setenv).
+inline constexpr const char* kNssPreload = KPANEL_BENCH_NSS_WRAPPER;
+bool provide_accounts(const fs::path& dir);
+
 }  // namespace kpanel::bench

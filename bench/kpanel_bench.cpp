@@ -149,6 +149,59 @@ std::expected<Results, const char*> measure(const Options& options, const fs::pa
   return r;
 }
 
+// What did not happen that the figures would claim: right codes refused
+// (or answered with an error) in (a), (b), (f); PAM logins with a right code
+// failed in (c); enrolled users not prompted by login_check. Empty when the
+// figures measure the work they name.
+std::vector<std::string> work_not_done(const Results& r) {
+  std::vector<std::string> out;
+  const auto latencies = [&](const std::string& what, const Latencies& l) {
+    if (l.missed != 0 || l.unverified != 0 || l.accepted == 0) {
+      out.push_back(
+          fmt("%s: %zu unused right codes not accepted, %zu requests not verified (no "
+              "such user, not enrolled, …), %zu of %zu accepted",
+              what.c_str(), l.missed, l.unverified, l.accepted, l.micros.size()));
+    }
+  };
+  const auto runs = [&](const std::string& what, const Throughput& t) {
+    if (t.unverified != 0 || t.accepted == 0) {
+      out.push_back(
+          fmt("%s: %zu requests not verified (no such user, not enrolled, …), %zu of "
+              "%zu accepted",
+              what.c_str(), t.unverified, t.accepted, t.total));
+    }
+  };
+  const auto logins = [&](const std::string& what, const PamRow& row) {
+    if (!row.ran || row.logins == 0 || row.succeeded != row.logins) {
+      out.push_back(fmt("%s: %zu of %zu PAM logins with a right code succeeded%s", what.c_str(),
+                        row.succeeded, row.logins, row.ran ? "" : " (the harness did not run)"));
+    }
+  };
+  latencies(fmt("(a) at %zu users", r.small), r.a_small);
+  latencies(fmt("(a) at %zu users", r.medium), r.a_medium);
+  latencies(fmt("(a) at %zu users", r.large), r.a_large);
+  for (const auto& [clients, run] : r.b_runs) runs(fmt("(b) %d clients", clients), run);
+  runs("(e) 64 clients", r.e_run);
+  latencies("(f) the legitimate user", r.f.legit);
+  if (r.checks.accepted != r.checks.micros.size() || r.checks.micros.empty()) {
+    out.push_back(fmt("login_check: %zu of %zu enrolled users prompted", r.checks.accepted,
+                      r.checks.micros.size()));
+  }
+  logins("(c) pam_permit.so", r.c.permit);
+  logins("(c) pam_kpanel_totp.so", r.c.ours);
+  if (r.c.ga_recommended.ran || r.c.ga_bare.ran) {
+    logins("(c) pam_google_authenticator.so, recommended", r.c.ga_recommended);
+    logins("(c) pam_google_authenticator.so, bare", r.c.ga_bare);
+  }
+  if (r.pg) {
+    latencies("PostgreSQL (a)", r.pg->round_trips);
+    for (const auto& [clients, run] : r.pg->throughput) {
+      runs(fmt("PostgreSQL (b) %d clients", clients), run);
+    }
+  }
+  return out;
+}
+
 // The table's rows, in the order of issue #9's targets; `syslog` says where
 // syslog lines went.
 std::vector<Row> table_rows(const Results& r, const std::string& syslog) {
@@ -241,11 +294,23 @@ int run(const Options& options) {
     return 1;
   }
   const fs::path dir = pattern;
+  // Before any thread starts (it sets environment variables).
+  if (!provide_accounts(dir)) return 1;
   // Before anything logs: the daemon's audit lines and both PAM modules' go there.
   const SyslogSink syslog_sink;
   const auto results = measure(options, dir);
   if (!results) {
     (void)std::fprintf(stderr, "kpanel_bench: %s failed; files kept in %s\n", results.error(),
+                       dir.c_str());
+    return 1;
+  }
+  // No table of figures for work that did not happen (the daemon refusing
+  // every user, say): a fast refusal would look like a fast verification.
+  if (const auto missing = work_not_done(*results); !missing.empty()) {
+    for (const auto& what : missing) (void)std::fprintf(stderr, "kpanel_bench: %s\n", what.c_str());
+    (void)std::fprintf(stderr,
+                       "kpanel_bench: the figures would not measure what they name; no table. "
+                       "Files kept in %s (daemon.log)\n",
                        dir.c_str());
     return 1;
   }

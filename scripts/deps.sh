@@ -9,7 +9,7 @@ KPANEL_BUILD_PACKAGES=(
 )
 KPANEL_TEST_PACKAGES=(
   libboost-test-dev clang-tidy-16 clang-format
-  libpam-wrapper libpamtest0-dev pamtester oathtool zbar-tools
+  libpam-wrapper libnss-wrapper libpamtest0-dev pamtester oathtool zbar-tools
   openssh-server openssh-client python3 python3-pexpect groff-base systemd
   clang-16 libclang-rt-16-dev valgrind postgresql
   libpam-google-authenticator lintian faketime
