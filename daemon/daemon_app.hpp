@@ -1,16 +1,13 @@
 #pragma once
-// kpanel-totpd's life: load and check the config, open the key and the store,
-// listen, serve until SIGTERM, reload on SIGHUP. main.cpp only parses argv.
+// kpanel-totpd's process: its modes (serve, --check-config,
+// --migrate-to-postgresql) around the Daemon (daemon.hpp), with the process
+// setup and the signals. main.cpp only parses argv.
 
-#include <filesystem>
 #include <string>
 
-namespace kpanel::daemon {
+#include "daemon/daemon.hpp"
 
-struct DaemonOptions {
-  std::filesystem::path config_path;
-  bool config_given = false;  // --config: then the file must exist
-};
+namespace kpanel::daemon {
 
 // --check-config: 0 when valid, 1 otherwise, every problem on stderr as FILE:LINE: message.
 [[nodiscard]] int check_config(const DaemonOptions& options) noexcept;

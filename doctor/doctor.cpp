@@ -23,8 +23,7 @@ namespace kpanel::cli::doctor {
 namespace {
 
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 20U;
-// The file checks below keep their own short name.
-std::string octal(mode_t mode) { return common::octal_mode(mode); }
+using common::octal_mode;
 
 bool trusted_owner(uid_t uid) {
   if (uid == 0) {
@@ -325,7 +324,7 @@ void check_key_file(const Tree& tree, std::string_view logical, Report& report) 
   };
   if (has(daemon::FileProblem::too_open)) {
     report.error("key_file",
-                 shown + " has mode " + octal(info->st_mode) +
+                 shown + " has mode " + octal_mode(info->st_mode) +
                      ": others may read the key that protects every TOTP secret; chmod 600 " +
                      shown + " and treat the key as exposed",
                  shown);
@@ -347,7 +346,8 @@ void check_key_file(const Tree& tree, std::string_view logical, Report& report) 
                  shown);
   }
   if (report.entries().size() == before) {
-    report.ok(shown + ": mode " + octal(info->st_mode) + ", owner " + owner_name(info->st_uid));
+    report.ok(shown + ": mode " + octal_mode(info->st_mode) + ", owner " +
+              owner_name(info->st_uid));
   }
 }
 
@@ -385,7 +385,7 @@ bool check_socket_file(const std::filesystem::path& path, Report& report) {
   constexpr mode_t kAllReadWrite = S_IRUSR | S_IWUSR | S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH;
   if ((info.st_mode & kAllReadWrite) != kAllReadWrite) {
     report.error("socket",
-                 shown + " has mode " + octal(info.st_mode) +
+                 shown + " has mode " + octal_mode(info.st_mode) +
                      ": users who cannot write to it cannot log in; it must be 0666 "
                      "(SocketMode=0666 in kpanel-totpd.socket)",
                  shown);
@@ -395,13 +395,13 @@ bool check_socket_file(const std::filesystem::path& path, Report& report) {
   if (!directory.empty() && ::stat(directory.c_str(), &parent) == 0 &&
       (parent.st_mode & S_IXOTH) == 0) {
     report.error("socket",
-                 directory.string() + " has mode " + octal(parent.st_mode) +
+                 directory.string() + " has mode " + octal_mode(parent.st_mode) +
                      ": users cannot reach the socket in it, so their logins fail; chmod 755 " +
                      directory.string(),
                  directory.string());
   }
   if (report.entries().size() == before) {
-    report.ok(shown + ": a socket, mode " + octal(info.st_mode) + ", owner " +
+    report.ok(shown + ": a socket, mode " + octal_mode(info.st_mode) + ", owner " +
               owner_name(info.st_uid));
   }
   return trusted;

@@ -1,0 +1,220 @@
+#include "daemon/daemon.hpp"
+
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <boost/asio/dispatch.hpp>
+#include <chrono>
+#include <exception>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "common/clock.hpp"
+#include "daemon/authz/accounts.hpp"
+#include "daemon/authz/dispatch.hpp"
+#include "daemon/rules/rules.hpp"
+#include "daemon/store/secret_box.hpp"
+#include "daemon/store/store_health.hpp"
+#include "daemon/store/store_postgresql.hpp"
+#include "daemon/store/store_sqlite.hpp"
+#include "daemon/system/audit.hpp"
+#include "daemon/system/password_check.hpp"
+#include "daemon/system/state_lock.hpp"
+#include "kpanel/version.hpp"
+
+namespace kpanel::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Fast-lane handlers block on fsync; more workers than cores lets the store
+// commit the updates of all the workers waiting on one fsync together. Slow
+// work (PAM, scrypt) has a lane of its own (lanes.hpp) and never takes these.
+unsigned worker_count() { return std::max(16U, 8 * std::thread::hardware_concurrency()); }
+
+// Asked only when key_file is missing: a new key is made on a first start,
+// never next to secrets an old key sealed.
+SecretBox::SealedProbe sealed_probe(const DaemonConfig& config) {
+  return [&config]() -> std::expected<bool, std::string> {
+    const auto holds = config.store == StoreBackend::postgresql
+                           ? PostgresqlStore::holds_sealed_secrets(config.postgresql_dsn)
+                           : SqliteStore::holds_sealed_secrets(config.state_dir);
+    if (!holds) return std::unexpected(holds.error().message);
+    return *holds;
+  };
+}
+
+std::expected<std::unique_ptr<Store>, std::string> open_store(const DaemonConfig& config) {
+  auto box = SecretBox::load_or_create(config.key_file, sealed_probe(config));
+  if (!box) return std::unexpected(box.error());
+  if (config.store == StoreBackend::postgresql) {
+    // Few connections per host: a fleet of hosts must fit the server's
+    // max_connections; a worker beyond them waits for one (never the io thread).
+    auto store =
+        PostgresqlStore::open(config.postgresql_dsn, std::move(*box),
+                              PostgresqlOptions{.max_connections = std::min(worker_count(), 8U),
+                                                .start_without_database = true});
+    if (!store) {
+      return std::unexpected(store.error().message + " (store = postgresql; check postgresql_dsn)");
+    }
+    return std::unique_ptr<Store>(std::move(*store));
+  }
+  auto store = SqliteStore::open(config.state_dir, std::move(*box));
+  if (!store) return std::unexpected(store.error().message);
+  return std::unique_ptr<Store>(std::move(*store));
+}
+
+}  // namespace
+
+std::expected<DaemonConfig, ConfigProblems> load_daemon_config(const DaemonOptions& options) {
+  return load_config(
+      options.config_path,
+      ConfigLoadOptions{.check_permissions = true, .missing_is_default = !options.config_given});
+}
+
+void warn_about_restart_keys(const DaemonConfig& running, const DaemonConfig& loaded) {
+  // The key table says which keys a reload does not apply (daemon/config).
+  for (const std::string_view key : keys_needing_restart(running, loaded)) {
+    log_error("reload: `" + std::string(key) + "` changed; it takes effect after a restart");
+  }
+}
+
+struct Daemon::Core {
+  Core(const DaemonConfig& config, StateLock lock, std::unique_ptr<Store> opened)
+      : state_lock(std::move(lock)),
+        store(std::move(opened)),
+        passwords(config.password_service),
+        logged_store(*store, audit),
+        rules(config.policy, logged_store, clock, passwords, accounts, audit),
+        dispatcher(rules, accounts) {
+    dispatcher.set_store_name(config.store == StoreBackend::postgresql
+                                  ? "the PostgreSQL database of postgresql_dsn"
+                                  : "the SQLite database in " + config.state_dir.string());
+  }
+
+  StateLock state_lock;
+  std::unique_ptr<Store> store;
+  const common::SystemClock clock;
+  const SystemAccountDirectory accounts;
+  PamPasswordChecker passwords;
+  SyslogAuditLog syslog_audit;
+  // Each unprivileged uid's refused requests are logged within a budget, so
+  // one user's flood cannot bury other users' security events.
+  RateLimitedAuditLog audit{syslog_audit, clock};
+  LoggedStore logged_store;
+  Rules rules;
+  Dispatcher dispatcher;
+};
+
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
+
+Daemon::~Daemon() = default;
+
+std::expected<void, StartError> Daemon::start(const std::function<void()>& before_listening) {
+  auto config = load_daemon_config(options_);
+  if (!config) return std::unexpected(StartError{.config_problems = std::move(config.error())});
+  // Before the key, the store and the socket are touched: two daemons on one
+  // state would overwrite each other's state and each other's socket.
+  auto state_lock =
+      StateLock::acquire(config->state_dir, {}, [](const std::string& line) { log_notice(line); });
+  if (!state_lock) return std::unexpected(StartError{.message = std::move(state_lock.error())});
+  auto store = open_store(*config);
+  if (!store) return std::unexpected(StartError{.message = std::move(store.error())});
+  {
+    const std::lock_guard lock(config_mutex_);
+    config_ = std::move(*config);
+  }
+  core_ = std::make_unique<Core>(config_, std::move(*state_lock), std::move(*store));
+
+  if (before_listening) before_listening();
+  auto listening = open_listen_socket(io_, config_.socket);
+  if (!listening) {
+    core_.reset();
+    return std::unexpected(StartError{.message = std::move(listening.error())});
+  }
+  socket_from_systemd_ = listening->from_systemd;
+  socket_file_ = listening->file;
+  lanes_.emplace(LaneLimits{.fast_threads = worker_count()});
+  Dispatcher& dispatcher = core_->dispatcher;
+  server_.emplace(
+      io_, std::move(listening->acceptor), *lanes_,
+      [&dispatcher](const PeerCredentials& peer, const common::protocol::Request& request) {
+        return dispatcher.handle(peer, request);
+      },
+      [](const common::protocol::Request& request) { return Dispatcher::lane(request); });
+  flush_audit_every_second();
+
+  server_->start();
+  log_notice(std::string("kpanel-totpd ") + kVersion + " listening on " + config_.socket.string() +
+             (socket_from_systemd_ ? " (from systemd)" : ""));
+  sd_notify(0, "READY=1");
+  return {};
+}
+
+void Daemon::flush_audit_every_second() {
+  audit_timer_.expires_after(std::chrono::seconds(1));
+  audit_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    core_->audit.flush();
+    flush_audit_every_second();
+  });
+}
+
+int Daemon::run() {
+  // An exception out of a completion handler is a bug; log it and keep
+  // serving rather than dropping every login on the host.
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (const std::exception& e) {
+      log_error(std::string("unexpected error in the event loop: ") + e.what());
+    }
+  }
+  if (lanes_) lanes_->join();
+  if (core_) core_->audit.flush(true);  // what was counted and not yet summarized
+  if (server_ && !socket_from_systemd_) (void)remove_socket_file(config_.socket, socket_file_);
+  log_notice("stopped");
+  return 0;
+}
+
+std::expected<void, ConfigProblems> Daemon::reload() {
+  const std::lock_guard lock(config_mutex_);
+  if (!core_) return std::unexpected(ConfigProblems{"reload: the daemon is not running"});
+  sd_notify(0, "RELOADING=1");
+  auto reloaded = load_daemon_config(options_);
+  if (!reloaded) {
+    for (const auto& problem : reloaded.error()) log_error("reload: " + problem);
+    log_error("reload: keeping the running configuration");
+  } else {
+    warn_about_restart_keys(config_, *reloaded);
+    core_->rules.set_policy(reloaded->policy);
+    config_.policy = reloaded->policy;
+    log_notice("configuration reloaded from " + options_.config_path.string());
+  }
+  sd_notify(0, "READY=1");
+  if (!reloaded) return std::unexpected(std::move(reloaded.error()));
+  return {};
+}
+
+void Daemon::stop() {
+  asio::dispatch(io_, [this] { begin_stop(); });
+}
+
+void Daemon::begin_stop() {
+  if (stopping_ || !server_) return;
+  stopping_ = true;
+  sd_notify(0, "STOPPING=1");
+  core_->state_lock.mark_stopping();  // a successor waits for us instead of refusing
+  log_notice("stopping: finishing requests in flight");
+  server_->stop_accepting();
+  audit_timer_.cancel();
+}
+
+std::shared_ptr<const Policy> Daemon::policy() const {
+  return core_ ? core_->rules.policy() : nullptr;
+}
+
+}  // namespace kpanel::daemon

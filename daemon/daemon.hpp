@@ -1,0 +1,98 @@
+#pragma once
+// kpanel-totpd's life as one object: start (config, state lock, key, store,
+// socket), serve until stopped, reload the policy, stop cleanly. The
+// executable (daemon_app.cpp) adds the process setup and turns signals into
+// reload() and stop(); the unit tests drive the same object.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <expected>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "daemon/config/config.hpp"
+#include "daemon/net/lanes.hpp"
+#include "daemon/net/listen_socket.hpp"
+#include "daemon/net/server.hpp"
+#include "daemon/rules/policy.hpp"
+
+namespace kpanel::daemon {
+
+struct DaemonOptions {
+  std::filesystem::path config_path;
+  bool config_given = false;  // --config: then the file must exist
+};
+
+// The config as kpanel-totpd reads it: permissions checked; a missing file
+// means the defaults unless it was named with --config.
+[[nodiscard]] std::expected<DaemonConfig, ConfigProblems> load_daemon_config(
+    const DaemonOptions& options);
+
+// Keys read once at start: changing them needs a restart, and a reload says so.
+void warn_about_restart_keys(const DaemonConfig& running, const DaemonConfig& loaded);
+
+// Why start() failed: the config's problems (FILE:LINE: message each, for
+// stderr), or else one line about the state lock, the key, the store or the socket.
+struct StartError {
+  ConfigProblems config_problems{};
+  std::string message{};
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options);
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+  Daemon(Daemon&&) = delete;
+  Daemon& operator=(Daemon&&) = delete;
+  ~Daemon();
+
+  // The loop everything runs on; run() runs it.
+  [[nodiscard]] boost::asio::io_context& io_context() noexcept { return io_; }
+
+  // Loads the config, takes the state lock, opens the key and the store, then
+  // calls `before_listening` (where kpanel-totpd attaches its signal handling,
+  // so that a signal sent as soon as the socket exists is a clean stop) and
+  // opens the socket. Once; on an error nothing is left listening.
+  [[nodiscard]] std::expected<void, StartError> start(
+      const std::function<void()>& before_listening = {});
+
+  // Serves on the calling thread until stop(), then finishes the requests in
+  // flight, removes the socket file (unless systemd's) and returns 0.
+  int run();
+
+  // Re-reads the config and applies its policy; with a problem, the running
+  // config stays and the log says why. After start(), from any thread.
+  std::expected<void, ConfigProblems> reload();
+
+  // Stops accepting; run() returns once the requests in flight are answered.
+  // From any thread; inside the loop (a signal handler) at once.
+  void stop();
+
+  // The policy requests are decided by now (after start()).
+  [[nodiscard]] std::shared_ptr<const Policy> policy() const;
+
+ private:
+  struct Core;  // what serves: the store and everything built on it
+
+  void begin_stop();
+  void flush_audit_every_second();
+
+  DaemonOptions options_;
+  boost::asio::io_context io_{1};
+  mutable std::mutex config_mutex_;  // reload() against reload()
+  DaemonConfig config_;
+  std::unique_ptr<Core> core_;
+  boost::asio::steady_timer audit_timer_{io_};  // writes the audit summaries that are due
+  std::optional<WorkLanes> lanes_;
+  std::optional<Server> server_;
+  bool socket_from_systemd_ = false;
+  SocketFileIdentity socket_file_;
+  bool stopping_ = false;  // only touched inside the loop
+};
+
+}  // namespace kpanel::daemon
