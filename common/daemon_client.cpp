@@ -245,7 +245,8 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
   if (Step got = receive_exactly(socket.get(), body.mutable_view(), deadline); !got) {
     return Failure(got.error());
   }
-  auto response = protocol::decode_response(body.view());
+  // An older daemon answers an unknown version in its own (older) version.
+  auto response = protocol::decode_response(body.view(), parsed->version);
   if (!response) {
     return Failure(ClientError::protocol_error);
   }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/secure_buffer.hpp"
+#include "common/totp_params.hpp"
 
 namespace kpanel::common::protocol {
 
@@ -26,7 +27,11 @@ namespace kpanel::common::protocol {
 // Every frame: 'K' 'P' | version (u8) | reserved (u8, 0) | body length (u32, big
 // endian) | body (UTF-8 JSON object, exactly `length` bytes).
 inline constexpr std::array<std::uint8_t, 2> kMagic{'K', 'P'};
-inline constexpr std::uint8_t kVersion = 1;
+// What the module and the tool send. The daemon answers every version from
+// kOldestVersion up, each in its own shape: after an upgrade, sshd keeps the
+// old module loaded until it restarts. PROTOCOL.md lists what each one has.
+inline constexpr std::uint8_t kVersion = 2;
+inline constexpr std::uint8_t kOldestVersion = 1;
 inline constexpr std::size_t kHeaderSize = 8;
 // Checked against the header before a single body byte is allocated. Requests
 // are small; a response may list every user (admin_list), so it gets more room.
@@ -43,7 +48,7 @@ inline constexpr std::size_t kMaxQrTextLength = std::size_t{64} * 1024;  // QR c
 enum class DecodeError : std::uint8_t {
   truncated,  // fewer bytes than the header or the declared length
   bad_magic,
-  unsupported_version,  // version other than kVersion, or reserved byte not 0
+  unsupported_version,  // version outside kOldestVersion..kVersion, or reserved byte not 0
   oversized,            // declared body length above the cap
   malformed_body,       // not valid JSON / not UTF-8 / not an object
   unknown_op,
@@ -65,6 +70,82 @@ struct FrameHeader {
 [[nodiscard]] std::expected<FrameHeader, DecodeError> parse_header(
     std::span<const std::uint8_t> header, std::size_t max_body = kMaxBodySize) noexcept;
 
+// ---- operations --------------------------------------------------------------
+// One row per request type, in the order of `Request` below: the op's wire
+// name and the event name the daemon's audit log gives it. The admin ops were
+// logged as "reset" and "unlock" before they had wire names, and log readers
+// match on those, so the column keeps them.
+enum class Op : std::uint8_t {
+  login_check,
+  verify,
+  status,
+  enroll_begin,
+  enroll_confirm,
+  disable,
+  recovery_regenerate,
+  admin_list,
+  admin_reset,
+  admin_unlock,
+};
+struct OpNames {
+  Op op;
+  std::string_view wire;
+  std::string_view audit;
+};
+inline constexpr std::array<OpNames, 10> kOps{{
+    {Op::login_check, "login_check", "login_check"},
+    {Op::verify, "verify", "verify"},
+    {Op::status, "status", "status"},
+    {Op::enroll_begin, "enroll_begin", "enroll_begin"},
+    {Op::enroll_confirm, "enroll_confirm", "enroll_confirm"},
+    {Op::disable, "disable", "disable"},
+    {Op::recovery_regenerate, "recovery_regenerate", "recovery_regenerate"},
+    {Op::admin_list, "admin_list", "admin_list"},
+    {Op::admin_reset, "admin_reset", "reset"},
+    {Op::admin_unlock, "admin_unlock", "unlock"},
+}};
+[[nodiscard]] constexpr std::string_view op_name(Op op) noexcept {
+  const auto index = static_cast<std::size_t>(op);
+  return index < kOps.size() ? kOps.at(index).wire : std::string_view{};
+}
+[[nodiscard]] constexpr std::string_view audit_name(Op op) noexcept {
+  const auto index = static_cast<std::size_t>(op);
+  return index < kOps.size() ? kOps.at(index).audit : std::string_view{};
+}
+
+// ---- the typed code ----------------------------------------------------------
+// A TOTP code or a recovery code as the user typed it, classified once where
+// it enters (the codec, or a client building a request): the daemon's rules
+// and the TOTP check take it typed and never look at its characters again.
+class Code {
+ public:
+  enum class Kind : std::uint8_t {
+    malformed,  // neither: refused as malformed_code, never counted as a guess
+    totp,       // ASCII digits, spaces ignored (apps show "123 456"); any count:
+                // the daemon compares it with the enrollment's digits
+    recovery,   // a recovery code's length (10 symbols, dashes and spaces ignored)
+  };
+
+  Code() = default;
+  // Implicit: a request is built from what was typed.
+  Code(SecureString typed);  // NOLINT(google-explicit-constructor)
+
+  [[nodiscard]] Kind kind() const noexcept { return kind_; }
+  // As typed: what the wire carries.
+  [[nodiscard]] std::string_view view() const noexcept { return typed_.view(); }
+  [[nodiscard]] bool empty() const noexcept { return typed_.empty(); }
+  // Kind::totp: the digits without the spaces; otherwise empty.
+  [[nodiscard]] std::string_view digits() const noexcept { return digits_.view(); }
+
+  // The kind and digits follow from the typed text.
+  friend bool operator==(const Code& a, const Code& b) noexcept { return a.typed_ == b.typed_; }
+
+ private:
+  SecureString typed_{};
+  SecureString digits_{};
+  Kind kind_ = Kind::malformed;
+};
+
 // ---- requests ----------------------------------------------------------------
 // Every message compares field by field (secrets in constant time).
 // `user` empty means "the peer's own account"; the daemon always decides who
@@ -79,7 +160,7 @@ struct LoginCheckRequest {
 };
 struct VerifyRequest {
   std::string user{}, service{}, rhost{}, tty{};
-  SecureString code{};  // a TOTP code or a recovery code, as typed
+  Code code{};  // a TOTP code or a recovery code
   friend bool operator==(const VerifyRequest&, const VerifyRequest&) = default;
 };
 struct StatusRequest {
@@ -89,26 +170,26 @@ struct StatusRequest {
 struct EnrollBeginRequest {
   std::string user{};
   bool replace = false;  // changing phones: `proof` must be a current code or a recovery code
-  SecureString proof{};
+  Code proof{};
   bool want_qr_text = false;  // the module's inline enrollment: daemon renders the QR as text
   std::string service{}, rhost{}, tty{};  // for the audit log (inline enrollment)
   friend bool operator==(const EnrollBeginRequest&, const EnrollBeginRequest&) = default;
 };
 struct EnrollConfirmRequest {
   std::string user{};
-  SecureString code{};
+  Code code{};
   std::string service{}, rhost{}, tty{};
   friend bool operator==(const EnrollConfirmRequest&, const EnrollConfirmRequest&) = default;
 };
 struct DisableRequest {
   std::string user{};
   SecureString password{};
-  SecureString code{};
+  Code code{};
   friend bool operator==(const DisableRequest&, const DisableRequest&) = default;
 };
 struct RegenerateRecoveryCodesRequest {
   std::string user{};
-  SecureString code{};
+  Code code{};
   friend bool operator==(const RegenerateRecoveryCodesRequest&,
                          const RegenerateRecoveryCodesRequest&) = default;
 };
@@ -128,8 +209,8 @@ using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, En
                              EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
                              AdminListRequest, AdminResetRequest, AdminUnlockRequest>;
 
-// Wire names ("login_check", "verify", "status", "enroll_begin", "enroll_confirm",
-// "disable", "recovery_regenerate", "admin_list", "admin_reset", "admin_unlock").
+// The request's row of kOps (the variant's index) and its wire name.
+[[nodiscard]] Op op_of(const Request& request) noexcept;
 [[nodiscard]] std::string_view op_name(const Request& request) noexcept;
 
 // ---- responses -------------------------------------------------------------
@@ -201,6 +282,11 @@ struct EnrollBeginResult {
   SecureString secret_base32{};
   std::int64_t expires_at = 0;  // unix seconds
   SecureString qr_text{};       // only when asked for
+  // Version 2: what the URI says, typed, for a reader that shows it (a v1
+  // reply leaves them out, and a v1 reader gets these defaults).
+  TotpAlgorithm algorithm = TotpAlgorithm::sha1;
+  std::uint32_t digits = 6;
+  std::uint32_t period = 30;
   friend bool operator==(const EnrollBeginResult&, const EnrollBeginResult&) = default;
 };
 struct RecoveryCodesResult {
@@ -240,12 +326,19 @@ struct Response {
 // encode sends Response{Status::internal_error}, which always does.
 // decode_* take a complete body (after parse_header), validate it fully and
 // never throw.
-[[nodiscard]] SecureBytes encode_request(const Request& request) noexcept;
-[[nodiscard]] SecureBytes encode_response(const Response& response) noexcept;
+// `version` (kOldestVersion..kVersion) is the frame's: the daemon reads a
+// request with its header's version and answers in the same one, so a v1
+// client gets exactly the v1 shape; fields newer than `version` are left out
+// when encoding and are unknown fields when decoding. Any other version
+// encodes to an empty buffer and decodes to unsupported_version.
+[[nodiscard]] SecureBytes encode_request(const Request& request,
+                                         std::uint8_t version = kVersion) noexcept;
+[[nodiscard]] SecureBytes encode_response(const Response& response,
+                                          std::uint8_t version = kVersion) noexcept;
 [[nodiscard]] std::expected<Request, DecodeError> decode_request(
-    std::span<const std::uint8_t> body) noexcept;
+    std::span<const std::uint8_t> body, std::uint8_t version = kVersion) noexcept;
 // The body names its result type, so the decoded variant is checked, not guessed.
 [[nodiscard]] std::expected<Response, DecodeError> decode_response(
-    std::span<const std::uint8_t> body) noexcept;
+    std::span<const std::uint8_t> body, std::uint8_t version = kVersion) noexcept;
 
 }  // namespace kpanel::common::protocol

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "common/protocol.hpp"
 #include "common/random.hpp"
 
 namespace kpanel::common {
@@ -228,13 +229,11 @@ std::expected<SecureString, RecoveryCodeError> normalize_recovery_code(std::stri
 }
 
 bool looks_like_recovery_code(std::string_view typed) noexcept {
-  std::size_t symbols = 0;
-  for (const char c : typed) {
-    if (!is_separator(c)) {
-      ++symbols;
-    }
+  try {  // the protocol's typed code is the one place that classifies what was typed
+    return protocol::Code(SecureString(typed)).kind() == protocol::Code::Kind::recovery;
+  } catch (...) {  // out of memory copying it
+    return false;
   }
-  return symbols == kRecoveryCodeSymbols;
 }
 
 std::expected<std::string, RecoveryCodeError> hash_recovery_code(std::string_view normalized) {

@@ -36,7 +36,8 @@ enum class RecoveryCodeError : std::uint8_t {
     std::string_view typed);
 
 // True when `typed` could be a recovery code rather than a TOTP code
-// (after normalization it has the recovery-code length).
+// (after normalization it has the recovery-code length): protocol::Code's
+// classification, which is what the daemon goes by.
 [[nodiscard]] bool looks_like_recovery_code(std::string_view typed) noexcept;
 
 // Salted slow hash of a normalized code, self-describing so parameters can change:

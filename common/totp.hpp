@@ -12,22 +12,15 @@
 
 #include "common/clock.hpp"
 #include "common/secure_buffer.hpp"
+#include "common/totp_params.hpp"
 
 struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX, kept out of this header
 
 namespace kpanel::common {
 
-enum class TotpAlgorithm : std::uint8_t { sha1, sha256, sha512 };
-
 [[nodiscard]] std::string_view to_string(TotpAlgorithm a) noexcept;  // "SHA1", "SHA256", "SHA512"
 // Case-insensitive.
 [[nodiscard]] std::optional<TotpAlgorithm> parse_algorithm(std::string_view name) noexcept;
-
-struct TotpParams {
-  TotpAlgorithm algorithm = TotpAlgorithm::sha1;
-  unsigned digits = 6;   // 6..8
-  unsigned period = 30;  // seconds, > 0
-};
 
 enum class TotpError : std::uint8_t { bad_digits, bad_period, empty_key, crypto_failure };
 
