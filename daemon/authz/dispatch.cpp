@@ -8,8 +8,6 @@
 #include <type_traits>
 #include <variant>
 
-#include "common/recovery_code.hpp"
-
 namespace kpanel::daemon {
 namespace {
 
@@ -20,12 +18,13 @@ using protocol::Status;
 
 using Handler = Response (*)(Rules&, const Caller&, const std::string& user, const Request&);
 
+// An op's wire and audit names are its row of protocol::kOps (a refused
+// request is logged under the audit name, by Rules::record_refused).
 struct Row {
-  std::string_view op;  // wire name, for the reader
-  std::size_t index;    // which alternative of protocol::Request
+  protocol::Op op;
+  std::size_t index;  // which alternative of protocol::Request
   Permit permit;
   Cost cost;
-  AuditEventKind audit;  // how a refused request is logged
   Handler handler;
 };
 
@@ -41,13 +40,9 @@ constexpr std::size_t index_in(const std::variant<Ts...>* /*tag*/) {
 }
 
 template <typename Req, auto Method>
-constexpr Row row(std::string_view op, Permit permit, Cost cost, AuditEventKind audit) {
+constexpr Row row(protocol::Op op, Permit permit, Cost cost) {
   return Row{
-      op,
-      index_in<Req>(static_cast<const Request*>(nullptr)),
-      permit,
-      cost,
-      audit,
+      op, index_in<Req>(static_cast<const Request*>(nullptr)), permit, cost,
       [](Rules& rules, const Caller& caller, const std::string& user, const Request& request) {
         if constexpr (std::is_invocable_v<decltype(Method), Rules&, const Caller&, const Req&>) {
           return (rules.*Method)(caller, std::get<Req>(request));
@@ -59,23 +54,23 @@ constexpr Row row(std::string_view op, Permit permit, Cost cost, AuditEventKind 
 
 // clang-format off
 constexpr std::array kTable{
-  // request                                    handler                           op                      who may call it        cost (lanes.hpp)    audit kind when refused
-  row<protocol::LoginCheckRequest,              &Rules::login_check>              ("login_check",         Permit::self_or_root,  Cost::fast,         AuditEventKind::login_check),
-  row<protocol::VerifyRequest,                  &Rules::verify>                   ("verify",              Permit::self_or_root,  Cost::by_code,      AuditEventKind::verify),
-  row<protocol::StatusRequest,                  &Rules::status>                   ("status",              Permit::self_or_admin, Cost::fast,         AuditEventKind::status),
-  row<protocol::EnrollBeginRequest,             &Rules::enroll_begin>             ("enroll_begin",        Permit::self_or_admin, Cost::slow,         AuditEventKind::enroll_begin),
-  row<protocol::EnrollConfirmRequest,           &Rules::enroll_confirm>           ("enroll_confirm",      Permit::self_or_admin, Cost::slow,         AuditEventKind::enroll_confirm),
-  row<protocol::DisableRequest,                 &Rules::disable>                  ("disable",             Permit::self_or_admin, Cost::slow,         AuditEventKind::disable),
-  row<protocol::RegenerateRecoveryCodesRequest, &Rules::regenerate_recovery_codes>("recovery_regenerate", Permit::self_or_admin, Cost::slow,         AuditEventKind::recovery_regenerate),
-  row<protocol::AdminListRequest,               &Rules::admin_list>               ("admin_list",          Permit::admin,         Cost::fast,         AuditEventKind::admin_list),
-  row<protocol::AdminResetRequest,              &Rules::admin_reset>              ("admin_reset",         Permit::admin,         Cost::fast,         AuditEventKind::reset),
-  row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             ("admin_unlock",        Permit::admin,         Cost::fast,         AuditEventKind::unlock),
+  // request                                    handler                           op                                  who may call it        cost (lanes.hpp)
+  row<protocol::LoginCheckRequest,              &Rules::login_check>              (protocol::Op::login_check,         Permit::self_or_root,  Cost::fast),
+  row<protocol::VerifyRequest,                  &Rules::verify>                   (protocol::Op::verify,              Permit::self_or_root,  Cost::by_code),
+  row<protocol::StatusRequest,                  &Rules::status>                   (protocol::Op::status,              Permit::self_or_admin, Cost::fast),
+  row<protocol::EnrollBeginRequest,             &Rules::enroll_begin>             (protocol::Op::enroll_begin,        Permit::self_or_admin, Cost::slow),
+  row<protocol::EnrollConfirmRequest,           &Rules::enroll_confirm>           (protocol::Op::enroll_confirm,      Permit::self_or_admin, Cost::slow),
+  row<protocol::DisableRequest,                 &Rules::disable>                  (protocol::Op::disable,             Permit::self_or_admin, Cost::slow),
+  row<protocol::RegenerateRecoveryCodesRequest, &Rules::regenerate_recovery_codes>(protocol::Op::recovery_regenerate, Permit::self_or_admin, Cost::slow),
+  row<protocol::AdminListRequest,               &Rules::admin_list>               (protocol::Op::admin_list,          Permit::admin,         Cost::fast),
+  row<protocol::AdminResetRequest,              &Rules::admin_reset>              (protocol::Op::admin_reset,         Permit::admin,         Cost::fast),
+  row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             (protocol::Op::admin_unlock,        Permit::admin,         Cost::fast),
 };
 // clang-format on
 
 constexpr bool rows_follow_the_variant() {
   for (std::size_t i = 0; i < kTable.size(); ++i) {
-    if (kTable.at(i).index != i) {
+    if (kTable.at(i).index != i || static_cast<std::size_t>(kTable.at(i).op) != i) {
       return false;
     }
   }
@@ -127,7 +122,7 @@ Lane Dispatcher::lane(const Request& request) noexcept {
   }
   // A recovery code costs scrypt hashes; a TOTP code an HMAC or two.
   const auto* verify = std::get_if<protocol::VerifyRequest>(&request);
-  return verify != nullptr && common::looks_like_recovery_code(verify->code.view()) ? Lane::slow
+  return verify != nullptr && verify->code.kind() == protocol::Code::Kind::recovery ? Lane::slow
                                                                                     : Lane::fast;
 }
 
@@ -176,14 +171,14 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
       }
     }
     if (!allowed) {
-      rules_.record_refused(caller, request, entry.audit, target, Status::forbidden);
+      rules_.record_refused(caller, request, target, Status::forbidden);
       return reply(Status::forbidden);
     }
     if (named != nullptr && target.empty()) {
       return reply(Status::bad_request);  // root, no name
     }
     if (names_someone && !account && !may_name_a_leftover(request)) {
-      rules_.record_refused(caller, request, entry.audit, target, Status::no_such_user);
+      rules_.record_refused(caller, request, target, Status::no_such_user);
       return reply(Status::no_such_user);
     }
     Response response = entry.handler(rules_, caller, target, request);

@@ -107,6 +107,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
       refuse(header.error());
       return;
     }
+    version_ = header->version;  // read and answered in the client's version
     body_.resize(header->body_length);
     asio::async_read(socket_, asio::buffer(body_.data(), body_.size()),
                      [self = shared_from_this()](const boost::system::error_code& read_ec,
@@ -116,7 +117,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   void on_body(const boost::system::error_code& ec) {
     if (ec) return;
     deadline_.cancel();
-    auto request = protocol::decode_request(body_.view());
+    auto request = protocol::decode_request(body_.view(), version_);
     body_.clear();  // it may hold a code or a password
     if (!request) {
       refuse(request.error());
@@ -175,10 +176,10 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   }
 
   void encode_reply(const protocol::Response& response) {
-    out_ = protocol::encode_response(response);
+    out_ = protocol::encode_response(response, version_);
     if (out_.empty()) {  // a reply that breaks the codec's rules: say so, never half of it
-      out_ =
-          protocol::encode_response(protocol::Response{.status = protocol::Status::internal_error});
+      out_ = protocol::encode_response(
+          protocol::Response{.status = protocol::Status::internal_error}, version_);
     }
   }
 
@@ -227,6 +228,10 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   PeerCredentials peer_;
   bool in_handler_ = false;  // io thread only
   std::array<std::uint8_t, protocol::kHeaderSize> header_{};
+  // The request's frame version, once its header is read. Before that (a
+  // version it does not speak) the reply is a version 1 frame, which every
+  // client can read.
+  std::uint8_t version_ = protocol::kOldestVersion;
   common::SecureBytes body_;
   common::SecureBytes out_;
 };

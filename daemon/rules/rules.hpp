@@ -1,8 +1,10 @@
 #pragma once
-// Every policy decision of kpanel-totpd, in one place (as OpenSSH
+// Every policy decision of kpanel-totpd, in one class (as OpenSSH
 // keeps its privileged answers in monitor.c): the login decision table,
 // the verification window, replay protection, lockout, recovery codes and
-// enrollment. rules.cpp reads top to bottom in that order.
+// enrollment. rules.cpp has logins, verify, status, disable and the admin ops,
+// rules_enroll.cpp enrollment and new recovery codes, checks.cpp the pieces
+// both are made of (one checked code, lockout, replies, audit events).
 //
 // Callers (the Dispatcher) have already decided that the peer may act on
 // `user`; Rules never looks at who asked except to log it and to decide
@@ -87,8 +89,7 @@ class Rules {
   // The Dispatcher refused a request (forbidden, no_such_user): logged like
   // the operation it asked for, with the request's service, rhost and tty.
   void record_refused(const Caller& caller, const common::protocol::Request& request,
-                      AuditEventKind operation, const std::string& user,
-                      common::protocol::Status status) noexcept;
+                      const std::string& user, common::protocol::Status status) noexcept;
 
  private:
   Store& store_;

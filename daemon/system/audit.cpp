@@ -3,6 +3,7 @@
 #include <syslog.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "common/clock.hpp"
@@ -89,36 +90,42 @@ void write_stderr(std::string_view prefix, const std::string& line) noexcept {
   static_cast<void>(std::fwrite(out.data(), 1, out.size(), stderr));
 }
 
+// The kinds that are ops, in protocol::Op order: the op's event is logged
+// under its audit name there.
+constexpr std::array kOpKinds{
+    AuditEventKind::login_check,
+    AuditEventKind::verify,
+    AuditEventKind::status,
+    AuditEventKind::enroll_begin,
+    AuditEventKind::enroll_confirm,
+    AuditEventKind::disable,
+    AuditEventKind::recovery_regenerate,
+    AuditEventKind::admin_list,
+    AuditEventKind::reset,
+    AuditEventKind::unlock,
+};
+static_assert(kOpKinds.size() == common::protocol::kOps.size(), "one kind per op");
+
 }  // namespace
 
+AuditEventKind audit_kind(common::protocol::Op op) noexcept {
+  const auto index = static_cast<std::size_t>(op);
+  return index < kOpKinds.size() ? kOpKinds.at(index) : AuditEventKind::verify;
+}
+
 std::string_view to_string(AuditEventKind kind) noexcept {
+  for (std::size_t i = 0; i < kOpKinds.size(); ++i) {
+    if (kOpKinds.at(i) == kind) {
+      return common::protocol::audit_name(static_cast<common::protocol::Op>(i));
+    }
+  }
   switch (kind) {
-    case AuditEventKind::login_check:
-      return "login_check";
     case AuditEventKind::exempt_login:
       return "exempt_login";
     case AuditEventKind::grace_login:
       return "grace_login";
     case AuditEventKind::nullok_login:
       return "nullok_login";
-    case AuditEventKind::verify:
-      return "verify";
-    case AuditEventKind::status:
-      return "status";
-    case AuditEventKind::enroll_begin:
-      return "enroll_begin";
-    case AuditEventKind::enroll_confirm:
-      return "enroll_confirm";
-    case AuditEventKind::disable:
-      return "disable";
-    case AuditEventKind::recovery_regenerate:
-      return "recovery_regenerate";
-    case AuditEventKind::admin_list:
-      return "admin_list";
-    case AuditEventKind::reset:
-      return "reset";
-    case AuditEventKind::unlock:
-      return "unlock";
     case AuditEventKind::lockout:
       return "lockout";
     case AuditEventKind::clock_skew:
@@ -127,6 +134,8 @@ std::string_view to_string(AuditEventKind kind) noexcept {
       return "clock_moved";
     case AuditEventKind::audit_suppressed:
       return "audit_suppressed";
+    default:  // an op: named above
+      break;
   }
   return "unknown";
 }

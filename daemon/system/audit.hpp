@@ -46,7 +46,10 @@ enum class AuditEventKind : std::uint8_t {
   clock_moved,  // the last accepted step lies ahead of this host's clock (see clock_moved_seconds)
   audit_suppressed,  // one uid's refused requests over its budget, counted (see suppressed)
 };
+// The kinds that are ops are named by protocol::kOps' audit column.
 [[nodiscard]] std::string_view to_string(AuditEventKind kind) noexcept;
+// The kind an op's event is logged as.
+[[nodiscard]] AuditEventKind audit_kind(common::protocol::Op op) noexcept;
 
 // How many events of one kind and outcome were counted instead of written.
 struct SuppressedCount {

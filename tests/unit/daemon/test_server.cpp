@@ -352,3 +352,58 @@ BOOST_AUTO_TEST_CASE(back_to_back_slow_requests_of_one_caller_are_never_busy) {
   spin = false;
   BOOST_TEST(busy == 0);
 }
+
+// An upgraded daemon keeps serving the module sshd loaded before the upgrade:
+// each request is read in its frame's version and answered in the same one,
+// so a version 1 client gets exactly the version 1 shape.
+BOOST_AUTO_TEST_CASE(each_request_is_answered_in_its_own_protocol_version) {
+  const protocol::Response answer{
+      .status = protocol::Status::ok,
+      .result = protocol::EnrollBeginResult{.uri = kpanel::common::SecureString("otpauth://totp/x"),
+                                            .secret_base32 = kpanel::common::SecureString("S"),
+                                            .expires_at = 5,
+                                            .algorithm = kpanel::common::TotpAlgorithm::sha256,
+                                            .digits = 8,
+                                            .period = 60}};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request& request) {
+        BOOST_TEST(std::holds_alternative<protocol::EnrollBeginRequest>(request));
+        return answer;
+      },
+      ServerLimits{});
+  for (const std::uint8_t version : {std::uint8_t{1}, std::uint8_t{2}}) {
+    BOOST_TEST_CONTEXT("version " << int{version}) {
+      const auto client = connect_to(server.socket_path(), 65536);
+      const auto frame = protocol::encode_request(protocol::EnrollBeginRequest{}, version);
+      BOOST_REQUIRE_EQUAL(::send(client.get(), frame.data(), frame.size(), MSG_NOSIGNAL),
+                          static_cast<ssize_t>(frame.size()));
+      const auto bytes = read_to_end(client.get(), 0ms);
+      BOOST_REQUIRE(bytes.size() > protocol::kHeaderSize);
+      const auto header = protocol::parse_header(std::span(bytes).first(protocol::kHeaderSize),
+                                                 protocol::kMaxResponseBodySize);
+      BOOST_REQUIRE(header.has_value());
+      BOOST_TEST(header->version == version);
+      const std::string body(bytes.begin() + protocol::kHeaderSize, bytes.end());
+      BOOST_TEST((body.find("\"algorithm\":\"SHA256\"") != std::string::npos) == (version == 2),
+                 body);
+      const auto reply =
+          protocol::decode_response(std::span(bytes).subspan(protocol::kHeaderSize), version);
+      BOOST_REQUIRE(reply.has_value());
+      const auto& begun = std::get<protocol::EnrollBeginResult>(reply->result);
+      BOOST_TEST(begun.digits == (version == 2 ? 8U : 6U));
+    }
+  }
+  // A version it does not speak: answered in version 1, which every client reads.
+  const auto client = connect_to(server.socket_path(), 65536);
+  const std::string body = R"({"op":"status"})";
+  std::string frame("KP\x03\x00\x00\x00\x00", 7);
+  frame.push_back(static_cast<char>(body.size()));
+  frame += body;
+  BOOST_REQUIRE_EQUAL(::send(client.get(), frame.data(), frame.size(), MSG_NOSIGNAL),
+                      static_cast<ssize_t>(frame.size()));
+  const auto bytes = read_to_end(client.get(), 0ms);
+  BOOST_REQUIRE(bytes.size() > protocol::kHeaderSize);
+  BOOST_TEST(bytes[2] == 1U);
+  BOOST_TEST(std::string(bytes.begin() + protocol::kHeaderSize, bytes.end()) ==
+             R"({"result":"empty","status":"unsupported_version"})");
+}
