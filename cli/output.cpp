@@ -8,6 +8,7 @@
 
 #include "cli/errors.hpp"
 #include "common/base32.hpp"
+#include "common/totp.hpp"
 
 namespace kpanel::cli {
 
@@ -213,26 +214,6 @@ void print_recovery_codes(std::ostream& out, std::span<const common::SecureStrin
   out << '\n';
 }
 
-std::string_view uri_parameter(std::string_view uri, std::string_view name) {
-  const std::size_t query = uri.find('?');
-  if (query == std::string_view::npos) {
-    return {};
-  }
-  std::string_view rest = uri.substr(query + 1);
-  while (!rest.empty()) {
-    const std::size_t amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=') {
-      return pair.substr(name.size() + 1);
-    }
-    if (amp == std::string_view::npos) {
-      break;
-    }
-    rest.remove_prefix(amp + 1);
-  }
-  return {};
-}
-
 void print_enrollment(std::ostream& out, const protocol::EnrollBeginResult& begun,
                       std::string_view qr_text, common::TimePoint now) {
   out << "Scan this QR code with your authenticator app (Google Authenticator, Authy,\n"
@@ -241,13 +222,9 @@ void print_enrollment(std::ostream& out, const protocol::EnrollBeginResult& begu
       << "Or enter it by hand:\n"
       << "    URI: " << begun.uri.view() << '\n'
       << "    Key: " << common::group_in_fours(begun.secret_base32.view()).view() << '\n';
-  const std::string_view algorithm = uri_parameter(begun.uri.view(), "algorithm");
-  const std::string_view digits = uri_parameter(begun.uri.view(), "digits");
-  const std::string_view period = uri_parameter(begun.uri.view(), "period");
-  if (!algorithm.empty() && !digits.empty() && !period.empty()) {
-    out << "    Type: time-based, " << algorithm << ", " << digits << " digits, every " << period
-        << " seconds\n";
-  }
+  // Typed in the reply (protocol version 2), so the URI is not parsed back.
+  out << "    Type: time-based, " << common::to_string(begun.algorithm) << ", " << begun.digits
+      << " digits, every " << begun.period << " seconds\n";
   if (begun.expires_at != 0) {
     const std::int64_t minutes = minutes_until(begun.expires_at, now);
     out << "\nThis enrollment waits for its confirming code until " << iso8601(begun.expires_at)

@@ -50,7 +50,4 @@ void print_recovery_codes(std::ostream& out, std::span<const common::SecureStrin
 void print_enrollment(std::ostream& out, const common::protocol::EnrollBeginResult& begun,
                       std::string_view qr_text, common::TimePoint now);
 
-// The value of `name` in the URI's query ("digits" -> "6"); empty when absent.
-[[nodiscard]] std::string_view uri_parameter(std::string_view uri, std::string_view name);
-
 }  // namespace kpanel::cli

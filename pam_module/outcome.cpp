@@ -35,14 +35,14 @@ Outcome unexpected_result(Stage stage) {
 
 std::string_view to_string(Stage stage) noexcept {
   switch (stage) {
-    case Stage::login_check:
-      return "login_check";
+    case Stage::login_check:  // a stage is named after the op it sends
+      return protocol::op_name(protocol::Op::login_check);
     case Stage::verify:
-      return "verify";
+      return protocol::op_name(protocol::Op::verify);
     case Stage::enroll_begin:
-      return "enroll_begin";
+      return protocol::op_name(protocol::Op::enroll_begin);
     case Stage::enroll_confirm:
-      return "enroll_confirm";
+      return protocol::op_name(protocol::Op::enroll_confirm);
   }
   return "unknown";
 }

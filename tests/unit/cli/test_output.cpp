@@ -161,14 +161,18 @@ BOOST_AUTO_TEST_CASE(recovery_codes_come_with_instructions) {
   BOOST_TEST(out.str().find("    ABCD-EFGH\n    JKLM-NPQR\n") != std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(uri_parameters) {
-  const std::string_view uri =
-      "otpauth://totp/L?secret=S&issuer=I&algorithm=SHA1&digits=6&period=30";
-  BOOST_TEST(kpanel::cli::uri_parameter(uri, "digits") == "6");
-  BOOST_TEST(kpanel::cli::uri_parameter(uri, "period") == "30");
-  BOOST_TEST(kpanel::cli::uri_parameter(uri, "secret") == "S");
-  BOOST_TEST(kpanel::cli::uri_parameter(uri, "missing").empty());
-  BOOST_TEST(kpanel::cli::uri_parameter("otpauth://totp/L", "digits").empty());
+// The settings line comes from the reply's typed fields, not from the URI.
+BOOST_AUTO_TEST_CASE(enrollment_shows_the_typed_totp_settings) {
+  kpanel::common::protocol::EnrollBeginResult begun;
+  begun.uri = kpanel::common::SecureString("otpauth://totp/L?secret=S&digits=6&period=30");
+  begun.secret_base32 = kpanel::common::SecureString("JBSWY3DP");
+  begun.algorithm = kpanel::common::TotpAlgorithm::sha256;
+  begun.digits = 8;
+  begun.period = 60;
+  std::ostringstream out;
+  kpanel::cli::print_enrollment(out, begun, "QR", kpanel::common::TimePoint{});
+  BOOST_TEST(out.str().find("    Type: time-based, SHA256, 8 digits, every 60 seconds\n") !=
+             std::string::npos);
 }
 
 // Only root/admin replies carry the skew; the status line shows it for them.
