@@ -380,6 +380,71 @@ class Verification(unittest.TestCase):
                                   "clock_offset_seconds": None})
 
 
+class ProtocolVersions(unittest.TestCase):
+    """After an upgrade sshd keeps the old (protocol version 1) module loaded
+    until it restarts: the new daemon must answer its frames, byte for byte,
+    in version 1. The tool and the new module speak version 2."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon(max_failures=3, lockout_seconds=60).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def setUp(self):
+        self.d.tool("admin", "reset", ALICE)
+
+    def exchange(self, frame):
+        """Raw bytes in, (header version, body bytes) out."""
+        with h.connect(self.d.socket) as sock:
+            sock.sendall(frame)
+            header = sock.recv(8, socket.MSG_WAITALL)
+            self.assertEqual(header[:2], b"KP")
+            (length,) = struct.unpack(">I", header[4:8])
+            return header[2], sock.recv(length, socket.MSG_WAITALL)
+
+    @staticmethod
+    def v1(body):
+        """A frame exactly as the version 1 module writes it (nlohmann-json's
+        compact dump: sorted keys, no spaces)."""
+        return b"KP\x01\x00" + struct.pack(">I", len(body)) + body
+
+    def test_a_version_1_module_logs_in_against_the_new_daemon(self):
+        secret, _ = self.d.enroll(ALICE)
+        login_check = (b'{"enroll":false,"nullok":false,"op":"login_check","rhost":"192.0.2.7",'
+                       b'"service":"sshd","tty":"ssh","user":"' + ALICE.encode() + b'"}')
+        version, body = self.exchange(self.v1(login_check))
+        self.assertEqual(version, 1)
+        self.assertEqual(body, b'{"decision":"prompt","result":"login_check","status":"ok"}')
+
+        wrong = (b'{"code":"000000","op":"verify","rhost":"192.0.2.7","service":"sshd",'
+                 b'"tty":"ssh","user":"' + ALICE.encode() + b'"}')
+        version, body = self.exchange(self.v1(wrong))
+        self.assertEqual(version, 1)
+        self.assertEqual(body, b'{"failures_left":2,"result":"empty","status":"wrong_code"}')
+
+        h.wait_for_next_step()  # the confirming code's step is spent
+        right = (b'{"code":"' + h.totp(secret).encode() + b'","op":"verify","rhost":"192.0.2.7",'
+                 b'"service":"sshd","tty":"ssh","user":"' + ALICE.encode() + b'"}')
+        version, body = self.exchange(self.v1(right))
+        self.assertEqual(version, 1)
+        self.assertEqual(body, b'{"recovery_codes_left":10,"result":"verify","status":"ok",'
+                               b'"used_recovery_code":false}')
+        self.assertIn(f"event=verify user={ALICE} ", self.d.log())
+
+    def test_enrollment_settings_only_in_version_2(self):
+        request = {"op": "enroll_begin", "user": ALICE}
+        version, body = self.exchange(h.encode_frame(request, version=1))
+        self.assertEqual(version, 1)
+        self.assertNotIn(b'"digits"', body)
+        version, body = self.exchange(h.encode_frame(request, version=2))
+        self.assertEqual(version, 2)
+        self.assertIn(b'"algorithm":"SHA1","digits":6', body)
+        self.assertIn(b'"period":30', body)
+
+
 class Authorization(unittest.TestCase):
     """Authorization as a table: every operation x (root, the user, another user,
     an admin_group member), decided from SO_PEERCRED, never from a field."""
