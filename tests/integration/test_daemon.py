@@ -417,7 +417,8 @@ class ProtocolVersions(unittest.TestCase):
                        b'"service":"sshd","tty":"ssh","user":"' + ALICE.encode() + b'"}')
         version, body = self.exchange(self.v1(login_check))
         self.assertEqual(version, 1)
-        self.assertEqual(body, b'{"decision":"prompt","result":"login_check","status":"ok"}')
+        self.assertEqual(body, b'{"decision":"prompt","notice":"","result":"login_check",'
+                               b'"status":"ok"}')
 
         wrong = (b'{"code":"000000","op":"verify","rhost":"192.0.2.7","service":"sshd",'
                  b'"tty":"ssh","user":"' + ALICE.encode() + b'"}')
