@@ -1,7 +1,8 @@
 #pragma once
 // The state store interface. The rules (daemon/rules/rules.hpp) decide; a store only
 // keeps records durably and serializes updates. Backends: store_sqlite (this
-// host) and, later, store_postgresql (a fleet). A store seals TOTP secrets
+// host) and store_postgresql (a fleet), both over one row layer (sql_rows).
+// A store seals TOTP secrets
 // with the SecretBox it was built with, so no backend ever writes one in clear.
 
 #include <cstdint>
