@@ -2,8 +2,8 @@
 // The state store interface. The rules (daemon/rules/rules.hpp) decide; a store only
 // keeps records durably and serializes updates. Backends: store_sqlite (this
 // host) and store_postgresql (a fleet), both over one row layer (sql_rows).
-// A store seals TOTP secrets
-// with the SecretBox it was built with, so no backend ever writes one in clear.
+// A store seals TOTP secrets with the SecretBox it was built with, so no
+// backend ever writes one in clear.
 
 #include <cstdint>
 #include <expected>
