@@ -676,8 +676,11 @@ std::expected<std::optional<UserRecord>, StoreError> PostgresqlStore::load(std::
                               [&](Connection& reader) -> std::expected<Found, StoreError> {
                                 auto row = sql::read_user(reader, user, box_);
                                 if (!row) return std::unexpected(row.error());
-                                if (!*row) return Found{};
-                                return Found{std::move((*row)->record)};
+                                // One result built in place: g++ 12 with ASan
+                                // wrongly warns on an empty Found{} temporary.
+                                std::expected<Found, StoreError> found{std::in_place};
+                                if (*row) found->emplace(std::move((*row)->record));
+                                return found;
                               });
   });
 }
