@@ -183,11 +183,12 @@ Step receive_exactly(int fd, std::span<std::uint8_t> data, Clock::time_point dea
 }
 
 std::expected<protocol::Response, ClientError> exchange(const ClientOptions& options,
-                                                        const protocol::Request& request) {
+                                                        const protocol::Request& request,
+                                                        std::uint8_t version) {
   // Clamped so that a silly option cannot overflow the clock arithmetic.
   const auto deadline =
       Clock::now() + std::clamp(options.timeout, std::chrono::milliseconds{0}, kLongestTimeout);
-  const SecureBytes frame = protocol::encode_request(request);  // wiped when it goes
+  const SecureBytes frame = protocol::encode_request(request, version);  // wiped when it goes
   if (frame.empty()) {
     return Failure(ClientError::protocol_error);
   }
@@ -274,7 +275,15 @@ std::string_view to_string(ClientError e) noexcept {
 std::expected<protocol::Response, ClientError> call_daemon(
     const ClientOptions& options, const protocol::Request& request) noexcept {
   try {
-    return exchange(options, request);
+    auto reply = exchange(options, request, protocol::kVersion);
+    // A daemon older than this client (a package upgrade replaced the module
+    // and the tool, the daemon restarts a moment later) refuses the newer
+    // version without acting on the request. Asked again in the oldest
+    // version, it serves the login instead of refusing it.
+    if (reply && reply->status == protocol::Status::unsupported_version) {
+      reply = exchange(options, request, protocol::kOldestVersion);
+    }
+    return reply;
   } catch (...) {  // std::bad_alloc: nothing may leave the PAM module's stack
     return Failure(ClientError::io_error);
   }

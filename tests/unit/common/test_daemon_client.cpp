@@ -175,7 +175,8 @@ class TestServer {
  public:
   using Handler = std::function<void(int fd)>;
 
-  explicit TestServer(Handler handler) : listener_(bound_socket(dir_.socket_path())) {
+  explicit TestServer(Handler handler, int connections = 1)
+      : listener_(bound_socket(dir_.socket_path())), connections_(connections) {
     BOOST_REQUIRE_EQUAL(::listen(listener_, 4), 0);
     BOOST_REQUIRE_EQUAL(::pipe2(stop_.data(), O_CLOEXEC), 0);
     thread_ = std::thread([this, handler = std::move(handler)] { serve(handler); });
@@ -204,18 +205,21 @@ class TestServer {
 
  private:
   void serve(const Handler& handler) {
-    std::array<pollfd, 2> entries{pollfd{.fd = listener_, .events = POLLIN, .revents = 0},
-                                  pollfd{.fd = stop_[0], .events = POLLIN, .revents = 0}};
-    if (::poll(entries.data(), entries.size(), 10'000) <= 0 || entries[0].revents == 0) return;
-    const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) return;
-    connected_ = true;
-    handler(client);
-    ::close(client);
+    for (int served = 0; served < connections_; ++served) {
+      std::array<pollfd, 2> entries{pollfd{.fd = listener_, .events = POLLIN, .revents = 0},
+                                    pollfd{.fd = stop_[0], .events = POLLIN, .revents = 0}};
+      if (::poll(entries.data(), entries.size(), 10'000) <= 0 || entries[0].revents == 0) return;
+      const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;
+      connected_ = true;
+      handler(client);
+      ::close(client);
+    }
   }
 
   TempDir dir_;
   int listener_;
+  int connections_;
   std::array<int, 2> stop_{-1, -1};
   std::atomic<bool> connected_{false};
   std::thread thread_;
@@ -477,6 +481,57 @@ BOOST_AUTO_TEST_CASE(other_protocol_version_is_a_protocol_error) {
     write_all(fd, frame.view());
   });
   check_error(call_daemon(server.options(), kVerify), ClientError::protocol_error);
+}
+
+// A daemon that reads only version 1 (not yet restarted after an upgrade)
+// answers unsupported_version; the client asks again in version 1 and gets
+// its answer, so the login is served instead of refused.
+BOOST_AUTO_TEST_CASE(an_older_daemon_is_asked_again_in_the_oldest_version) {
+  std::vector<std::uint8_t> versions_seen;
+  std::optional<Request> seen;
+  const Response answer{.status = Status::ok, .result = VerifyResult{}};
+  TestServer server(
+      [&](int fd) {
+        std::array<std::uint8_t, kHeaderSize> header{};
+        if (!read_exactly(fd, header.data(), header.size())) return;
+        const auto parsed = parse_header(header);
+        if (!parsed) return;
+        std::vector<std::uint8_t> body(parsed->body_length);
+        if (!read_exactly(fd, body.data(), body.size())) return;
+        versions_seen.push_back(parsed->version);
+        if (parsed->version != kOldestVersion) {
+          const SecureBytes refusal =
+              encode_response(Response{.status = Status::unsupported_version}, kOldestVersion);
+          write_all(fd, refusal.view());
+          return;
+        }
+        if (auto request = decode_request(body, kOldestVersion)) seen = std::move(*request);
+        write_all(fd, encode_response(answer, kOldestVersion).view());
+      },
+      2);
+  const auto result = call_daemon(server.options(), kVerify);
+  server.stop();
+  BOOST_REQUIRE(result.has_value());
+  BOOST_TEST((*result == answer));
+  BOOST_TEST(versions_seen == (std::vector<std::uint8_t>{kVersion, kOldestVersion}),
+             boost::test_tools::per_element());
+  BOOST_REQUIRE(seen.has_value());
+  BOOST_TEST((*seen == kVerify));
+}
+
+// A daemon of this version never sees a second request for one call.
+BOOST_AUTO_TEST_CASE(a_current_daemon_is_asked_once) {
+  int requests = 0;
+  TestServer server(
+      [&](int fd) {
+        if (read_request(fd)) ++requests;
+        write_all(fd,
+                  encode_response(Response{.status = Status::ok, .result = VerifyResult{}}).view());
+      },
+      2);
+  BOOST_REQUIRE(call_daemon(server.options(), kVerify).has_value());
+  server.stop();
+  BOOST_TEST(requests == 1);
 }
 
 BOOST_AUTO_TEST_CASE(huge_declared_body_is_refused_without_allocating_it) {
