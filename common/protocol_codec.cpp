@@ -584,6 +584,19 @@ constexpr bool all_in_first_version(std::span<const Field<UserStatus>> fields) {
 }
 static_assert(all_in_first_version(Schema<UserStatus>::fields));
 
+// What every body passes before its fields are read: a version this codec
+// speaks, the size cap of its direction, one JSON object.
+Outcome open_body(std::span<const std::uint8_t> body, std::uint8_t version, std::size_t max_size,
+                  Json& object) {
+  if (!speaks(version)) {
+    return std::unexpected(DecodeError::unsupported_version);
+  }
+  if (body.size() > max_size) {
+    return std::unexpected(DecodeError::oversized);
+  }
+  return parse_object(body, object);
+}
+
 }  // namespace
 
 SecureBytes encode_request(const Request& request, std::uint8_t version) noexcept {
@@ -656,16 +669,10 @@ SecureBytes encode_response(const Response& response, std::uint8_t version) noex
 std::expected<Request, DecodeError> decode_request(std::span<const std::uint8_t> body,
                                                    std::uint8_t version) noexcept {
   try {
-    if (!speaks(version)) {
-      return std::unexpected(DecodeError::unsupported_version);
-    }
-    if (body.size() > kMaxBodySize) {
-      return std::unexpected(DecodeError::oversized);
-    }
     Json object;
     const WipeOnExit wipe(object);
-    if (Outcome parsed = parse_object(body, object); !parsed) {
-      return std::unexpected(parsed.error());
+    if (Outcome opened = open_body(body, version, kMaxBodySize, object); !opened) {
+      return std::unexpected(opened.error());
     }
     const auto op = required_name(object, "op");
     if (!op) {
@@ -684,16 +691,10 @@ std::expected<Request, DecodeError> decode_request(std::span<const std::uint8_t>
 std::expected<Response, DecodeError> decode_response(std::span<const std::uint8_t> body,
                                                      std::uint8_t version) noexcept {
   try {
-    if (!speaks(version)) {
-      return std::unexpected(DecodeError::unsupported_version);
-    }
-    if (body.size() > kMaxResponseBodySize) {
-      return std::unexpected(DecodeError::oversized);
-    }
     Json object;
     const WipeOnExit wipe(object);
-    if (Outcome parsed = parse_object(body, object); !parsed) {
-      return std::unexpected(parsed.error());
+    if (Outcome opened = open_body(body, version, kMaxResponseBodySize, object); !opened) {
+      return std::unexpected(opened.error());
     }
     const auto status_name = required_name(object, "status");
     if (!status_name) {

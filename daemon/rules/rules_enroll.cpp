@@ -18,6 +18,32 @@ namespace kpanel::daemon {
 
 using namespace rules_detail;  // NOLINT(google-build-using-namespace): this file's vocabulary
 
+namespace {
+
+// How an update that issues recovery codes ends (enroll_confirm, regenerate):
+// a store or internal failure, else the audit line and either the codes or
+// the refusal the attempt settled on.
+Response codes_issued_reply(AuditLog& log, AuditEvent event,
+                            const std::expected<void, StoreError>& updated, const Attempt& attempt,
+                            std::uint32_t codes_left, std::vector<common::SecureString> issued) {
+  if (!updated) {
+    return store_failed(log, event, updated.error());
+  }
+  if (attempt.status == Status::internal_error) {
+    return internal_failure(log, event, "TOTP computation or making recovery codes failed");
+  }
+  if (attempt.status == Status::ok) {
+    event.recovery_codes_left = codes_left;
+  }
+  audit_attempt(log, event, attempt);
+  if (attempt.status != Status::ok) {
+    return refusal(attempt);
+  }
+  return reply_ok(protocol::RecoveryCodesResult{std::move(issued)});
+}
+
+}  // namespace
+
 // ---- enrollment ---------------------------------------------------------------------
 
 // Long: the proof of a replace (slow recovery-code hash outside the update),
@@ -193,20 +219,8 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
       codes_left = recovery_codes_left(record);
       return true;
     });
-    if (!updated) {
-      return store_failed(audit_, event, updated.error());
-    }
-    if (attempt.status == Status::internal_error) {
-      return internal_failure(audit_, event, "TOTP computation or making recovery codes failed");
-    }
-    if (attempt.status == Status::ok) {
-      event.recovery_codes_left = codes_left;
-    }
-    audit_attempt(audit_, event, attempt);
-    if (attempt.status != Status::ok) {
-      return refusal(attempt);
-    }
-    return reply_ok(protocol::RecoveryCodesResult{std::move(issued)});
+    return codes_issued_reply(audit_, std::move(event), updated, attempt, codes_left,
+                              std::move(issued));
   });
 }
 
@@ -252,20 +266,9 @@ Response Rules::regenerate_recovery_codes(
       issued = batch->codes;
       return true;
     });
-    if (!updated) {
-      return store_failed(audit_, event, updated.error());
-    }
-    if (attempt.status == Status::internal_error) {
-      return internal_failure(audit_, event, "TOTP computation or making recovery codes failed");
-    }
-    if (attempt.status == Status::ok) {
-      event.recovery_codes_left = static_cast<std::uint32_t>(issued.size());
-    }
-    audit_attempt(audit_, event, attempt);
-    if (attempt.status != Status::ok) {
-      return refusal(attempt);
-    }
-    return reply_ok(protocol::RecoveryCodesResult{std::move(issued)});
+    const auto codes_left = static_cast<std::uint32_t>(issued.size());
+    return codes_issued_reply(audit_, std::move(event), updated, attempt, codes_left,
+                              std::move(issued));
   });
 }
 
