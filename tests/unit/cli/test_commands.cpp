@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "shared/temp_dir.hpp"
 #include "support/fake_environment.hpp"
 
 namespace {
@@ -67,20 +68,7 @@ void check_one_line_error(const FakeWorld& world) {
   BOOST_TEST(lines.front().starts_with("kpanel-totp: "));
 }
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kpanel-cli-XXXXXX").string();
-    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using TempDir = kpanel::test::TempDir;
 
 }  // namespace
 
@@ -333,8 +321,8 @@ BOOST_AUTO_TEST_CASE(begin_shows_how_to_finish) {
 
 BOOST_AUTO_TEST_CASE(begin_writes_private_images) {
   const TempDir dir;
-  const auto png = dir.path / "qr.png";
-  const auto svg = dir.path / "qr.svg";
+  const auto png = dir.path() / "qr.png";
+  const auto svg = dir.path() / "qr.svg";
   FakeWorld world;
   world.reply(begun());
   BOOST_TEST(world.run({"enroll", "--begin", "--png", png.string(), "--svg", svg.string(),
@@ -367,9 +355,9 @@ BOOST_AUTO_TEST_CASE(unwritable_image_exits_1_before_asking) {
 BOOST_AUTO_TEST_CASE(image_file_of_another_user_is_refused_before_asking) {
   BOOST_REQUIRE_MESSAGE(::geteuid() == 0, "needs root to give a file to another uid");
   const TempDir dir;
-  BOOST_REQUIRE_EQUAL(::chmod(dir.path.c_str(), 01777), 0);
+  BOOST_REQUIRE_EQUAL(::chmod(dir.path().c_str(), 01777), 0);
   for (const std::string kind : {"--png", "--svg"}) {
-    const auto file = dir.path / ("planted" + kind.substr(1));
+    const auto file = dir.path() / ("planted" + kind.substr(1));
     {
       std::ofstream out(file);
       out << "attacker's";
@@ -389,12 +377,12 @@ BOOST_AUTO_TEST_CASE(image_file_of_another_user_is_refused_before_asking) {
 
 BOOST_AUTO_TEST_CASE(image_path_that_is_a_symlink_is_refused_before_asking) {
   const TempDir dir;
-  const auto target = dir.path / "target";
+  const auto target = dir.path() / "target";
   {
     std::ofstream out(target);
     out << "keep";
   }
-  const auto link = dir.path / "qr.png";
+  const auto link = dir.path() / "qr.png";
   std::filesystem::create_symlink(target, link);
   FakeWorld world;
   world.reply(begun());
@@ -409,7 +397,7 @@ BOOST_AUTO_TEST_CASE(image_path_that_is_a_symlink_is_refused_before_asking) {
 // The caller's own file is replaced (a new 0600 file renamed over it).
 BOOST_AUTO_TEST_CASE(own_image_file_is_replaced) {
   const TempDir dir;
-  const auto file = dir.path / "qr.svg";
+  const auto file = dir.path() / "qr.svg";
   {
     std::ofstream out(file);
     out << "old";

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/qr.hpp"
+#include "shared/temp_dir.hpp"
 
 // ---- freed-memory probe: does a freed block still hold a given text? --------
 // Every allocation goes through malloc here, so a freed block's usable size is
@@ -66,20 +67,7 @@ const std::string kUri =
     "otpauth://totp/Kapsule:alice%40web01?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
     "&issuer=Kapsule&algorithm=SHA1&digits=6&period=30";
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kpanel-qr-XXXXXX").string();
-    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using TempDir = kpanel::test::TempDir;
 
 // A grid of modules as the test sees them: true = dark.
 using Grid = std::vector<std::vector<bool>>;
@@ -287,8 +275,8 @@ BOOST_AUTO_TEST_CASE(terminal_text_scans_back_to_the_uri) {
   }
   BOOST_TEST((grid == expected_grid(code)));
 
-  write_pgm(dir.path / "text.pgm", grid, 4);
-  BOOST_TEST(zbar_decode(dir.path / "text.pgm") == kUri);
+  write_pgm(dir.path() / "text.pgm", grid, 4);
+  BOOST_TEST(zbar_decode(dir.path() / "text.pgm") == kUri);
 }
 
 // Plain text cannot know the terminal's colours, and a reader like zbar does
@@ -306,8 +294,8 @@ BOOST_AUTO_TEST_CASE(plain_text_scans_on_dark_and_on_light_terminals) {
                          for_light);
 
   // A dark theme: glyphs light (rasterize_text's reading).
-  write_pgm(dir.path / "dark-theme.pgm", rasterize_text(for_dark), 4);
-  BOOST_TEST(zbar_decode(dir.path / "dark-theme.pgm") == kUri);
+  write_pgm(dir.path() / "dark-theme.pgm", rasterize_text(for_dark), 4);
+  BOOST_TEST(zbar_decode(dir.path() / "dark-theme.pgm") == kUri);
   // A light theme: glyphs dark, spaces (the quiet zone too) light.
   Grid light = rasterize_text(for_light);
   for (auto& row : light) {
@@ -318,8 +306,8 @@ BOOST_AUTO_TEST_CASE(plain_text_scans_on_dark_and_on_light_terminals) {
     light.pop_back();  // the background half line past the quiet zone
   }
   BOOST_TEST((light == expected_grid(code)));
-  write_pgm(dir.path / "light-theme.pgm", light, 4);
-  BOOST_TEST(zbar_decode(dir.path / "light-theme.pgm") == kUri);
+  write_pgm(dir.path() / "light-theme.pgm", light, 4);
+  BOOST_TEST(zbar_decode(dir.path() / "light-theme.pgm") == kUri);
 }
 
 BOOST_AUTO_TEST_CASE(terminal_text_is_a_pure_function_of_the_uri) {
@@ -348,14 +336,14 @@ BOOST_AUTO_TEST_CASE(ansi_text_pins_light_on_dark_and_scans_back) {
   BOOST_TEST(strip_ansi(text) ==
              std::string(render_qr_text(code, QrTextColors::light_drawn).view()));
 
-  write_pgm(dir.path / "ansi.pgm", rasterize_text(strip_ansi(text)), 4);
-  BOOST_TEST(zbar_decode(dir.path / "ansi.pgm") == kUri);
+  write_pgm(dir.path() / "ansi.pgm", rasterize_text(strip_ansi(text)), 4);
+  BOOST_TEST(zbar_decode(dir.path() / "ansi.pgm") == kUri);
 }
 
 BOOST_AUTO_TEST_CASE(png_file_is_private_and_scans_back) {
   const TempDir dir;
   const QrCode code = encode_uri();
-  const auto file = dir.path / "qr.png";
+  const auto file = dir.path() / "qr.png";
   const auto old_umask = ::umask(0);  // the mode must not depend on the umask
   const auto written = write_qr_png(code, file.string());
   ::umask(old_umask);
@@ -386,8 +374,8 @@ BOOST_AUTO_TEST_CASE(png_file_is_private_and_scans_back) {
 // into the inode that was there (a hard link to it keeps the old content).
 BOOST_AUTO_TEST_CASE(own_existing_file_is_replaced_not_written_into) {
   const TempDir dir;
-  const auto file = dir.path / "qr.png";
-  const auto other_link = dir.path / "other-name";
+  const auto file = dir.path() / "qr.png";
+  const auto other_link = dir.path() / "other-name";
   {
     std::ofstream out(file);
     out << std::string(1 << 20, 'x');
@@ -399,33 +387,33 @@ BOOST_AUTO_TEST_CASE(own_existing_file_is_replaced_not_written_into) {
   BOOST_TEST(std::filesystem::file_size(file) < (1U << 20));
   BOOST_TEST(zbar_decode(file) == kUri);
   BOOST_TEST(read_file(other_link) == std::string(1 << 20, 'x'));  // old inode untouched
-  BOOST_TEST(entries(dir.path) == (std::vector<std::string>{"other-name", "qr.png"}));
+  BOOST_TEST(entries(dir.path()) == (std::vector<std::string>{"other-name", "qr.png"}));
 }
 
 BOOST_AUTO_TEST_CASE(new_file_is_created_0600_and_nothing_else) {
   const TempDir dir;
-  const auto file = dir.path / "qr.svg";
+  const auto file = dir.path() / "qr.svg";
   const auto old_umask = ::umask(0);
   const auto written = write_qr_svg(encode_uri(), file.string());
   ::umask(old_umask);
   BOOST_REQUIRE(written.has_value());
   BOOST_TEST(file_mode(file) == 0600U);
-  BOOST_TEST(entries(dir.path) == std::vector<std::string>{"qr.svg"});
-  BOOST_TEST(check_qr_output_path((dir.path / "new.png").string()).has_value());
+  BOOST_TEST(entries(dir.path()) == std::vector<std::string>{"qr.svg"});
+  BOOST_TEST(check_qr_output_path((dir.path() / "new.png").string()).has_value());
   BOOST_TEST(check_qr_output_path(file.string()).has_value());  // ours: may be replaced
 }
 
 BOOST_AUTO_TEST_CASE(symlink_is_refused) {
   const TempDir dir;
-  const auto target = dir.path / "target";
-  const auto link = dir.path / "link.svg";
-  const auto dangling = dir.path / "dangling.png";
+  const auto target = dir.path() / "target";
+  const auto link = dir.path() / "link.svg";
+  const auto dangling = dir.path() / "dangling.png";
   {
     std::ofstream out(target);
     out << "keep me";
   }
   std::filesystem::create_symlink(target, link);
-  std::filesystem::create_symlink(dir.path / "not-yet", dangling);
+  std::filesystem::create_symlink(dir.path() / "not-yet", dangling);
   const auto written = write_qr_svg(encode_uri(), link.string());
   BOOST_REQUIRE(!written.has_value());
   BOOST_TEST((written.error().code == QrErrorCode::symlink));
@@ -434,13 +422,14 @@ BOOST_AUTO_TEST_CASE(symlink_is_refused) {
   const auto through_dangling = write_qr_png(encode_uri(), dangling.string());
   BOOST_REQUIRE(!through_dangling.has_value());
   BOOST_TEST((through_dangling.error().code == QrErrorCode::symlink));
-  BOOST_TEST(!std::filesystem::exists(dir.path / "not-yet"));
+  BOOST_TEST(!std::filesystem::exists(dir.path() / "not-yet"));
   for (const auto& path : {link, dangling}) {
     const auto checked = check_qr_output_path(path.string());
     BOOST_REQUIRE(!checked.has_value());
     BOOST_TEST((checked.error().code == QrErrorCode::symlink));
   }
-  BOOST_TEST(entries(dir.path) == (std::vector<std::string>{"dangling.png", "link.svg", "target"}));
+  BOOST_TEST(entries(dir.path()) ==
+             (std::vector<std::string>{"dangling.png", "link.svg", "target"}));
 }
 
 // In a sticky world-writable directory (/tmp) another user pre-creates the
@@ -448,8 +437,8 @@ BOOST_AUTO_TEST_CASE(symlink_is_refused) {
 BOOST_AUTO_TEST_CASE(file_of_another_user_in_a_sticky_directory_is_refused) {
   BOOST_REQUIRE_MESSAGE(::geteuid() == 0, "needs root to give a file to another uid");
   const TempDir dir;
-  BOOST_REQUIRE_EQUAL(::chmod(dir.path.c_str(), 01777), 0);
-  const auto file = dir.path / "qr.png";
+  BOOST_REQUIRE_EQUAL(::chmod(dir.path().c_str(), 01777), 0);
+  const auto file = dir.path() / "qr.png";
   {
     std::ofstream out(file);
     out << "attacker's";
@@ -471,22 +460,22 @@ BOOST_AUTO_TEST_CASE(file_of_another_user_in_a_sticky_directory_is_refused) {
   const auto checked = check_qr_output_path(file.string());
   BOOST_REQUIRE(!checked.has_value());
   BOOST_TEST((checked.error().code == QrErrorCode::not_owner));
-  BOOST_TEST(entries(dir.path) == std::vector<std::string>{"qr.png"});  // no temp left
+  BOOST_TEST(entries(dir.path()) == std::vector<std::string>{"qr.png"});  // no temp left
 }
 
 BOOST_AUTO_TEST_CASE(directory_and_missing_parent_are_errors) {
   const TempDir dir;
-  const auto directory = write_qr_png(encode_uri(), dir.path.string());
+  const auto directory = write_qr_png(encode_uri(), dir.path().string());
   BOOST_REQUIRE(!directory.has_value());
   BOOST_TEST((directory.error().code == QrErrorCode::not_regular_file));
-  const auto missing = write_qr_png(encode_uri(), (dir.path / "no" / "qr.png").string());
+  const auto missing = write_qr_png(encode_uri(), (dir.path() / "no" / "qr.png").string());
   BOOST_REQUIRE(!missing.has_value());
   BOOST_TEST(missing.error().sys_errno == ENOENT);
   BOOST_TEST(describe(missing.error()).find("No such file") != std::string::npos);
-  const auto checked_missing = check_qr_output_path((dir.path / "no" / "qr.png").string());
+  const auto checked_missing = check_qr_output_path((dir.path() / "no" / "qr.png").string());
   BOOST_REQUIRE(!checked_missing.has_value());
   BOOST_TEST(checked_missing.error().sys_errno == ENOENT);
-  const auto checked_directory = check_qr_output_path(dir.path.string());
+  const auto checked_directory = check_qr_output_path(dir.path().string());
   BOOST_REQUIRE(!checked_directory.has_value());
   BOOST_TEST((checked_directory.error().code == QrErrorCode::not_regular_file));
 }
@@ -494,7 +483,7 @@ BOOST_AUTO_TEST_CASE(directory_and_missing_parent_are_errors) {
 BOOST_AUTO_TEST_CASE(svg_file_is_private_and_draws_exactly_the_dark_modules) {
   const TempDir dir;
   const QrCode code = encode_uri();
-  const auto file = dir.path / "qr.svg";
+  const auto file = dir.path() / "qr.svg";
   BOOST_REQUIRE(write_qr_svg(code, file.string()).has_value());
   BOOST_TEST(file_mode(file) == 0600U);
 
@@ -523,8 +512,8 @@ BOOST_AUTO_TEST_CASE(svg_file_is_private_and_draws_exactly_the_dark_modules) {
   BOOST_TEST(dark_modules == expected_dark);
   BOOST_TEST((grid == expected_grid(code)));
 
-  write_pgm(dir.path / "svg.pgm", grid, 4);
-  BOOST_TEST(zbar_decode(dir.path / "svg.pgm") == kUri);
+  write_pgm(dir.path() / "svg.pgm", grid, 4);
+  BOOST_TEST(zbar_decode(dir.path() / "svg.pgm") == kUri);
 }
 
 // The terminal text and the SVG draw the secret: neither may be left in freed

@@ -15,6 +15,7 @@
 
 #include "common/totp.hpp"
 #include "daemon/config/config.hpp"
+#include "shared/temp_dir.hpp"
 
 #ifndef KPANEL_SOURCE_DIR
 #error "KPANEL_SOURCE_DIR must name the source tree (tests/unit/daemon/CMakeLists.txt)"
@@ -95,32 +96,7 @@ std::string read_file(const fs::path& path) {
   return out.str();
 }
 
-// A private directory for file tests, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kpanel-config-XXXXXX").string();
-    BOOST_TEST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  [[nodiscard]] fs::path write(const std::string& name, std::string_view text,
-                               mode_t mode = 0644) const {
-    const fs::path file = path_ / name;
-    std::ofstream{file, std::ios::binary} << text;
-    BOOST_TEST_REQUIRE(::chmod(file.c_str(), mode) == 0);  // whatever the umask
-    return file;
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = kpanel::test::TempDir;
 
 constexpr ConfigLoadOptions kStrict{.check_permissions = true, .missing_is_default = false};
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "daemon/config/private_file.hpp"
+#include "shared/temp_dir.hpp"
 
 namespace {
 
@@ -21,36 +22,13 @@ using kpanel::daemon::FileKind;
 using kpanel::daemon::FileProblem;
 using kpanel::daemon::OwnerAndMode;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "kpanel-pf-XXXXXX").string();
-    BOOST_TEST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] std::filesystem::path file(const std::string& name, mode_t mode = 0600) const {
-    const auto path = path_ / name;
-    std::ofstream(path) << "x";
-    std::filesystem::permissions(path, static_cast<std::filesystem::perms>(mode));
-    return path;
-  }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = kpanel::test::TempDir;
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_private_file_passes) {
   const TempDir dir;
-  const auto path = dir.file("key");
+  const auto path = dir.write("key", "x", 0600);
   const auto opened = kpanel::daemon::open_no_follow(path, FileKind::regular);
   BOOST_TEST_REQUIRE(opened.has_value());
   BOOST_TEST(opened->fd.valid());
@@ -62,7 +40,7 @@ BOOST_AUTO_TEST_CASE(a_private_file_passes) {
 
 BOOST_AUTO_TEST_CASE(a_symlink_is_refused) {
   const TempDir dir;
-  const auto target = dir.file("key");
+  const auto target = dir.write("key", "x", 0600);
   const auto link = dir.path() / "link";
   std::filesystem::create_symlink(target, link);
   const auto opened = kpanel::daemon::open_no_follow(link, FileKind::regular);
@@ -82,7 +60,7 @@ BOOST_AUTO_TEST_CASE(a_symlink_is_refused) {
 
 BOOST_AUTO_TEST_CASE(a_wrong_owner_is_named) {
   const TempDir dir;
-  const auto path = dir.file("key");
+  const auto path = dir.write("key", "x", 0600);
   const auto opened = kpanel::daemon::open_no_follow(path, FileKind::regular);
   BOOST_TEST_REQUIRE(opened.has_value());
   // Owned by us, but the rule trusts another uid only.
@@ -104,7 +82,7 @@ BOOST_AUTO_TEST_CASE(a_wrong_owner_is_named) {
 BOOST_AUTO_TEST_CASE(group_or_world_access_is_too_open) {
   const TempDir dir;
   for (const mode_t mode : {0640U, 0604U, 0660U, 0700U}) {
-    const auto path = dir.file("key-" + std::to_string(mode), mode);
+    const auto path = dir.write("key-" + std::to_string(mode), "x", mode);
     const auto info = kpanel::daemon::lstat_no_follow(path, FileKind::regular);
     BOOST_TEST_REQUIRE(info.has_value());
     const auto issues =
@@ -119,8 +97,8 @@ BOOST_AUTO_TEST_CASE(group_or_world_access_is_too_open) {
   }
   // The config file's rule: readable by all, writable by its owner only.
   const OwnerAndMode config_rule{::geteuid(), true, S_IWGRP | S_IWOTH};
-  const auto readable = dir.file("conf-644", 0644);
-  const auto writable = dir.file("conf-664", 0664);
+  const auto readable = dir.write("conf-644", "x", 0644);
+  const auto writable = dir.write("conf-664", "x", 0664);
   BOOST_TEST(
       kpanel::daemon::owner_and_mode_issues(
           *kpanel::daemon::lstat_no_follow(readable, FileKind::regular), readable, config_rule)
@@ -147,7 +125,7 @@ BOOST_AUTO_TEST_CASE(the_wrong_kind_of_file) {
   BOOST_TEST_REQUIRE(!fifo_stat.has_value());
   BOOST_TEST((fifo_stat.error().problem == FileProblem::not_regular));
   // A file where a directory belongs.
-  const auto file = dir.file("plain");
+  const auto file = dir.write("plain", "x", 0600);
   const auto as_dir = kpanel::daemon::open_no_follow(file, FileKind::directory);
   BOOST_TEST_REQUIRE(!as_dir.has_value());
   BOOST_TEST((as_dir.error().problem == FileProblem::not_directory));

@@ -13,23 +13,12 @@
 #include "common/secure_buffer.hpp"
 #include "daemon/store/store.hpp"
 #include "memory_store.hpp"
+#include "shared/temp_dir.hpp"
 
 namespace kpanel::daemon::test {
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
- public:
-  TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  TempDir(TempDir&&) = delete;
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir();
-  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = ::kpanel::test::TempDir;
 
 class StoreBackend {
  public:
