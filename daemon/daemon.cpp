@@ -9,6 +9,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "daemon/authz/accounts.hpp"
@@ -143,7 +144,8 @@ std::expected<void, StartError> Daemon::start(const std::function<void()>& befor
       [&dispatcher](const PeerCredentials& peer, const common::protocol::Request& request) {
         return dispatcher.handle(peer, request);
       },
-      [](const common::protocol::Request& request) { return Dispatcher::lane(request); });
+      [](const common::protocol::Request& request) { return Dispatcher::lane(request); },
+      ServerLimits{.answer_root_fast_requests_inline = config_.store == StoreBackend::sqlite});
   flush_audit_every_second();
 
   server_->start();
@@ -165,14 +167,21 @@ void Daemon::flush_audit_every_second() {
 int Daemon::run() {
   // An exception out of a completion handler is a bug; log it and keep
   // serving rather than dropping every login on the host.
-  for (;;) {
-    try {
-      io_.run();
-      break;
-    } catch (const std::exception& e) {
-      log_error(std::string("unexpected error in the event loop: ") + e.what());
+  const auto serve = [this] {
+    for (;;) {
+      try {
+        io_.run();
+        break;
+      } catch (const std::exception& e) {
+        log_error(std::string("unexpected error in the event loop: ") + e.what());
+      }
     }
-  }
+  };
+  {
+    std::vector<std::jthread> more;
+    for (unsigned i = 1; i < kIoThreads; ++i) more.emplace_back(serve);
+    serve();
+  }  // joined: the loop ran out of work on every thread
   if (lanes_) lanes_->join();
   if (core_) core_->audit.flush(true);  // what was counted and not yet summarized
   if (server_ && !socket_from_systemd_) (void)remove_socket_file(config_.socket, socket_file_);
@@ -200,7 +209,7 @@ std::expected<void, ConfigProblems> Daemon::reload() {
 }
 
 void Daemon::stop() {
-  asio::dispatch(io_, [this] { begin_stop(); });
+  asio::dispatch(strand_, [this] { begin_stop(); });
 }
 
 void Daemon::begin_stop() {

@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <expected>
 #include <filesystem>
 #include <functional>
@@ -61,8 +62,14 @@ class Daemon {
   [[nodiscard]] std::expected<void, StartError> start(
       const std::function<void()>& before_listening = {});
 
-  // Serves on the calling thread until stop(), then finishes the requests in
-  // flight, removes the socket file (unless systemd's) and returns 0.
+  // Threads the loop runs on: root's logins are answered on them (server.hpp),
+  // so one login waiting on NSS or the disk leaves the others served. Few:
+  // other users' work never runs on them.
+  static constexpr unsigned kIoThreads = 4;
+
+  // Serves on the calling thread and kIoThreads - 1 more until stop(), then
+  // finishes the requests in flight, removes the socket file (unless
+  // systemd's) and returns 0.
   int run();
 
   // Re-reads the config and applies its policy; with a problem, the running
@@ -83,16 +90,19 @@ class Daemon {
   void flush_audit_every_second();
 
   DaemonOptions options_;
-  boost::asio::io_context io_{1};
+  boost::asio::io_context io_{static_cast<int>(kIoThreads)};
+  // The daemon's own handlers (the audit timer, stopping) run here, one at a time.
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_{
+      boost::asio::make_strand(io_)};
   mutable std::mutex config_mutex_;  // reload() against reload()
   DaemonConfig config_;
   std::unique_ptr<Core> core_;
-  boost::asio::steady_timer audit_timer_{io_};  // writes the audit summaries that are due
+  boost::asio::steady_timer audit_timer_{strand_};  // writes the audit summaries that are due
   std::optional<WorkLanes> lanes_;
   std::optional<Server> server_;
   bool socket_from_systemd_ = false;
   SocketFileIdentity socket_file_;
-  bool stopping_ = false;  // only touched inside the loop
+  bool stopping_ = false;  // on strand_ only
 };
 
 }  // namespace kpanel::daemon

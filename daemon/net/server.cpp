@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
@@ -14,6 +16,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -53,26 +57,28 @@ std::optional<protocol::Status> reply_for(protocol::DecodeError error) noexcept 
 // One client connection: header, body, handler on a worker, reply, close.
 class Server::Connection : public std::enable_shared_from_this<Server::Connection> {
  public:
+  // `socket` was opened on this connection's own strand, which the deadline
+  // shares: every handler of the connection runs there, one at a time.
   Connection(Server& server, local_socket socket, PeerCredentials peer)
       : server_(server),
         alive_(server.alive_),
         socket_(std::move(socket)),
-        deadline_(server.io_),
+        deadline_(socket_.get_executor()),
         peer_(peer) {}
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   Connection(Connection&&) = delete;
   Connection& operator=(Connection&&) = delete;
   ~Connection() {
-    if (*alive_) {
-      server_.waiting_.erase(this);
-      server_.release(peer_.uid);
-    }
+    if (*alive_) server_.release(this, peer_.uid);
   }
 
   void start() {
     arm_deadline();
-    server_.waiting_.insert(this);
+    {
+      const std::lock_guard lock(server_.mutex_);
+      server_.waiting_.insert(this);
+    }
     asio::async_read(socket_, asio::buffer(header_),
                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                        self->on_header(ec);
@@ -81,8 +87,15 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
 
   // Stopping: a connection that has not sent its header yet is closed now
   // rather than at its deadline, so a successor daemon waits for requests
-  // in flight only, not for idle clients.
-  void cut_if_waiting() noexcept { close(); }
+  // in flight only, not for idle clients. From any thread.
+  static void cut_if_waiting(const std::weak_ptr<Connection>& weak) {
+    auto self = weak.lock();
+    if (!self) return;
+    asio::post(self->socket_.get_executor(), [self] {
+      const std::lock_guard lock(self->server_.mutex_);
+      if (self->server_.waiting_.contains(self.get())) self->close();
+    });
+  }
 
  private:
   void arm_deadline() {
@@ -100,7 +113,10 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   }
 
   void on_header(const boost::system::error_code& ec) {
-    server_.waiting_.erase(this);
+    {
+      const std::lock_guard lock(server_.mutex_);
+      server_.waiting_.erase(this);
+    }
     if (ec) return;  // closed, reset or timed out: nothing to answer
     const auto header = protocol::parse_header(header_);
     if (!header) {
@@ -123,13 +139,17 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
       refuse(request.error());
       return;
     }
+    const Lane lane = server_.lane_of_(*request);
+    if (lane == Lane::fast && peer_.uid == 0 && server_.limits_.answer_root_fast_requests_inline) {
+      answer_here(std::move(*request));
+      return;
+    }
     // The handler blocks (fsync, scrypt, PAM): run it on a worker of its
     // lane, which also sends the reply, so the client's answer does not wait
-    // for the io thread to wake. Until the worker posts back, only it touches
+    // for an io thread to wake. Until the worker posts back, only it touches
     // the socket (in_handler_ keeps the deadline off); the last reference to
-    // this connection always returns to the io thread, and the work guard
-    // keeps the io thread running until it has.
-    const Lane lane = server_.lane_of_(*request);
+    // this connection always returns to the strand, and the work guard
+    // keeps the io threads running until it has.
     in_handler_ = true;
     const bool queued = server_.lanes_.submit(
         lane, peer_.uid,
@@ -147,7 +167,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
           try {
             self->encode_reply(response);
             const std::size_t sent = self->send_now();
-            asio::post(self->server_.io_, [self, sent] {
+            asio::post(self->socket_.get_executor(), [self, sent] {
               self->in_handler_ = false;
               self->finish_reply(sent);
             });
@@ -158,6 +178,24 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
     if (!queued) {  // this caller's slow work is already in flight, or the lane is full
       in_handler_ = false;
       reply(protocol::Response{.status = protocol::Status::busy});
+    }
+  }
+
+  // Root's fast request, answered on this io thread: no hand-off, so a login
+  // costs what its work costs. The deadline is already off.
+  void answer_here(protocol::Request request) noexcept {
+    protocol::Response response;
+    try {
+      response = server_.handler_(peer_, request);
+    } catch (...) {
+      response = protocol::Response{.status = protocol::Status::internal_error};
+    }
+    request = protocol::Request{};  // wipe the code
+    try {
+      encode_reply(response);
+      finish_reply(send_now());
+    } catch (...) {  // out of memory: closing is all that is left
+      close();
     }
   }
 
@@ -226,7 +264,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   local_socket socket_;
   asio::steady_timer deadline_;
   PeerCredentials peer_;
-  bool in_handler_ = false;  // io thread only
+  bool in_handler_ = false;  // on the strand only
   std::array<std::uint8_t, protocol::kHeaderSize> header_{};
   // The request's frame version, once its header is read. Before that (a
   // version it does not speak) the reply is a version 1 frame, which every
@@ -239,6 +277,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
 Server::Server(asio::io_context& io, asio::local::stream_protocol::acceptor acceptor,
                WorkLanes& lanes, Handler handler, LaneOf lane_of, ServerLimits limits)
     : io_(io),
+      accept_strand_(asio::make_strand(io)),
       acceptor_(std::move(acceptor)),
       lanes_(lanes),
       handler_(std::move(handler)),
@@ -255,12 +294,26 @@ void Server::start() {
 }
 
 void Server::stop_accepting() {
-  accepting_ = false;
-  boost::system::error_code ignored;
-  acceptor_.close(ignored);
-  // close() completes their reads with an error, which erases them.
-  const std::vector<Connection*> waiting(waiting_.begin(), waiting_.end());
-  for (Connection* connection : waiting) connection->cut_if_waiting();
+  asio::dispatch(accept_strand_, [this, alive = alive_] {
+    if (!*alive) return;
+    accepting_ = false;
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    // close() completes their reads with an error, which erases them. A
+    // connection whose destructor has begun gives an expired weak_ptr.
+    std::vector<std::weak_ptr<Connection>> waiting;
+    {
+      const std::lock_guard lock(mutex_);
+      waiting.reserve(waiting_.size());
+      for (Connection* connection : waiting_) waiting.push_back(connection->weak_from_this());
+    }
+    for (const auto& connection : waiting) Connection::cut_if_waiting(connection);
+  });
+}
+
+std::size_t Server::connection_count() const {
+  const std::lock_guard lock(mutex_);
+  return connections_;
 }
 
 // Accepting must cost the daemon less than connecting costs a client, or a
@@ -271,12 +324,14 @@ void Server::stop_accepting() {
 // before it costs an epoll registration, a timer or an allocation.
 void Server::accept_next() {
   if (!accepting_) return;
-  acceptor_.async_wait(asio::socket_base::wait_read,
-                       [this, alive = alive_](const boost::system::error_code& ec) {
-                         if (!*alive || !accepting_) return;
-                         if (!ec) accept_ready();
-                         accept_next();
-                       });
+  acceptor_.async_wait(
+      asio::socket_base::wait_read,
+      asio::bind_executor(accept_strand_,
+                          [this, alive = alive_](const boost::system::error_code& ec) {
+                            if (!*alive || !accepting_) return;
+                            if (!ec) accept_ready();
+                            accept_next();
+                          }));
 }
 
 void Server::accept_ready() {
@@ -317,33 +372,40 @@ void Server::on_accepted(int fd) {
   const std::size_t cap = peer.uid == 0 || limits_.root_reserve >= limits_.max_connections
                               ? limits_.max_connections
                               : limits_.max_connections - limits_.root_reserve;
-  const auto per_uid = connections_per_uid_.find(peer.uid);
-  if (connections_ >= cap || (peer.uid != 0 && per_uid != connections_per_uid_.end() &&
-                              per_uid->second >= limits_.max_connections_per_uid)) {
-    // Closing at once keeps a flood from holding memory; honest clients retry
-    // through their own timeout.
-    return;
-  }
   std::array<char, 1> probe{};
   if (::recv(fd, probe.data(), probe.size(), MSG_PEEK | MSG_DONTWAIT) == 0) {
     return;  // already closed by the client: a flood, or a client that gave up
   }
+  {
+    const std::lock_guard lock(mutex_);
+    const auto per_uid = connections_per_uid_.find(peer.uid);
+    if (connections_ >= cap || (peer.uid != 0 && per_uid != connections_per_uid_.end() &&
+                                per_uid->second >= limits_.max_connections_per_uid)) {
+      // Closing at once keeps a flood from holding memory; honest clients
+      // retry through their own timeout.
+      return;
+    }
+    // Counted from here on; the Connection's destructor gives the slot back
+    // (a connection that fails to set up, just below).
+    ++connections_;
+    ++connections_per_uid_[peer.uid];
+  }
   std::shared_ptr<Connection> connection;
   try {
-    local_socket socket(io_, asio::local::stream_protocol(), fd);
+    local_socket socket(asio::make_strand(io_), asio::local::stream_protocol(), fd);
     static_cast<void>(owned.release());
     connection = std::make_shared<Connection>(*this, std::move(socket), peer);
   } catch (const std::exception& e) {
     log_error(std::string("connection setup failed: ") + e.what());
+    release(nullptr, peer.uid);
     return;
   }
-  // Counted from here on; the Connection's destructor gives the slot back.
-  ++connections_;
-  ++connections_per_uid_[peer.uid];
   connection->start();
 }
 
-void Server::release(uid_t uid) noexcept {
+void Server::release(Connection* connection, uid_t uid) noexcept {
+  const std::lock_guard lock(mutex_);
+  if (connection != nullptr) waiting_.erase(connection);
   --connections_;
   const auto it = connections_per_uid_.find(uid);
   if (it != connections_per_uid_.end() && --it->second == 0) connections_per_uid_.erase(it);

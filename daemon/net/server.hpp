@@ -1,14 +1,24 @@
 #pragma once
 // The socket side of kpanel-totpd: accepts connections on the UNIX stream
 // socket, reads one framed request per connection under a deadline, learns
-// the peer from SO_PEERCRED, hands the request to the handler on a worker
-// of its lane (handlers block: fsync, scrypt, PAM; daemon/net/lanes.hpp), which
-// sends the reply. A lane that refuses the work is answered `busy` at once.
+// the peer from SO_PEERCRED, and answers it in one of two places:
+// - root's fast requests (the PAM module inside sshd, login, su, sudo asking
+//   login_check or a TOTP verify), when the store answers from this host:
+//   right where the request was read, on the io thread, so a login costs no
+//   thread hand-off (ServerLimits::answer_root_fast_requests_inline);
+// - everything else: the handler runs on a worker of its lane (handlers
+//   block: fsync, scrypt, PAM; daemon/net/lanes.hpp), which sends the reply.
+//   A lane that refuses the work is answered `busy` at once. Other users'
+//   requests never run on an io thread, so however many they send, they
+//   cannot hold one.
 //
-// One io_context thread does all waiting on sockets, so a slow or hostile
-// client only ever costs a few bytes of buffer and a timer; it can never hold
-// a worker. The worker's one send never waits: what the socket does not take
-// at once, the io thread sends as the client reads.
+// The io_context runs on a few threads (the daemon's run()), so one of root's
+// requests waiting on NSS or the disk does not stop the others from being
+// read and answered. Each connection's handlers run on its own strand; the
+// counts and sets shared by connections are under one mutex. A slow or
+// hostile client only ever costs a few bytes of buffer and a timer. A
+// worker's one send never waits: what the socket does not take at once, the
+// io thread sends as the client reads.
 // Limits: frame caps from common/protocol.hpp, a deadline for the
 // whole request, a cap on concurrent connections overall and per peer uid.
 
@@ -16,10 +26,12 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -40,11 +52,16 @@ struct ServerLimits {
   // Slots of max_connections only root may use: unprivileged users together
   // (as many uids as they like) never lock the PAM module out.
   std::size_t root_reserve = 64;
+  // Root's fast-lane requests are answered on the io thread that read them.
+  // Only when nothing they do waits on the network (the store is this host's
+  // SQLite): a database across the network could hold every io thread.
+  bool answer_root_fast_requests_inline = false;
 };
 
 class Server {
  public:
-  // Must not throw; runs on a worker thread. The Dispatcher's handle().
+  // Must not throw; runs on a worker or an io thread, several at once. The
+  // Dispatcher's handle().
   using Handler = std::function<common::protocol::Response(const PeerCredentials&,
                                                            const common::protocol::Request&)>;
   // Which lane a request's work runs in (Dispatcher::lane); io thread, must not throw.
@@ -64,8 +81,8 @@ class Server {
   // that takes) and then the io_context runs out of work.
   void stop_accepting();
 
-  // For tests and the log; io thread only.
-  [[nodiscard]] std::size_t connection_count() const noexcept { return connections_; }
+  // For tests and the log.
+  [[nodiscard]] std::size_t connection_count() const;
 
  private:
   class Connection;
@@ -74,18 +91,22 @@ class Server {
   void accept_next();
   void accept_ready();
   void on_accepted(int fd);
-  void release(uid_t uid) noexcept;
+  // A connection's slot back (and it out of waiting_, if it was there).
+  void release(Connection* connection, uid_t uid) noexcept;
 
   boost::asio::io_context& io_;
+  // The acceptor's waits and stop_accepting() run here, never at once.
+  boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   WorkLanes& lanes_;
   Handler handler_;
   LaneOf lane_of_;
   ServerLimits limits_;
-  bool accepting_ = false;
+  bool accepting_ = false;    // accept_strand_ only
+  mutable std::mutex mutex_;  // guards the three below
   std::size_t connections_ = 0;
   std::unordered_map<uid_t, std::size_t> connections_per_uid_;
-  // Connections still waiting for their request's header (io thread only).
+  // Connections still waiting for their request's header.
   std::unordered_set<Connection*> waiting_;
   // Shared with connections so a late completion after ~Server is harmless.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

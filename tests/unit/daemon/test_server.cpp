@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "common/daemon_client.hpp"
@@ -43,14 +45,15 @@ using kpanel::daemon::WorkLanes;
 using kpanel::test::eventually;
 using namespace std::chrono_literals;
 
-// A Server on a socket in a fresh directory, its io thread and its lanes
-// (two fast workers and one slow one unless the test says otherwise).
+// A Server on a socket in a fresh directory, its io threads (two, as the
+// daemon runs several) and its lanes (two fast workers and one slow one
+// unless the test says otherwise).
 class RunningServer {
  public:
   RunningServer(
       Server::Handler handler, ServerLimits limits,
       Server::LaneOf lane_of = [](const protocol::Request&) { return Lane::fast; },
-      LaneLimits lanes = {.fast_threads = 2, .slow_threads = 1})
+      LaneLimits lanes = {.fast_threads = 2, .slow_threads = 1}, unsigned io_threads = 2)
       : lanes_(lanes) {
     std::array<char, 64> pattern{};
     std::snprintf(pattern.data(), pattern.size(), "/tmp/kpanel-server-test-XXXXXX");
@@ -62,7 +65,7 @@ class RunningServer {
     server_.emplace(io_, std::move(acceptor), lanes_, std::move(handler), std::move(lane_of),
                     limits);
     server_->start();
-    thread_ = std::thread([this] { io_.run(); });
+    for (unsigned i = 0; i < io_threads; ++i) threads_.emplace_back([this] { io_.run(); });
   }
   RunningServer(const RunningServer&) = delete;
   RunningServer& operator=(const RunningServer&) = delete;
@@ -70,38 +73,35 @@ class RunningServer {
   RunningServer& operator=(RunningServer&&) = delete;
   ~RunningServer() {
     asio::post(io_, [this] { server_->stop_accepting(); });
-    thread_.join();
+    for (auto& thread : threads_) thread.join();
     lanes_.join();
     server_.reset();
     std::filesystem::remove_all(dir_);
   }
 
   [[nodiscard]] const std::string& socket_path() const { return socket_; }
+  [[nodiscard]] const std::string& directory() const { return dir_; }
 
-  // SIGTERM's first step, done on the io thread; returns once it has run.
-  void stop_accepting() {
-    std::promise<void> done;
-    asio::post(io_, [&] {
-      server_->stop_accepting();
-      done.set_value();
-    });
-    done.get_future().get();
+  [[nodiscard]] bool is_io_thread(std::thread::id id) const {
+    for (const auto& thread : threads_) {
+      if (thread.get_id() == id) return true;
+    }
+    return false;
   }
 
-  // The io thread's view: connections still open.
-  std::size_t connections() {
-    std::promise<std::size_t> count;
-    asio::post(io_, [&] { count.set_value(server_->connection_count()); });
-    return count.get_future().get();
-  }
+  // SIGTERM's first step (it takes effect on the io threads).
+  void stop_accepting() { server_->stop_accepting(); }
+
+  // Connections still open.
+  std::size_t connections() { return server_->connection_count(); }
 
  private:
-  asio::io_context io_{1};
+  asio::io_context io_;
   WorkLanes lanes_;
   std::string dir_;
   std::string socket_;
   std::optional<Server> server_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 // A reply larger than both sockets' buffers together: an AdminListResult of
@@ -406,4 +406,118 @@ BOOST_AUTO_TEST_CASE(each_request_is_answered_in_its_own_protocol_version) {
   BOOST_TEST(bytes[2] == 1U);
   BOOST_TEST(std::string(bytes.begin() + protocol::kHeaderSize, bytes.end()) ==
              R"({"result":"empty","status":"unsupported_version"})");
+}
+
+namespace {
+
+protocol::Response ok_reply() {
+  return protocol::Response{.status = protocol::Status::ok, .result = protocol::EmptyResult{}};
+}
+
+Lane enroll_is_slow(const protocol::Request& request) {
+  return std::holds_alternative<protocol::EnrollBeginRequest>(request) ? Lane::slow : Lane::fast;
+}
+
+// Asks for `request` from a child running as nobody; true when it was answered ok.
+bool answered_as_nobody(const std::string& socket_path, const protocol::Request& request) {
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    const auto reply =
+        kpanel::common::call_daemon({.socket_path = socket_path, .timeout = 5s}, request);
+    ::_exit(reply && reply->status == protocol::Status::ok ? 0 : 1);
+  }
+  int status = 0;
+  BOOST_REQUIRE_EQUAL(::waitpid(child, &status, 0), child);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(roots_fast_requests_are_answered_on_the_io_thread_that_read_them) {
+  // A login (root's login_check and verify) costs no thread hand-off; root's
+  // slow work and every other user's requests still go to the lanes, so they
+  // never hold an io thread.
+  std::atomic<int> on_io{0};
+  std::atomic<int> on_worker{0};
+  std::atomic<RunningServer*> running{nullptr};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request&) {
+        ++(running.load()->is_io_thread(std::this_thread::get_id()) ? on_io : on_worker);
+        return ok_reply();
+      },
+      ServerLimits{.answer_root_fast_requests_inline = true}, enroll_is_slow);
+  running = &server;
+  const kpanel::common::ClientOptions client{.socket_path = server.socket_path(), .timeout = 5s};
+
+  BOOST_REQUIRE(kpanel::common::call_daemon(client, protocol::StatusRequest{"alice"}).has_value());
+  BOOST_TEST(on_io.load() == 1);
+  BOOST_TEST(on_worker.load() == 0);
+
+  BOOST_REQUIRE(
+      kpanel::common::call_daemon(client, protocol::EnrollBeginRequest{"alice"}).has_value());
+  BOOST_TEST(on_io.load() == 1);
+  BOOST_TEST(on_worker.load() == 1);
+
+  std::filesystem::permissions(
+      server.directory(), std::filesystem::perms::owner_all | std::filesystem::perms::others_exec);
+  std::filesystem::permissions(server.socket_path(), std::filesystem::perms::all);
+  BOOST_TEST(answered_as_nobody(server.socket_path(), protocol::StatusRequest{"nobody"}));
+  BOOST_TEST(on_io.load() == 1);
+  BOOST_TEST(on_worker.load() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(without_the_inline_option_roots_requests_go_to_a_worker) {
+  // A store across the network (PostgreSQL) could hold an io thread.
+  std::atomic<int> on_io{0};
+  std::atomic<RunningServer*> running{nullptr};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request&) {
+        if (running.load()->is_io_thread(std::this_thread::get_id())) ++on_io;
+        return ok_reply();
+      },
+      ServerLimits{});
+  running = &server;
+  const auto reply = kpanel::common::call_daemon(
+      {.socket_path = server.socket_path(), .timeout = 5s}, protocol::StatusRequest{"alice"});
+  BOOST_REQUIRE(reply.has_value());
+  BOOST_TEST(on_io.load() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_root_request_waiting_in_its_handler_does_not_hold_the_others) {
+  // One login waiting on NSS or the disk on one io thread; the next login is
+  // read and answered on another.
+  std::atomic<bool> entered{false};
+  std::atomic<bool> release{false};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request& request) {
+        const auto* status = std::get_if<protocol::StatusRequest>(&request);
+        if (status != nullptr && status->user == "waits") {
+          entered = true;
+          const auto until = std::chrono::steady_clock::now() + 10s;
+          while (!release.load() && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(1ms);
+          }
+        }
+        return ok_reply();
+      },
+      ServerLimits{.answer_root_fast_requests_inline = true});
+  const kpanel::common::ClientOptions client{.socket_path = server.socket_path(), .timeout = 10s};
+  auto waiting = std::async(std::launch::async, [&] {
+    return kpanel::common::call_daemon(client, protocol::StatusRequest{"waits"});
+  });
+  BOOST_REQUIRE(eventually([&] { return entered.load(); }));
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    const auto reply = kpanel::common::call_daemon(client, protocol::StatusRequest{"alice"});
+    BOOST_REQUIRE(reply.has_value());
+    BOOST_TEST((reply->status == protocol::Status::ok));
+  }
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 2s));
+  BOOST_TEST((waiting.wait_for(0s) == std::future_status::timeout));  // still in its handler
+  release = true;
+  const auto reply = waiting.get();
+  BOOST_REQUIRE(reply.has_value());
+  BOOST_TEST((reply->status == protocol::Status::ok));
 }
