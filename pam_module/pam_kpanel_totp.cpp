@@ -263,6 +263,18 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
 
 }  // namespace
 
+#if KPANEL_PAM_STATIC_CXX_RUNTIME
+// The C++ runtime linked into the module (pam_module/CMakeLists.txt) keeps an
+// emergency exception pool (~71 KiB) that it never frees: without this, every
+// pam_start/pam_end of a long-lived process (a screen locker, a display
+// manager) would leak one. Only with the runtime inside the module: a shared
+// libstdc++'s pool belongs to the whole process.
+namespace __gnu_cxx {
+void __freeres() noexcept;  // NOLINT(bugprone-reserved-identifier): libstdc++'s own
+}  // namespace __gnu_cxx
+__attribute__((destructor)) static void release_cxx_runtime() { __gnu_cxx::__freeres(); }
+#endif
+
 // The only two exported symbols (pam_kpanel_totp.map). Nothing is thrown past them.
 extern "C" {
 
