@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string>
 
 #include "common/base32.hpp"
 
@@ -21,31 +22,38 @@ bool write_file(const fs::path& path, const std::string& text, mode_t mode = 060
   return out.good() && ::chmod(path.c_str(), mode) == 0;
 }
 
-PamRow run_pam(const fs::path& service_dir, const std::string& service, const fs::path& users) {
-  PamRow row{.service = service};
-  const std::string command =
-      "env LD_PRELOAD=" KPANEL_BENCH_PAM_WRAPPER ":" KPANEL_BENCH_NSS_WRAPPER
-      " PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=" +
-      service_dir.string() + " " KPANEL_BENCH_PAM_HARNESS " " + service + " " + users.string();
-  // The shell sets pam_wrapper's variables for the harness alone; nss_wrapper's
-  // come from our environment (provide_accounts).
+// Runs the harness with `arguments`, parses its one line.
+PamRow run_harness(const std::string& environment, const std::string& arguments) {
+  PamRow row;
+  const std::string command = environment + " " KPANEL_BENCH_PAM_HARNESS " " + arguments;
   FILE* pipe = ::popen(command.c_str(), "r");  // NOLINT(cert-env33-c)
   if (pipe == nullptr) return row;
-  std::array<char, 256> line{};
+  std::array<char, 512> line{};
   if (std::fgets(line.data(), line.size(), pipe) != nullptr) {
     std::istringstream fields(line.data());
-    std::string name;
-    row.ran = static_cast<bool>(fields >> name >> row.logins >> row.succeeded >> row.mean_us >>
-                                row.p50_us >> row.p99_us);
+    row.ran = static_cast<bool>(fields >> row.service >> row.logins >> row.succeeded >>
+                                row.mean_us >> row.p50_us >> row.p99_us >> row.preloaded);
   }
-  ::pclose(pipe);
+  row.ran = ::pclose(pipe) == 0 && row.ran;
   return row;
+}
+
+PamRow run_pam(const fs::path& service_dir, const std::string& service, const fs::path& users) {
+  // nss_wrapper's variables come from our environment (provide_accounts):
+  // Google Authenticator's module looks the users up.
+  return run_harness("env LD_PRELOAD=" KPANEL_BENCH_NSS_WRAPPER,
+                     "login " + service_dir.string() + " " + service + " " + users.string());
+}
+
+// No wrapper: the module is loaded as Linux-PAM loads it, nothing else.
+PamRow run_load(const std::string& module, std::size_t samples) {
+  return run_harness("env -u LD_PRELOAD", "load " + module + " " + std::to_string(samples));
 }
 
 }  // namespace
 
 PamResults pam_costs(const fs::path& dir, const Daemon& daemon, const std::vector<BenchUser>& users,
-                     std::size_t first, std::size_t count) {
+                     std::size_t first, std::size_t count, std::size_t loads) {
   const fs::path service_dir = dir / "pam.d";
   fs::create_directories(service_dir);
   std::string list;
@@ -85,6 +93,9 @@ PamResults pam_costs(const fs::path& dir, const Daemon& daemon, const std::vecto
     results.ga_recommended = run_pam(service_dir, "bench-ga-recommended", dir / "pam-users");
     results.ga_bare = run_pam(service_dir, "bench-ga-bare", dir / "pam-users");
   }
+  results.load_permit = run_load(KPANEL_BENCH_PERMIT_MODULE, loads);
+  results.load_ours = run_load(KPANEL_BENCH_PAM_MODULE, loads);
+  if (have_ga) results.load_ga = run_load(ga, loads);
   return results;
 }
 
