@@ -1,5 +1,6 @@
 #include "common/daemon_client.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -103,20 +104,35 @@ Step wait_for(int fd, short events, Clock::time_point deadline) noexcept {
   }
 }
 
+// The socket is non-blocking: an AF_UNIX connect then succeeds at once (every
+// call but an overloaded daemon's, with no timeout to set first) or, while the
+// listener's backlog is full, fails with EAGAIN (never EINPROGRESS). Only
+// then does it wait, blocking for at most SO_SNDTIMEO per attempt.
 Step connect_before(int fd, const sockaddr_un& address, Clock::time_point deadline) noexcept {
+  const auto* target = reinterpret_cast<const sockaddr*>(&address);
+  if (::connect(fd, target, sizeof address) == 0) {
+    return {};
+  }
+  if (errno == ENOENT || errno == ECONNREFUSED) {
+    return Failure(ClientError::unreachable);
+  }
+  if (errno != EAGAIN && errno != EINTR) {
+    return Failure(ClientError::io_error);
+  }
+  if (::fcntl(fd, F_SETFL, 0) != 0) {  // blocking, for the timed connect below
+    return Failure(ClientError::io_error);
+  }
   for (;;) {
     const int left = remaining_ms(deadline);
     if (left == 0) {
       return Failure(ClientError::timeout);
     }
-    // AF_UNIX connect never returns EINPROGRESS: it succeeds at once or, while
-    // the listener's backlog is full, blocks for at most SO_SNDTIMEO (EAGAIN).
     const timeval limit{.tv_sec = left / 1000,
                         .tv_usec = static_cast<suseconds_t>(left % 1000) * 1000};
     if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) != 0) {
       return Failure(ClientError::io_error);
     }
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
+    if (::connect(fd, target, sizeof address) == 0) {
       return {};
     }
     switch (errno) {
@@ -135,9 +151,8 @@ Step connect_before(int fd, const sockaddr_un& address, Clock::time_point deadli
   }
 }
 
-// Both try first and poll only when the socket is not ready: a request fits
-// an empty socket buffer, and an answer is often all there by the time its
-// header is read, so a call usually makes one poll, not four.
+// A send tries first and polls only when the socket buffer is full: a
+// request fits an empty one.
 Step send_all(int fd, std::span<const std::uint8_t> data, Clock::time_point deadline) noexcept {
   while (!data.empty()) {
     // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE sshd.
@@ -159,27 +174,89 @@ Step send_all(int fd, std::span<const std::uint8_t> data, Clock::time_point dead
   return {};
 }
 
-Step receive_exactly(int fd, std::span<std::uint8_t> data, Clock::time_point deadline) noexcept {
-  while (!data.empty()) {
-    const ssize_t got = ::recv(fd, data.data(), data.size(), MSG_DONTWAIT);
-    if (got == 0) {
+// Reads at least `wanted` bytes (up to data.size()) and returns how many it
+// read. It polls before each read: the answer cannot be there before the
+// daemon has read the request, so a read first would fail (EAGAIN) on every call.
+std::expected<std::size_t, ClientError> receive_at_least(int fd, std::span<std::uint8_t> data,
+                                                         std::size_t wanted,
+                                                         Clock::time_point deadline) noexcept {
+  std::size_t got = 0;
+  while (got < wanted) {
+    if (Step ready = wait_for(fd, POLLIN, deadline); !ready) {
+      return Failure(ready.error());
+    }
+    const ssize_t n = ::recv(fd, data.data() + got, data.size() - got, MSG_DONTWAIT);
+    if (n == 0) {
       return Failure(ClientError::io_error);  // closed before a full answer
     }
-    if (got > 0) {
-      data = data.subspan(static_cast<std::size_t>(got));
-      continue;
-    }
-    if (errno == EINTR) {
-      continue;
-    }
-    if (errno != EAGAIN) {
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+    } else if (errno != EINTR && errno != EAGAIN) {
       return Failure(ClientError::io_error);
     }
-    if (Step ready = wait_for(fd, POLLIN, deadline); !ready) {
-      return ready;
-    }
   }
-  return {};
+  return got;
+}
+
+// The usual answer (a login's: well under 1 KiB) arrives whole in one read
+// into this buffer, header and body, with no allocation; a larger one (an
+// enrollment's QR code, an admin listing) gets a buffer of its size for the rest.
+constexpr std::size_t kInlineAnswer = 2048;
+
+// Wipes the inline buffer when the exchange ends: an answer may hold a secret.
+class InlineAnswer {
+ public:
+  InlineAnswer() = default;
+  InlineAnswer(const InlineAnswer&) = delete;
+  InlineAnswer& operator=(const InlineAnswer&) = delete;
+  ~InlineAnswer() { secure_wipe(bytes.data(), bytes.size()); }
+  std::array<std::uint8_t, kInlineAnswer> bytes{};
+};
+
+struct Answer {
+  std::span<const std::uint8_t> body;  // in the inline buffer or in `large`
+  std::uint8_t version = 0;
+};
+
+// Reads one answer frame: into `inline_answer` when it fits, else the body
+// into `large`, allocated once its declared length has passed the cap.
+std::expected<Answer, ClientError> receive_answer(int fd, InlineAnswer& inline_answer,
+                                                  SecureBytes& large,
+                                                  Clock::time_point deadline) noexcept {
+  const std::span<std::uint8_t> buffer(inline_answer.bytes);
+  const auto got = receive_at_least(fd, buffer, protocol::kHeaderSize, deadline);
+  if (!got) {
+    return Failure(got.error());
+  }
+  const auto parsed =
+      protocol::parse_header(buffer.first<protocol::kHeaderSize>(), protocol::kMaxResponseBodySize);
+  if (!parsed) {
+    return Failure(ClientError::protocol_error);
+  }
+  const std::size_t frame_size = protocol::kHeaderSize + parsed->body_length;
+  if (frame_size <= buffer.size()) {
+    // Whatever was read past the frame is ignored.
+    if (*got < frame_size) {
+      const auto rest = buffer.subspan(*got, frame_size - *got);
+      if (const auto more = receive_at_least(fd, rest, rest.size(), deadline); !more) {
+        return Failure(more.error());
+      }
+    }
+    return Answer{.body = buffer.subspan(protocol::kHeaderSize, parsed->body_length),
+                  .version = parsed->version};
+  }
+  try {
+    large = SecureBytes(parsed->body_length);
+  } catch (...) {  // std::bad_alloc
+    return Failure(ClientError::io_error);
+  }
+  const std::size_t already = *got - protocol::kHeaderSize;
+  std::copy_n(buffer.begin() + protocol::kHeaderSize, already, large.mutable_view().begin());
+  const auto rest = large.mutable_view().subspan(already);
+  if (const auto more = receive_at_least(fd, rest, rest.size(), deadline); !more) {
+    return Failure(more.error());
+  }
+  return Answer{.body = large.view(), .version = parsed->version};
 }
 
 std::expected<protocol::Response, ClientError> exchange(const ClientOptions& options,
@@ -213,7 +290,7 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
     return Failure(ClientError::untrusted_peer);
   }
 
-  const common::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const common::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (socket.get() < 0) {
     return Failure(ClientError::io_error);
   }
@@ -233,21 +310,14 @@ std::expected<protocol::Response, ClientError> exchange(const ClientOptions& opt
   if (Step sent = send_all(socket.get(), frame.view(), deadline); !sent) {
     return Failure(sent.error());
   }
-  std::array<std::uint8_t, protocol::kHeaderSize> header{};
-  if (Step got = receive_exactly(socket.get(), header, deadline); !got) {
-    return Failure(got.error());
-  }
-  // The cap is checked here, before the body is allocated.
-  const auto parsed = protocol::parse_header(header, protocol::kMaxResponseBodySize);
-  if (!parsed) {
-    return Failure(ClientError::protocol_error);
-  }
-  SecureBytes body(parsed->body_length);
-  if (Step got = receive_exactly(socket.get(), body.mutable_view(), deadline); !got) {
-    return Failure(got.error());
+  InlineAnswer answer;
+  SecureBytes large;
+  const auto received = receive_answer(socket.get(), answer, large, deadline);
+  if (!received) {
+    return Failure(received.error());
   }
   // An older daemon answers an unknown version in its own (older) version.
-  auto response = protocol::decode_response(body.view(), parsed->version);
+  auto response = protocol::decode_response(received->body, received->version);
   if (!response) {
     return Failure(ClientError::protocol_error);
   }

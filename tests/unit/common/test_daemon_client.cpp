@@ -83,6 +83,88 @@ extern "C" int getpwnam_r(const char* name, passwd* entry, char* buffer, std::si
   return real(name, entry, buffer, size, result);
 }
 
+// ---- system call probe: the socket calls a thread made ---------------------
+// The client is on every login's path: one connect, one send, one receive
+// for an answer that arrives whole, and nothing else it does not need. The
+// calls are counted where the client makes them (the fortified variants
+// too); other threads (the test servers) are not counted.
+namespace {
+struct SocketCalls {
+  int lstat = 0, socket = 0, connect = 0, setsockopt = 0, getsockopt = 0, send = 0, poll = 0,
+      recv = 0, close = 0;
+  [[nodiscard]] int total() const {
+    return lstat + socket + connect + setsockopt + getsockopt + send + poll + recv + close;
+  }
+};
+thread_local SocketCalls t_calls;
+
+template <typename Function>
+Function real(const char* name) {
+  return reinterpret_cast<Function>(::dlsym(RTLD_NEXT, name));
+}
+}  // namespace
+
+// NOLINTBEGIN(readability-inconsistent-declaration-parameter-name): libc's names
+extern "C" {
+int lstat(const char* path, struct stat* info) {
+  ++t_calls.lstat;
+  static const auto next = real<int (*)(const char*, struct stat*)>("lstat");
+  return next(path, info);
+}
+int socket(int domain, int type, int protocol) {
+  ++t_calls.socket;
+  static const auto next = real<int (*)(int, int, int)>("socket");
+  return next(domain, type, protocol);
+}
+int connect(int fd, const sockaddr* address, socklen_t length) {
+  ++t_calls.connect;
+  static const auto next = real<int (*)(int, const sockaddr*, socklen_t)>("connect");
+  return next(fd, address, length);
+}
+int setsockopt(int fd, int level, int name, const void* value, socklen_t length) {
+  ++t_calls.setsockopt;
+  static const auto next = real<int (*)(int, int, int, const void*, socklen_t)>("setsockopt");
+  return next(fd, level, name, value, length);
+}
+int getsockopt(int fd, int level, int name, void* value, socklen_t* length) {
+  ++t_calls.getsockopt;
+  static const auto next = real<int (*)(int, int, int, void*, socklen_t*)>("getsockopt");
+  return next(fd, level, name, value, length);
+}
+ssize_t send(int fd, const void* data, std::size_t size, int flags) {
+  ++t_calls.send;
+  static const auto next = real<ssize_t (*)(int, const void*, std::size_t, int)>("send");
+  return next(fd, data, size, flags);
+}
+int poll(pollfd* entries, nfds_t count, int timeout) {
+  ++t_calls.poll;
+  static const auto next = real<int (*)(pollfd*, nfds_t, int)>("poll");
+  return next(entries, count, timeout);
+}
+int __poll_chk(pollfd* entries, nfds_t count, int timeout, std::size_t size) {
+  ++t_calls.poll;
+  static const auto next = real<int (*)(pollfd*, nfds_t, int, std::size_t)>("__poll_chk");
+  return next(entries, count, timeout, size);
+}
+ssize_t recv(int fd, void* data, std::size_t size, int flags) {
+  ++t_calls.recv;
+  static const auto next = real<ssize_t (*)(int, void*, std::size_t, int)>("recv");
+  return next(fd, data, size, flags);
+}
+ssize_t __recv_chk(int fd, void* data, std::size_t size, std::size_t capacity, int flags) {
+  ++t_calls.recv;
+  static const auto next =
+      real<ssize_t (*)(int, void*, std::size_t, std::size_t, int)>("__recv_chk");
+  return next(fd, data, size, capacity, flags);
+}
+int close(int fd) {
+  ++t_calls.close;
+  static const auto next = real<int (*)(int)>("close");
+  return next(fd);
+}
+}  // extern "C"
+// NOLINTEND(readability-inconsistent-declaration-parameter-name)
+
 namespace {
 
 using namespace kpanel::common;
@@ -283,6 +365,67 @@ BOOST_AUTO_TEST_CASE(round_trip_through_a_server) {
   // without asking NSS who the daemon user is.
   BOOST_REQUIRE_EQUAL(::geteuid(), 0U);
   BOOST_TEST(t_passwd_lookups == lookups_before);
+}
+
+// What a login's call costs in system calls: the trust checks (socket file,
+// peer), one connect with no timeout to set first, one send, one wait and
+// one read for an answer that arrives in one piece, and the close.
+BOOST_AUTO_TEST_CASE(a_login_call_makes_one_connect_one_send_one_receive) {
+  const Response answer{.status = Status::ok, .result = VerifyResult{}};
+  TestServer server([&](int fd) {
+    if (!read_request(fd)) return;
+    const SecureBytes frame = encode_response(answer);
+    write_all(fd, frame.view());  // one send: the answer arrives whole
+  });
+  const SocketCalls before = t_calls;
+  const auto result = call_daemon(server.options(), kVerify);
+  const SocketCalls after = t_calls;
+  server.stop();
+  BOOST_REQUIRE(result.has_value());
+  BOOST_TEST((*result == answer));
+  BOOST_TEST(after.lstat - before.lstat == 1);
+  BOOST_TEST(after.socket - before.socket == 1);
+  BOOST_TEST(after.connect - before.connect == 1);
+  BOOST_TEST(after.setsockopt - before.setsockopt == 0);
+  BOOST_TEST(after.getsockopt - before.getsockopt == 1);  // SO_PEERCRED
+  BOOST_TEST(after.send - before.send == 1);
+  BOOST_TEST(after.poll - before.poll == 1);
+  BOOST_TEST(after.recv - before.recv == 1);
+  BOOST_TEST(after.close - before.close == 1);
+  BOOST_TEST(after.total() - before.total() == 8);
+}
+
+// A backlog that is full when the client comes and frees up before its
+// deadline: the client waits for room and is then served.
+BOOST_AUTO_TEST_CASE(backlog_full_for_a_moment_is_waited_for) {
+  const TempDir dir;
+  const int listener = bound_socket(dir.socket_path());
+  BOOST_REQUIRE_EQUAL(::listen(listener, 0), 0);
+  const int filler = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  const sockaddr_un address = address_of(dir.socket_path());
+  BOOST_REQUIRE_EQUAL(
+      ::connect(filler, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  const Response answer{.status = Status::ok, .result = VerifyResult{}};
+  std::thread server([&] {
+    std::this_thread::sleep_for(150ms);
+    const int first = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);  // the filler
+    if (first >= 0) ::close(first);
+    if (!wait_readable(listener, 5s)) return;
+    const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) return;
+    if (read_request(client)) write_all(client, encode_response(answer).view());
+    ::close(client);
+  });
+  const auto started = Clock::now();
+  const auto result =
+      call_daemon(ClientOptions{.socket_path = dir.socket_path(), .timeout = 3s}, kVerify);
+  const auto elapsed = milliseconds_since(started);
+  server.join();
+  BOOST_REQUIRE(result.has_value());
+  BOOST_TEST((*result == answer));
+  BOOST_TEST(elapsed >= 100);  // it did wait for room
+  ::close(filler);
+  ::close(listener);
 }
 
 BOOST_AUTO_TEST_CASE(answer_in_small_pieces_and_larger_than_a_request) {
