@@ -63,9 +63,11 @@ class Login {
         tty_(kpanel::pam::audit_field(item_text(pamh, PAM_TTY))) {}
 
   int run() {
-    log(LogLevel::debug, "service=" + service_ + " rhost=" + rhost_ + " tty=" + tty_ +
-                             (options_.nullok ? " nullok" : "") +
-                             (options_.enroll ? " enroll" : ""));
+    if (options_.debug) {  // not built on every login for a line that is dropped
+      log(LogLevel::debug, "service=" + service_ + " rhost=" + rhost_ + " tty=" + tty_ +
+                               (options_.nullok ? " nullok" : "") +
+                               (options_.enroll ? " enroll" : ""));
+    }
     const Answer answer = call(protocol::LoginCheckRequest{.user = user_,
                                                            .service = service_,
                                                            .rhost = rhost_,
@@ -168,7 +170,9 @@ class Login {
   }
 
   Answer call(const protocol::Request& request) {
-    log(LogLevel::debug, "asking the daemon: " + std::string(protocol::op_name(request)));
+    if (options_.debug) {
+      log(LogLevel::debug, "asking the daemon: " + std::string(protocol::op_name(request)));
+    }
     return kpanel::common::call_daemon(
         kpanel::common::ClientOptions{.socket_path = options_.socket_path,
                                       .timeout = options_.timeout},
