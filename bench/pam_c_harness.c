@@ -72,8 +72,7 @@ static int totp_code(const unsigned char* secret, size_t secret_size, char code[
   }
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_size = 0;
-  if (HMAC(EVP_sha1(), secret, (int)secret_size, counter, sizeof counter, mac, &mac_size) ==
-          NULL ||
+  if (HMAC(EVP_sha1(), secret, (int)secret_size, counter, sizeof counter, mac, &mac_size) == NULL ||
       mac_size < 20) {
     return -1;
   }
@@ -143,8 +142,8 @@ static struct Sample one_load(const char* module) {
 
 /* Runs one sample in a child forked for it: a login when `service` is set,
  * else a load of `module`; 0 on success. */
-static int in_child(const struct Service* service, const char* user, char* code,
-                    const char* module, struct Sample* out) {
+static int in_child(const struct Service* service, const char* user, char* code, const char* module,
+                    struct Sample* out) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return -1;
   const pid_t pid = fork();
@@ -215,8 +214,7 @@ static void print(const char* name, struct Totals* totals) {
                percentile(totals->micros, totals->count, 0.99), totals->preloaded);
 }
 
-static int logins(const struct Service* service, const char* users_file,
-                  struct Totals* totals) {
+static int logins(const struct Service* service, const char* users_file, struct Totals* totals) {
   FILE* in = fopen(users_file, "r");
   if (in == NULL) return -1;
   char user[kMaxName];
@@ -230,8 +228,7 @@ static int logins(const struct Service* service, const char* users_file,
     /* The code is computed outside the timed part: the user types it. */
     result = from_hex(hex, secret, sizeof secret, &secret_size) == 0 &&
                      totp_code(secret, secret_size, code) == 0 &&
-                     in_child(service, user, code, NULL, &sample) == 0 &&
-                     add(totals, &sample) == 0
+                     in_child(service, user, code, NULL, &sample) == 0 && add(totals, &sample) == 0
                  ? 0
                  : -1;
     OPENSSL_cleanse(secret, sizeof secret);
