@@ -30,6 +30,11 @@ constexpr std::array kDoctorOptions{
                "names the daemon"},
     OptionSpec{"strict", "", "exit 1 on warnings too, not only on errors"},
 };
+constexpr std::array<std::string_view, 1> kFileArgument{"FILE"};
+constexpr std::array kBackupOptions{
+    OptionSpec{"config", "FILE",
+               "the daemon's configuration (default /etc/kpanel-totp/kpanel-totpd.conf)"},
+};
 
 // The command table: name, usage, summary, options, positional arguments, handler.
 constexpr std::array kCommands{
@@ -74,6 +79,9 @@ constexpr std::array kCommands{
                 kDoctorOptions,
                 {},
                 run_admin_doctor},
+    CommandSpec{"admin backup", "[--config FILE] FILE",
+                "root only: a consistent snapshot of the state (never the key) to FILE, mode 0600",
+                kBackupOptions, kFileArgument, run_admin_backup},
 };
 
 constexpr std::string_view kGlobalUsage = "kpanel-totp [--socket PATH] [--user NAME] [--json]";
