@@ -10,6 +10,7 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kAllPages = -1;
+constexpr std::size_t kFormatVersionOffset = 18;
 
 struct DatabaseCloser {
   void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
@@ -84,6 +85,13 @@ std::expected<Snapshot, std::string> take_snapshot(const std::filesystem::path& 
   }
   Snapshot snapshot;
   snapshot.bytes.assign(serialized.get(), serialized.get() + size);
+  // Header bytes 18 and 19 (file format versions) from 2 (WAL) to 1: the copy
+  // then reads anywhere without -wal and -shm files; the daemon turns WAL
+  // back on when it opens the restored file.
+  if (snapshot.bytes.size() > kFormatVersionOffset + 1) {
+    snapshot.bytes[kFormatVersionOffset] = 1;
+    snapshot.bytes[kFormatVersionOffset + 1] = 1;
+  }
   snapshot.users = *users;
   return snapshot;
 }

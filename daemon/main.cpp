@@ -1,23 +1,32 @@
-// kpanel-totpd [--config FILE] [--check-config] [--migrate-to-postgresql DSN] [--version]
+// kpanel-totpd [--config FILE] [--check-config] [--migrate-to-postgresql DSN]
+//              [--restore FILE [--audit-log PATH]... [--yes]] [--version]
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "daemon/config/config.hpp"
 #include "daemon/daemon_app.hpp"
+#include "daemon/restore.hpp"
 #include "kpanel/version.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: kpanel-totpd [--config FILE] [--check-config] [--migrate-to-postgresql DSN] "
-    "[--version]\n"
+    "[--restore FILE [--audit-log PATH]... [--yes]] [--version]\n"
     "  --config FILE    configuration file (default /etc/kpanel-totp/kpanel-totpd.conf)\n"
     "  --check-config   check the configuration, print it, and exit (0 valid, 1 not)\n"
     "  --migrate-to-postgresql DSN\n"
     "                   copy this host's state (state_dir, key_file) into the shared\n"
     "                   PostgreSQL store at DSN, then exit (0 done, 1 conflicts or errors)\n"
+    "  --restore FILE   with the daemon stopped: replace this host's state with a snapshot\n"
+    "                   made by `kpanel-totp admin backup`, after listing what the audit\n"
+    "                   log shows changed since it (0 done, 1 refused)\n"
+    "  --audit-log PATH with --restore: a syslog file to read (default /var/log/auth.log;\n"
+    "                   may be given more than once)\n"
+    "  --yes            with --restore: do not ask (needed when stdin is not a terminal)\n"
     "  --version        print the version and exit\n";
 
 int usage_error(std::string_view message) {
@@ -32,6 +41,9 @@ int main(int argc, char** argv) {
   kpanel::daemon::DaemonOptions options{.config_path = kpanel::daemon::kDefaultConfigPath};
   bool check = false;
   std::optional<std::string> migrate_dsn;
+  std::optional<kpanel::daemon::RestoreOptions> restore;
+  std::vector<std::string> audit_logs;
+  bool yes = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];  // NOLINT(*-pointer-arithmetic)
     if (arg == "--version") {
@@ -49,6 +61,20 @@ int main(int argc, char** argv) {
         return usage_error("--migrate-to-postgresql needs a libpq connection string");
       }
       migrate_dsn = argv[++i];  // NOLINT(*-pointer-arithmetic)
+    } else if (arg == "--restore" || arg == "--audit-log") {
+      if (i + 1 >= argc || std::string_view(argv[i + 1]).empty()) {  // NOLINT(*-pointer-arithmetic)
+        return usage_error(std::string(arg).append(" needs a file name"));
+      }
+      const std::string value = argv[++i];  // NOLINT(*-pointer-arithmetic)
+      if (arg == "--audit-log") {
+        audit_logs.push_back(value);
+      } else if (restore) {
+        return usage_error("--restore given twice");
+      } else {
+        restore.emplace().file = value;
+      }
+    } else if (arg == "--yes") {
+      yes = true;
     } else if (arg == "--config" || arg.starts_with("--config=")) {
       std::string_view value;
       if (arg == "--config") {
@@ -66,6 +92,17 @@ int main(int argc, char** argv) {
   }
   if (check && migrate_dsn) {
     return usage_error("--check-config and --migrate-to-postgresql do not combine");
+  }
+  if (!restore && (yes || !audit_logs.empty())) {
+    return usage_error("--audit-log and --yes go with --restore");
+  }
+  if (restore && (check || migrate_dsn)) {
+    return usage_error("--restore does not combine with --check-config or --migrate-to-postgresql");
+  }
+  if (restore) {
+    restore->audit_logs.assign(audit_logs.begin(), audit_logs.end());
+    restore->yes = yes;
+    return kpanel::daemon::restore_snapshot(options, *restore);
   }
   if (migrate_dsn) return kpanel::daemon::migrate_to_postgresql(options, *migrate_dsn);
   return check ? kpanel::daemon::check_config(options) : kpanel::daemon::run_daemon(options);
