@@ -101,6 +101,8 @@ TEST_USERS = {
     # accounts: one account under two names (see ALIASES); audit rate limit
     "kpt_n_alice": (None, []),
     "kpt_l_flood": (None, []), "kpt_l_alice": (None, []),
+    # backup and restore
+    "kpt_b_alice": (None, []), "kpt_b_bob": (None, []), "kpt_b_carol": (None, []),
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.
