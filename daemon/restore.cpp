@@ -324,7 +324,8 @@ int restore_snapshot(const DaemonOptions& options, const RestoreOptions& restore
       return refuse("not restored: " + written.error());
     }
     say("Restored " + database.string() + " from the snapshot of " + when + ".");
-    say("Next: start kpanel-totpd (systemctl start kpanel-totpd). Opening a restored snapshot, "
+    say("Next: start kpanel-totpd (systemctl start kpanel-totpd.socket, or kpanel-totpd-ctl start "
+        "without systemd). Opening a restored snapshot, "
         "it refuses the codes of the current time window once (the snapshot cannot know which "
         "were used since), so users wait for their app's next code, about a minute; recovery "
         "codes work at once. Then redo the changes listed above.");
