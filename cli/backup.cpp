@@ -69,7 +69,10 @@ std::expected<Snapshot, std::string> take_snapshot(const std::filesystem::path& 
                            sqlite3_errstr(stepped != SQLITE_DONE ? stepped : finished));
   }
   source->reset();
-  const std::string mark = std::string("CREATE TABLE ") + kSnapshotTable +
+  // A state restored from a snapshot and not yet opened by the daemon still
+  // has its mark: this snapshot gets its own.
+  const std::string mark = std::string("DROP TABLE IF EXISTS ") + kSnapshotTable +
+                           "; CREATE TABLE " + kSnapshotTable +
                            " (taken_at INTEGER NOT NULL) STRICT; INSERT INTO " + kSnapshotTable +
                            " (taken_at) VALUES (" + std::to_string(taken_at) + ");";
   if (sqlite3_exec(copy->get(), mark.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {

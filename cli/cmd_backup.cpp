@@ -47,8 +47,8 @@ int run_admin_backup(Context& context, const CommandLine& line) {
   const std::filesystem::path config_path = given != nullptr
                                                 ? std::filesystem::path(*given)
                                                 : std::filesystem::path(daemon::kDefaultConfigPath);
-  const auto config =
-      daemon::load_config(config_path, {.check_permissions = true, .missing_is_default = !given});
+  const auto config = daemon::load_config(
+      config_path, {.check_permissions = true, .missing_is_default = given == nullptr});
   if (!config) {
     return context.fail(Failure{
         kExitRefused, "cannot read the daemon's configuration: " + join_problems(config.error()),

@@ -103,6 +103,7 @@ TEST_USERS = {
     "kpt_l_flood": (None, []), "kpt_l_alice": (None, []),
     # backup and restore
     "kpt_b_alice": (None, []), "kpt_b_bob": (None, []), "kpt_b_carol": (None, []),
+    "kpt_b_daemon": (None, []),
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.

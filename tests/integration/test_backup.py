@@ -27,15 +27,16 @@ import unittest
 import kpanel_harness as h
 
 ALICE, BOB, CAROL = "kpt_b_alice", "kpt_b_bob", "kpt_b_carol"
+DAEMON_USER = "kpt_b_daemon"
 
 
 def setUpModule():
     h.require_root(None)
-    h.ensure_users(ALICE, BOB, CAROL)
+    h.ensure_users(ALICE, BOB, CAROL, DAEMON_USER)
 
 
 def tearDownModule():
-    h.remove_users(ALICE, BOB, CAROL)
+    h.remove_users(ALICE, BOB, CAROL, DAEMON_USER)
 
 
 def users_in(path):
@@ -168,6 +169,24 @@ class BackupRestore(unittest.TestCase):
         with open(target) as f:
             self.assertEqual(f.read(), "the previous backup\n")
 
+    def test_a_backup_by_root_leaves_the_daemons_files_its_own(self):
+        # The daemon under its own uid, as on a real host: root's read-only
+        # connection must not leave a -wal or -shm the daemon cannot write.
+        self.d.cleanup()
+        self.d = h.Daemon().run_as(DAEMON_USER).start()
+        self.addCleanup(self.d.cleanup)
+        self.d.enroll_raw(ALICE)
+        target = os.path.join(self.tmp, "state.backup")
+        out = self.backup(target)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(users_in(target), {ALICE})
+        uid = pwd.getpwnam(DAEMON_USER).pw_uid
+        for name in os.listdir(self.d.state_dir):
+            self.assertEqual(os.lstat(os.path.join(self.d.state_dir, name)).st_uid, uid, name)
+        self.d.enroll_raw(BOB)  # still writes, then again after a restart
+        self.d.restart()
+        self.d.enroll_raw(CAROL)
+
     # ---- restore -----------------------------------------------------------
 
     def take_backup(self):
@@ -252,6 +271,12 @@ class BackupRestore(unittest.TestCase):
         for suffix in ("-wal", "-shm"):
             self.assertFalse(os.path.exists(self.database + suffix))
         os.chown(self.database, 0, 0)
+        # Backed up again before the daemon opened it (so it still has its
+        # mark): the new snapshot gets its own.
+        again = os.path.join(self.tmp, "again.backup")
+        out = self.backup(again)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(users_in(again), {ALICE, BOB})
         self.d.start()
         # What the report is for: the reset is undone, the old secret is back.
         rc, status, _ = self.d.tool_json("status", as_user=ALICE)
