@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -234,6 +235,24 @@ std::expected<void, std::string> remove_companions(const std::filesystem::path& 
   return {};
 }
 
+// key_file read as the daemon's user (its effective uid), so it passes the
+// daemon's own checks (owned by that uid, 0600). Never made here: the
+// snapshot's secrets need the key backed up with it.
+std::expected<SecretBox, std::string> load_key_as(const std::filesystem::path& key_file,
+                                                  uid_t owner) {
+  const bool switch_uid = owner != ::geteuid();
+  if (switch_uid && ::seteuid(owner) != 0) {
+    return std::unexpected("cannot act as uid " + std::to_string(owner) +
+                           " to read key_file: " + common::errno_text(errno));
+  }
+  auto box =
+      SecretBox::load_or_create(key_file, [] { return std::expected<bool, std::string>(true); });
+  if (switch_uid && ::seteuid(0) != 0) {
+    return std::unexpected("cannot become root again: " + common::errno_text(errno));
+  }
+  return box;
+}
+
 }  // namespace
 
 std::expected<SnapshotInfo, std::string> check_snapshot(std::span<const std::uint8_t> bytes,
@@ -296,17 +315,30 @@ int restore_snapshot(const DaemonOptions& options, const RestoreOptions& restore
           "store = postgresql: the state is in PostgreSQL; restore it there (from "
           "pg_dump), not with --restore");
     }
+    // Made by the daemon, owned by its user: root must not make it here.
+    struct stat dir_info {};
+    if (::lstat(config->state_dir.c_str(), &dir_info) != 0 || !S_ISDIR(dir_info.st_mode)) {
+      return refuse("state_dir " + config->state_dir.string() +
+                    " is not there: with key_file in place, start kpanel-totpd once (it makes "
+                    "state_dir for its user), stop it, then restore");
+    }
     // Held to the end: no daemon starts on the state while it is replaced.
     auto lock = StateLock::acquire(config->state_dir);
     if (!lock) {
       return refuse(lock.error() + " (stop kpanel-totpd before restoring; nothing changed)");
     }
+    const std::filesystem::path database = config->state_dir / "state.db";
+    const auto [uid, gid] = state_owner(config->state_dir, database);
+    // A lock file this run made is root's: the daemon's user must be able to write its pid.
+    const std::filesystem::path lock_file = config->state_dir / StateLock::kFileName;
+    if (::lchown(lock_file.c_str(), uid, gid) != 0) {
+      std::cerr << "kpanel-totpd: cannot chown " << lock_file.string() << ": "
+                << common::errno_text(errno) << " (the daemon still locks it)\n";
+    }
     const std::string file = restore.file.string();
     auto bytes = read_snapshot(restore.file);
     if (!bytes) return refuse(file + " " + bytes.error() + "; nothing changed");
-    // Never make a key here: the snapshot's secrets need the one backed up with it.
-    auto box = SecretBox::load_or_create(config->key_file,
-                                         [] { return std::expected<bool, std::string>(true); });
+    auto box = load_key_as(config->key_file, uid);
     if (!box) return refuse(box.error());
     auto info = check_snapshot(*bytes, *box);
     if (!info) return refuse(file + " " + info.error() + "; nothing changed");
@@ -316,8 +348,6 @@ int restore_snapshot(const DaemonOptions& options, const RestoreOptions& restore
         config->key_file.string() + ".");
     if (!report_changes(restore, info->taken_at)) return 1;
     if (!confirmed(restore)) return 1;
-    const std::filesystem::path database = config->state_dir / "state.db";
-    const auto [uid, gid] = state_owner(config->state_dir, database);
     common::AtomicWriteOptions write{.mode = 0600, .uid = uid, .gid = gid, .before_rename = {}};
     write.before_rename = [&database] { return remove_companions(database); };
     if (auto written = common::write_file_atomically(database, *bytes, write); !written) {

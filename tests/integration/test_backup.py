@@ -257,8 +257,10 @@ class BackupRestore(unittest.TestCase):
                     f.write(f"{stamp} host kpanel-totpd[{self.d.process.pid}]: {line[7:]}\n")
         self.d.stop()
         # The current state's owner is kept (the daemon's user on a real host).
+        # key_file is read as that user, as the daemon reads it.
         bob_uid = pwd.getpwnam(BOB).pw_uid
-        os.chown(self.database, bob_uid, bob_uid)
+        for path in (self.database, self.d.key_file):
+            os.chown(path, bob_uid, bob_uid)
         out = self.restore(target, "--audit-log", audit_log, "--yes")
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         report = out.stdout
@@ -270,7 +272,8 @@ class BackupRestore(unittest.TestCase):
         self.assertEqual((stat.S_IMODE(info.st_mode), info.st_uid), (0o600, bob_uid))
         for suffix in ("-wal", "-shm"):
             self.assertFalse(os.path.exists(self.database + suffix))
-        os.chown(self.database, 0, 0)
+        for path in (self.database, self.d.key_file):
+            os.chown(path, 0, 0)
         # Backed up again before the daemon opened it (so it still has its
         # mark): the new snapshot gets its own.
         again = os.path.join(self.tmp, "again.backup")
@@ -295,6 +298,20 @@ class BackupRestore(unittest.TestCase):
             out = self.restore(target, "--yes")
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             self.assertIn("cannot tell what changed since", out.stdout)
+
+
+class NeverStarted(unittest.TestCase):
+    def test_restore_leaves_making_state_dir_to_the_daemon(self):
+        # Root making it would leave it root's, and the daemon's user locked out.
+        with h.Daemon() as d:
+            snapshot = os.path.join(d.dir, "state.backup")
+            with open(snapshot, "wb") as f:
+                f.write(b"SQLite format 3\0" + bytes(100))
+            out = subprocess.run([h.TOTPD, "--config", d.config_path, "--restore", snapshot,
+                                  "--yes"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 1, out.stderr)
+            self.assertIn("start kpanel-totpd once", out.stderr)
+            self.assertFalse(os.path.exists(d.state_dir))
 
 
 class Postgresql(unittest.TestCase):
