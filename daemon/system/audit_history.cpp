@@ -38,7 +38,8 @@ std::optional<std::pair<std::int64_t, std::size_t>> zone(std::string_view text, 
   const auto minutes = digits(text, at + length, 2);
   if (!minutes || *hours > 23 || *minutes > 59) return std::nullopt;
   length += 2;
-  return std::pair<std::int64_t, std::size_t>{sign * (*hours * 3600 + *minutes * 60), length};
+  return std::pair<std::int64_t, std::size_t>{
+      sign * (std::int64_t{3600} * *hours + std::int64_t{60} * *minutes), length};
 }
 
 // One key=value field of an audit line; `value` keeps a quoted value's
@@ -159,7 +160,10 @@ std::optional<std::int64_t> parse_timestamp(std::string_view line, std::string_v
   if (at < line.size() && line[at] != ' ') return std::nullopt;
   if (rest != nullptr) *rest = line.substr(std::min(at + 1, line.size()));
   const std::int64_t days = std::chrono::sys_days{date}.time_since_epoch().count();
-  return days * 86400 + *hour * 3600 + *minute * 60 + std::min(*second, 59) - offset->first;
+  constexpr std::int64_t kDay = 86400;
+  constexpr std::int64_t kHour = 3600;
+  constexpr std::int64_t kMinute = 60;
+  return days * kDay + kHour * *hour + kMinute * *minute + std::min(*second, 59) - offset->first;
 }
 
 std::optional<Change> parse_line(std::string_view line) {
@@ -222,7 +226,7 @@ History read_changes(std::istream& in, std::int64_t since) {
 
 std::string describe(const Change& change) {
   const std::string& user = change.user;
-  std::string text = common::format_iso8601(common::from_unix(change.at)) + "  ";
+  const std::string text = common::format_iso8601(common::from_unix(change.at)) + "  ";
   switch (change.kind) {
     case ChangeKind::reset:
       return text + user + ": enrollment reset by an admin; the restore brings the old secret " +
