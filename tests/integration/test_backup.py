@@ -248,10 +248,13 @@ class BackupRestore(unittest.TestCase):
         log_offset = len(self.d.log())
         self.assertEqual(self.d.tool("admin", "reset", ALICE).returncode, 0)
         self.assertEqual(self.d.call(h.verify_request(BOB, bob_codes[0]))["status"], "ok")
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        stamp = now.isoformat(timespec="microseconds")
+        earlier = (now - datetime.timedelta(minutes=5)).isoformat(timespec="microseconds")
         audit_log = os.path.join(self.tmp, "auth.log")
         with open(audit_log, "w") as f:
-            f.write(f"{stamp} host sshd[7]: Accepted publickey for root\n")
+            # The log reaches back before the snapshot, so it covers it all.
+            f.write(f"{earlier} host sshd[7]: Accepted publickey for root\n")
             for line in self.d.log()[log_offset:].splitlines():
                 if line.startswith("audit: "):
                     f.write(f"{stamp} host kpanel-totpd[{self.d.process.pid}]: {line[7:]}\n")
@@ -268,6 +271,8 @@ class BackupRestore(unittest.TestCase):
         self.assertIn(f"kpanel-totp admin reset {ALICE}", report)
         self.assertIn(f"{BOB}: used a recovery code", report)
         self.assertIn("start kpanel-totpd", report)
+        self.assertNotIn("Warning", report)
+        self.assertEqual(report.count("kpanel-totp admin reset"), 1, report)
         info = os.lstat(self.database)
         self.assertEqual((stat.S_IMODE(info.st_mode), info.st_uid), (0o600, bob_uid))
         for suffix in ("-wal", "-shm"):
@@ -312,6 +317,14 @@ class NeverStarted(unittest.TestCase):
             self.assertEqual(out.returncode, 1, out.stderr)
             self.assertIn("start kpanel-totpd once", out.stderr)
             self.assertFalse(os.path.exists(d.state_dir))
+
+
+class Usage(unittest.TestCase):
+    def test_restore_flags_without_restore_are_usage_errors(self):
+        for args in (["--yes"], ["--audit-log", "/var/log/auth.log"], ["--restore"]):
+            out = subprocess.run([h.TOTPD, *args], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 2, args)
+            self.assertIn("usage", out.stderr)
 
 
 class Postgresql(unittest.TestCase):
