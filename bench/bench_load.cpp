@@ -107,6 +107,7 @@ Throughput throughput(const Daemon& daemon, const std::vector<BenchUser>& users,
   std::atomic<std::size_t> next{0};
   std::atomic<std::size_t> accepted{0};
   std::atomic<std::size_t> locked{0};
+  std::atomic<std::size_t> replayed{0};
   std::atomic<std::size_t> errors{0};
   std::atomic<std::size_t> unverified{0};
   std::atomic<bool> stop{false};
@@ -129,6 +130,7 @@ Throughput throughput(const Daemon& daemon, const std::vector<BenchUser>& users,
         }
         if (outcome == Outcome::accepted) ++accepted;
         if (outcome == Outcome::locked) ++locked;
+        if (outcome == Outcome::replayed) ++replayed;
         if (is_error(outcome)) ++errors;
         if (outcome == Outcome::unverified) ++unverified;
       }
@@ -150,6 +152,7 @@ Throughput throughput(const Daemon& daemon, const std::vector<BenchUser>& users,
   result.client_cpu_us = (process_cpu_micros() - client_cpu_before) / requests;
   result.accepted = accepted;
   result.locked = locked;
+  result.replayed = replayed;
   result.errors = errors;
   result.unverified = unverified;
   return result;

@@ -27,10 +27,10 @@ std::string latency_text(const Latencies& l) {
 
 std::string throughput_text(const Throughput& run) {
   return fmt(
-      "%.0f/s (%zu requests, %zu accepted, %zu locked, %zu errors; CPU per verification: "
-      "daemon %.0f µs, clients %.0f µs)",
-      run.per_second, run.total, run.accepted, run.locked, run.errors, run.daemon_cpu_us,
-      run.client_cpu_us);
+      "%.0f/s (%zu requests, %zu accepted, %zu replayed, %zu locked, %zu errors; CPU per "
+      "verification: daemon %.0f µs, clients %.0f µs)",
+      run.per_second, run.total, run.accepted, run.replayed, run.locked, run.errors,
+      run.daemon_cpu_us, run.client_cpu_us);
 }
 
 std::string machine_line(const fs::path& dir) {

@@ -64,7 +64,6 @@ struct Results {
   std::vector<std::pair<int, Throughput>> b_runs;
   UnderAttack f;
   PamResults c;
-  Throughput e_run;
   long idle_rss = 0;
   long after_rss = 0;
   double seed_seconds = 0;
@@ -115,10 +114,6 @@ std::expected<Results, const char*> measure(const Options& options, const fs::pa
   progress("(a) round trips");
   r.a_medium = round_trips(daemon, RightCodes(users, replay, 0, general), samples);
   r.checks = login_checks(daemon, users, 0, general, samples);
-  for (const int clients : {1, 8, 64}) {
-    progress(fmt("(b) %d clients", clients));
-    r.b_runs.emplace_back(clients, throughput(daemon, users, replay, 0, general, clients, seconds));
-  }
   progress("(f) under attack");
   r.f = under_attack(daemon, users, 0, general, RightCodes(users, replay, legit_first, legit_users),
                      legit_samples, 5'000.0);
@@ -136,8 +131,13 @@ std::expected<Results, const char*> measure(const Options& options, const fs::pa
   warm_up(daemon, users, medium, large - medium, warm_up_writes);
   progress("(a) at the largest scale");
   r.a_large = round_trips(daemon, RightCodes(users, replay, medium, large - medium), samples);
-  progress("(e) RSS under (b)");
-  r.e_run = throughput(daemon, users, replay, 0, large, 64, seconds);
+  // (b) here: a right code works once per user and step, and a fast daemon
+  // spends the right codes of 10,000 users (three steps each) within seconds.
+  // (e) is the daemon's peak RSS during the 64-client run.
+  for (const int clients : {1, 8, 64}) {
+    progress(fmt("(b) %d clients", clients));
+    r.b_runs.emplace_back(clients, throughput(daemon, users, replay, 0, large, clients, seconds));
+  }
   r.after_rss = daemon.rss_kib();
   daemon.stop();
 
@@ -190,7 +190,6 @@ std::vector<std::string> work_not_done(const Results& r) {
   latencies(fmt("(a) at %zu users", r.medium), r.a_medium);
   latencies(fmt("(a) at %zu users", r.large), r.a_large);
   for (const auto& [clients, run] : r.b_runs) runs(fmt("(b) %d clients", clients), run);
-  runs("(e) 64 clients", r.e_run);
   latencies("(f) the legitimate user", r.f.legit);
   if (r.checks.accepted != r.checks.micros.size() || r.checks.micros.empty()) {
     out.push_back(fmt("login_check: %zu of %zu enrolled users prompted", r.checks.accepted,
@@ -219,14 +218,14 @@ std::vector<std::string> work_not_done(const Results& r) {
 std::vector<Row> table_rows(const Results& r, const std::string& syslog) {
   std::vector<Row> rows;
   rows.push_back({fmt("(a) verify round trip, 1 client, %zu users: p50 / p99 / max", r.medium),
-                  latency_text(r.a_medium), "p50 ≤ 250 µs, p99 ≤ 1000 µs",
-                  verdict(r.a_medium.at(0.5) <= 250 && r.a_medium.at(0.99) <= 1000)});
+                  latency_text(r.a_medium), "p50 ≤ 80 µs, p99 ≤ 400 µs",
+                  verdict(r.a_medium.at(0.5) <= 80 && r.a_medium.at(0.99) <= 400)});
   for (const auto& [clients, run] : r.b_runs) {
     const bool has_target = clients == 64;
-    rows.push_back({fmt("(b) durable verifications/s, %d client%s, %zu users", clients,
-                        clients == 1 ? "" : "s", r.medium),
-                    throughput_text(run), has_target ? "≥ 20000/s" : "-",
-                    has_target ? verdict(run.per_second >= 20'000) : "-"});
+    rows.push_back({fmt("(b) verifications/s, %d client%s, %zu users", clients,
+                        clients == 1 ? "" : "s", r.large),
+                    throughput_text(run), has_target ? "≥ 25000/s" : "-",
+                    has_target ? verdict(run.per_second >= 25'000) : "-"});
   }
   if (r.pg) {
     rows.push_back({"PostgreSQL store (store = postgresql): the server", r.pg->server, "-", "-"});
@@ -235,8 +234,8 @@ std::vector<Row> table_rows(const Results& r, const std::string& syslog) {
                         r.medium),
                     latency_text(r.pg->round_trips), "-", "-"});
     for (const auto& [clients, run] : r.pg->throughput) {
-      rows.push_back({fmt("(b) PostgreSQL store, durable verifications/s, %d client%s, %zu users",
-                          clients, clients == 1 ? "" : "s", r.medium),
+      rows.push_back({fmt("(b) PostgreSQL store, verifications/s, %d client%s, %zu users", clients,
+                          clients == 1 ? "" : "s", r.medium),
                       throughput_text(run), "-", "-"});
     }
   }
@@ -285,12 +284,13 @@ std::vector<Row> table_rows(const Results& r, const std::string& syslog) {
   const double scale_ratio = r.a_large.at(0.5) / r.a_small.at(0.5);
   rows.push_back({fmt("(d) p50 at %zu users / p50 at %zu users", r.large, r.small),
                   fmt("%.2f×", scale_ratio), "≤ 1.2×", verdict(scale_ratio <= 1.2)});
-  rows.push_back(
-      {fmt("(e) daemon RSS at %zu users: idle / peak under (b) 64 clients", r.large),
-       fmt("%.1f / %.1f MiB (after: %.1f MiB; %.0f verifications/s)",
-           static_cast<double>(r.idle_rss) / 1024, static_cast<double>(r.e_run.peak_rss_kib) / 1024,
-           static_cast<double>(r.after_rss) / 1024, r.e_run.per_second),
-       "≤ 16 MiB", verdict(std::max(r.idle_rss, r.e_run.peak_rss_kib) <= 16L * 1024)});
+  const Throughput& busiest = r.b_runs.back().second;
+  rows.push_back({fmt("(e) daemon RSS at %zu users: idle / peak under (b) %d clients", r.large,
+                      r.b_runs.back().first),
+                  fmt("%.1f / %.1f MiB (after: %.1f MiB)", static_cast<double>(r.idle_rss) / 1024,
+                      static_cast<double>(busiest.peak_rss_kib) / 1024,
+                      static_cast<double>(r.after_rss) / 1024),
+                  "≤ 16 MiB", verdict(std::max(r.idle_rss, busiest.peak_rss_kib) <= 16L * 1024)});
   rows.push_back(
       {fmt("(f) legitimate verify p99 under %.0f failed attempts/s", r.f.failed_per_second),
        latency_text(r.f.legit), "p99 ≤ 10 ms", verdict(r.f.legit.at(0.99) <= 10'000)});
