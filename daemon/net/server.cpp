@@ -1,15 +1,15 @@
 #include "daemon/net/server.hpp"
 
+#include <openssl/crypto.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
@@ -52,6 +52,17 @@ std::optional<protocol::Status> reply_for(protocol::DecodeError error) noexcept 
   }
 }
 
+// The reply's frame; a reply that breaks the codec's rules is answered
+// internal_error, never half of it.
+common::SecureBytes encode_reply(const protocol::Response& response, std::uint8_t version) {
+  auto out = protocol::encode_response(response, version);
+  if (out.empty()) {
+    out = protocol::encode_response(protocol::Response{.status = protocol::Status::internal_error},
+                                    version);
+  }
+  return out;
+}
+
 }  // namespace
 
 // One client connection: header, body, handler on a worker, reply, close.
@@ -83,6 +94,14 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                        self->on_header(ec);
                      });
+  }
+
+  // A reply answered at accept (Server::answer_at_once) that the socket did
+  // not take whole: the rest goes as the client reads, under the deadline.
+  // Before any other use of the connection.
+  void send_rest(common::SecureBytes out, std::size_t sent) {
+    out_ = std::move(out);
+    finish_reply(sent);
   }
 
   // Stopping: a connection that has not sent its header yet is closed now
@@ -214,11 +233,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   }
 
   void encode_reply(const protocol::Response& response) {
-    out_ = protocol::encode_response(response, version_);
-    if (out_.empty()) {  // a reply that breaks the codec's rules: say so, never half of it
-      out_ = protocol::encode_response(
-          protocol::Response{.status = protocol::Status::internal_error}, version_);
-    }
+    out_ = kpanel::daemon::encode_reply(response, version_);
   }
 
   // One non-blocking send of the reply: how many bytes went. A reply fits in
@@ -277,7 +292,6 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
 Server::Server(asio::io_context& io, asio::local::stream_protocol::acceptor acceptor,
                WorkLanes& lanes, Handler handler, LaneOf lane_of, ServerLimits limits)
     : io_(io),
-      accept_strand_(asio::make_strand(io)),
       acceptor_(std::move(acceptor)),
       lanes_(lanes),
       handler_(std::move(handler)),
@@ -287,28 +301,31 @@ Server::Server(asio::io_context& io, asio::local::stream_protocol::acceptor acce
 Server::~Server() { *alive_ = false; }
 
 void Server::start() {
-  accepting_ = true;
-  boost::system::error_code ignored;
-  acceptor_.non_blocking(true, ignored);  // accept_ready() drains it with accept4
+  {
+    const std::lock_guard lock(acceptor_mutex_);
+    accepting_ = true;
+    boost::system::error_code ignored;
+    acceptor_.non_blocking(true, ignored);  // accept_ready() drains it with accept4
+  }
   accept_next();
 }
 
 void Server::stop_accepting() {
-  asio::dispatch(accept_strand_, [this, alive = alive_] {
-    if (!*alive) return;
+  {
+    const std::lock_guard lock(acceptor_mutex_);
     accepting_ = false;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    // close() completes their reads with an error, which erases them. A
-    // connection whose destructor has begun gives an expired weak_ptr.
-    std::vector<std::weak_ptr<Connection>> waiting;
-    {
-      const std::lock_guard lock(mutex_);
-      waiting.reserve(waiting_.size());
-      for (Connection* connection : waiting_) waiting.push_back(connection->weak_from_this());
-    }
-    for (const auto& connection : waiting) Connection::cut_if_waiting(connection);
-  });
+  }
+  // close() completes their reads with an error, which erases them. A
+  // connection whose destructor has begun gives an expired weak_ptr.
+  std::vector<std::weak_ptr<Connection>> waiting;
+  {
+    const std::lock_guard lock(mutex_);
+    waiting.reserve(waiting_.size());
+    for (Connection* connection : waiting_) waiting.push_back(connection->weak_from_this());
+  }
+  for (const auto& connection : waiting) Connection::cut_if_waiting(connection);
 }
 
 std::size_t Server::connection_count() const {
@@ -323,26 +340,42 @@ std::size_t Server::connection_count() const {
 // accept4 calls, and a connection already closed by its client is dropped
 // before it costs an epoll registration, a timer or an allocation.
 void Server::accept_next() {
+  const std::lock_guard lock(acceptor_mutex_);
   if (!accepting_) return;
-  acceptor_.async_wait(
-      asio::socket_base::wait_read,
-      asio::bind_executor(accept_strand_,
-                          [this, alive = alive_](const boost::system::error_code& ec) {
-                            if (!*alive || !accepting_) return;
-                            if (!ec) accept_ready();
-                            accept_next();
-                          }));
+  acceptor_.async_wait(asio::socket_base::wait_read,
+                       [this, alive = alive_](const boost::system::error_code& ec) {
+                         if (!*alive) return;
+                         if (ec) {
+                           accept_next();  // closed: stops there; anything else: wait again
+                           return;
+                         }
+                         accept_ready();
+                       });
 }
 
 void Server::accept_ready() {
-  // Bounded, so replies waiting on the io thread are not held up by a flood.
+  // Bounded, so replies waiting on the io threads are not held up by a flood.
   constexpr int kAcceptBatch = 256;
+  // The first of root's connections is answered on this thread, after the
+  // wait is armed again (another io thread takes the next connections);
+  // further ones of the batch go to the other io threads.
+  std::optional<Accepted> answer_here;
   for (int i = 0; i < kAcceptBatch; ++i) {
     const int fd =
         ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       try {
-        on_accepted(fd);
+        auto accepted = admit(common::UniqueFd(fd));
+        if (!accepted) continue;
+        if (accepted->peer.uid != 0 || !limits_.answer_root_fast_requests_inline) {
+          serve(std::move(*accepted));
+        } else if (!answer_here) {
+          answer_here = std::move(accepted);
+        } else {
+          asio::post(io_, [this, alive = alive_, a = std::move(*accepted)]() mutable {
+            if (*alive) serve(std::move(a));
+          });
+        }
       } catch (...) {  // out of memory: this connection is lost, not the daemon
         log_error("accept: connection setup failed");
       }
@@ -355,52 +388,131 @@ void Server::accept_ready() {
       // next wake-up will retry once some close.
       log_error("accept: " + common::errno_text(error));
     }
-    return;  // EAGAIN: the backlog is empty
+    break;  // EAGAIN: the backlog is empty
+  }
+  accept_next();
+  if (answer_here) {
+    try {
+      serve(std::move(*answer_here));
+    } catch (...) {
+      log_error("accept: connection setup failed");
+    }
   }
 }
 
-void Server::on_accepted(int fd) {
-  // Closed on every way out but the last, where the asio socket takes it.
-  common::UniqueFd owned(fd);
+std::optional<Server::Accepted> Server::admit(common::UniqueFd fd) {
   ucred cred{};
   socklen_t length = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0 || length != sizeof cred) {
+  if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0 || length != sizeof cred) {
     log_error("connection without peer credentials dropped");
-    return;
+    return std::nullopt;
   }
   const PeerCredentials peer{.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
   const std::size_t cap = peer.uid == 0 || limits_.root_reserve >= limits_.max_connections
                               ? limits_.max_connections
                               : limits_.max_connections - limits_.root_reserve;
   std::array<char, 1> probe{};
-  if (::recv(fd, probe.data(), probe.size(), MSG_PEEK | MSG_DONTWAIT) == 0) {
-    return;  // already closed by the client: a flood, or a client that gave up
+  if (::recv(fd.get(), probe.data(), probe.size(), MSG_PEEK | MSG_DONTWAIT) == 0) {
+    return std::nullopt;  // already closed by the client: a flood, or a client that gave up
   }
-  {
-    const std::lock_guard lock(mutex_);
-    const auto per_uid = connections_per_uid_.find(peer.uid);
-    if (connections_ >= cap || (peer.uid != 0 && per_uid != connections_per_uid_.end() &&
-                                per_uid->second >= limits_.max_connections_per_uid)) {
-      // Closing at once keeps a flood from holding memory; honest clients
-      // retry through their own timeout.
-      return;
-    }
-    // Counted from here on; the Connection's destructor gives the slot back
-    // (a connection that fails to set up, just below).
-    ++connections_;
-    ++connections_per_uid_[peer.uid];
+  const std::lock_guard lock(mutex_);
+  const auto per_uid = connections_per_uid_.find(peer.uid);
+  if (connections_ >= cap || (peer.uid != 0 && per_uid != connections_per_uid_.end() &&
+                              per_uid->second >= limits_.max_connections_per_uid)) {
+    // Closing at once keeps a flood from holding memory; honest clients
+    // retry through their own timeout.
+    return std::nullopt;
   }
-  std::shared_ptr<Connection> connection;
+  // Counted from here on: released by the Connection's destructor, or by
+  // serve() when it answered at once.
+  ++connections_;
+  ++connections_per_uid_[peer.uid];
+  return Accepted{.fd = std::move(fd), .peer = peer};
+}
+
+void Server::serve(Accepted accepted) {
+  const uid_t uid = accepted.peer.uid;
+  bool connection_holds_slot = false;  // from then on its destructor gives the slot back
   try {
-    local_socket socket(asio::make_strand(io_), asio::local::stream_protocol(), fd);
-    static_cast<void>(owned.release());
-    connection = std::make_shared<Connection>(*this, std::move(socket), peer);
+    if (uid == 0 && limits_.answer_root_fast_requests_inline) {
+      switch (answer_at_once(accepted, connection_holds_slot)) {
+        case AtOnce::answered:
+          if (!connection_holds_slot) release(nullptr, uid);
+          return;
+        case AtOnce::not_taken:
+          break;
+      }
+    }
+    local_socket socket(asio::make_strand(io_), asio::local::stream_protocol(), accepted.fd.get());
+    static_cast<void>(accepted.fd.release());
+    auto connection = std::make_shared<Connection>(*this, std::move(socket), accepted.peer);
+    connection_holds_slot = true;
+    connection->start();
   } catch (const std::exception& e) {
     log_error(std::string("connection setup failed: ") + e.what());
-    release(nullptr, peer.uid);
-    return;
+    if (!connection_holds_slot) release(nullptr, uid);
   }
-  connection->start();
+}
+
+// A login's request is normally in the socket by the time it is accepted
+// (the client sends right after connecting). Then it is read, handled and
+// answered right here, without an epoll registration, a timer, or another
+// thread. Anything else (not all there yet, larger than a login's request,
+// not a fast request, not a valid frame) is left unread (not_taken), for the
+// Connection to take from the start. Answered: the fd is closed, or moved to
+// a Connection that sends the rest of a reply the socket did not take at once.
+Server::AtOnce Server::answer_at_once(Accepted& accepted, bool& connection_holds_slot) {
+  // A login's request is a few hundred bytes; anything larger takes the
+  // Connection's path.
+  constexpr std::size_t kAtOnceLimit = 2048;
+  std::array<std::uint8_t, kAtOnceLimit> frame{};
+  const auto wipe = [&frame]() noexcept { OPENSSL_cleanse(frame.data(), frame.size()); };
+  const int fd = accepted.fd.get();
+  const ssize_t peeked = ::recv(fd, frame.data(), frame.size(), MSG_PEEK | MSG_DONTWAIT);
+  if (peeked < static_cast<ssize_t>(protocol::kHeaderSize)) return AtOnce::not_taken;
+  const auto header = protocol::parse_header(std::span(frame).first(protocol::kHeaderSize));
+  const std::size_t total = header ? protocol::kHeaderSize + header->body_length : std::size_t{0};
+  if (!header || total > static_cast<std::size_t>(peeked)) {
+    wipe();
+    return AtOnce::not_taken;
+  }
+  auto request = protocol::decode_request(
+      std::span(frame).subspan(protocol::kHeaderSize, header->body_length), header->version);
+  if (!request || lane_of_(*request) != Lane::fast) {
+    wipe();
+    return AtOnce::not_taken;
+  }
+  // Taken off the socket: a socket closed with unread data resets its peer,
+  // which could lose the reply.
+  const ssize_t taken = ::recv(fd, frame.data(), total, MSG_DONTWAIT);
+  wipe();
+  if (taken != static_cast<ssize_t>(total)) {
+    accepted.fd.reset();  // cannot happen (it was all there); dropped, like a broken frame
+    return AtOnce::answered;
+  }
+  protocol::Response response;
+  try {
+    response = handler_(accepted.peer, *request);
+  } catch (...) {
+    response = protocol::Response{.status = protocol::Status::internal_error};
+  }
+  *request = protocol::Request{};  // wipe the code
+  common::SecureBytes out = encode_reply(response, header->version);
+  ssize_t sent = -1;
+  do {
+    sent = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0 || static_cast<std::size_t>(sent) == out.size()) {
+    accepted.fd.reset();  // answered (or the client is gone)
+    return AtOnce::answered;
+  }
+  // The rest as the client reads: a Connection holds the slot from here.
+  local_socket socket(asio::make_strand(io_), asio::local::stream_protocol(), fd);
+  static_cast<void>(accepted.fd.release());
+  auto connection = std::make_shared<Connection>(*this, std::move(socket), accepted.peer);
+  connection_holds_slot = true;
+  connection->send_rest(std::move(out), static_cast<std::size_t>(sent));
+  return AtOnce::answered;
 }
 
 void Server::release(Connection* connection, uid_t uid) noexcept {

@@ -26,16 +26,18 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/protocol.hpp"
+#include "common/unique_fd.hpp"
 #include "daemon/net/lanes.hpp"
 #include "daemon/net/peer_credentials.hpp"
 
@@ -88,21 +90,32 @@ class Server {
   class Connection;
   friend class Connection;
 
+  // An accepted connection, counted against the limits.
+  struct Accepted {
+    common::UniqueFd fd;
+    PeerCredentials peer;
+  };
+  enum class AtOnce : std::uint8_t { answered, not_taken };
+
   void accept_next();
   void accept_ready();
-  void on_accepted(int fd);
+  // Credentials and limits; nullopt: dropped (closed here).
+  [[nodiscard]] std::optional<Accepted> admit(common::UniqueFd fd);
+  void serve(Accepted accepted);
+  [[nodiscard]] AtOnce answer_at_once(Accepted& accepted, bool& connection_holds_slot);
   // A connection's slot back (and it out of waiting_, if it was there).
   void release(Connection* connection, uid_t uid) noexcept;
 
   boost::asio::io_context& io_;
-  // The acceptor's waits and stop_accepting() run here, never at once.
-  boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
+  // The acceptor's wait and close, from any io thread (accepting itself is
+  // accept4 on its fd, which needs no lock).
+  std::mutex acceptor_mutex_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   WorkLanes& lanes_;
   Handler handler_;
   LaneOf lane_of_;
   ServerLimits limits_;
-  bool accepting_ = false;    // accept_strand_ only
+  bool accepting_ = false;    // under acceptor_mutex_
   mutable std::mutex mutex_;  // guards the three below
   std::size_t connections_ = 0;
   std::unordered_map<uid_t, std::size_t> connections_per_uid_;

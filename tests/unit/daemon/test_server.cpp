@@ -521,3 +521,67 @@ BOOST_AUTO_TEST_CASE(a_root_request_waiting_in_its_handler_does_not_hold_the_oth
   BOOST_REQUIRE(reply.has_value());
   BOOST_TEST((reply->status == protocol::Status::ok));
 }
+
+BOOST_AUTO_TEST_CASE(a_big_reply_to_a_request_answered_at_accept_reaches_a_slow_reader_whole) {
+  // Both io threads held by root requests waiting in their handlers: the
+  // next client connects and sends before anyone accepts it, so its request
+  // is answered at accept time. A reply the socket does not take at once
+  // must still reach a slow reader whole, and the slot come back.
+  const protocol::Response answer = big_list(12'000);
+  std::atomic<int> entered{0};
+  std::atomic<bool> release{false};
+  RunningServer server(
+      [&](const PeerCredentials&, const protocol::Request& request) {
+        if (std::holds_alternative<protocol::StatusRequest>(request)) {
+          ++entered;
+          const auto until = std::chrono::steady_clock::now() + 10s;
+          while (!release.load() && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(1ms);
+          }
+          return ok_reply();
+        }
+        return answer;
+      },
+      ServerLimits{.io_deadline = 5000ms, .answer_root_fast_requests_inline = true});
+  const kpanel::common::ClientOptions options{.socket_path = server.socket_path(), .timeout = 10s};
+  std::vector<std::future<void>> holders;
+  for (int i = 0; i < 2; ++i) {
+    holders.push_back(std::async(std::launch::async, [&] {
+      (void)kpanel::common::call_daemon(options, protocol::StatusRequest{"waits"});
+    }));
+  }
+  BOOST_REQUIRE(eventually([&] { return entered.load() == 2; }));
+  const auto client = connect_to(server.socket_path(), 4096);
+  send_request(client.get(), protocol::AdminListRequest{});
+  release = true;
+  std::this_thread::sleep_for(200ms);  // answered; nothing read yet
+  const auto bytes = read_to_end(client.get(), 1ms);
+  const auto reply = decode(bytes);
+  BOOST_REQUIRE(reply.has_value());
+  BOOST_TEST((*reply == answer));
+  for (auto& holder : holders) holder.get();
+  BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_root_request_sent_in_pieces_is_answered_and_its_slot_freed) {
+  // Not all there at accept: the connection reads the rest, then answers.
+  RunningServer server([&](const PeerCredentials&, const protocol::Request&) { return ok_reply(); },
+                       ServerLimits{.answer_root_fast_requests_inline = true});
+  for (int i = 0; i < 3; ++i) {
+    const auto client = connect_to(server.socket_path(), 4096);
+    const auto frame = protocol::encode_request(protocol::StatusRequest{"alice"});
+    BOOST_REQUIRE_EQUAL(::send(client.get(), frame.data(), 3, MSG_NOSIGNAL), 3);
+    std::this_thread::sleep_for(20ms);
+    BOOST_REQUIRE_EQUAL(::send(client.get(), frame.data() + 3, frame.size() - 3, MSG_NOSIGNAL),
+                        static_cast<ssize_t>(frame.size() - 3));
+    const auto reply = decode(read_to_end(client.get(), 0ms));
+    BOOST_REQUIRE(reply.has_value());
+    BOOST_TEST((reply->status == protocol::Status::ok));
+  }
+  for (int i = 0; i < 20; ++i) {
+    const auto reply = kpanel::common::call_daemon(
+        {.socket_path = server.socket_path(), .timeout = 5s}, protocol::StatusRequest{"alice"});
+    BOOST_REQUIRE(reply.has_value());
+  }
+  BOOST_TEST(eventually([&] { return server.connections() == 0; }));
+}
