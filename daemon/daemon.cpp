@@ -282,8 +282,10 @@ void Daemon::start_run() {
   const std::int64_t now = common::to_unix(core_->clock.now());
   const RunState next =
       start_state(*stored, LastStop::host_crash, boot_id_, now, config_.policy.window);
-  core_->rules.set_fence(next.fence);
-  announce_fence(LastStop::host_crash, *next.fence, std::nullopt, now);
+  if (const std::optional<Fence>& fence = next.fence) {
+    core_->rules.set_fence(fence);
+    announce_fence(LastStop::host_crash, *fence, std::nullopt, now);
+  }
 }
 
 bool Daemon::record_run() {
@@ -300,9 +302,10 @@ bool Daemon::record_run() {
     return false;
   }
   run_recorded_ = true;
-  core_->rules.set_fence(started->fence);
-  if (started->new_fence && started->fence) {
-    announce_fence(started->last_stop, *started->fence, started->snapshot_taken_at, now);
+  const std::optional<Fence>& fence = started->fence;
+  core_->rules.set_fence(fence);
+  if (started->new_fence && fence) {
+    announce_fence(started->last_stop, *fence, started->snapshot_taken_at, now);
   } else if (started->last_stop == LastStop::daemon_crash) {
     log_notice("the last run did not stop cleanly, but the host did not restart: nothing lost");
   }

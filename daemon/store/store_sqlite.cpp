@@ -394,7 +394,9 @@ class SyncMode {
  public:
   SyncMode(const Connection& connection, Durability durability) : connection_(connection) {
     if (durability == Durability::durable) {
-      switched_ = connection.run(connection.sync_full, "asking for a durable commit");
+      auto switched = connection.run(connection.sync_full, "asking for a durable commit");
+      switched_ = switched.has_value();
+      if (!switched) error_ = std::move(switched.error());
     }
   }
   SyncMode(const SyncMode&) = delete;
@@ -402,20 +404,19 @@ class SyncMode {
   SyncMode(SyncMode&&) = delete;
   SyncMode& operator=(SyncMode&&) = delete;
   ~SyncMode() {
-    if (switched_ && *switched_) {
+    if (switched_) {
       sqlite3_stmt* normal = connection_.sync_normal.get();
       sqlite3_step(normal);
       sqlite3_reset(normal);
     }
   }
   // Not switched to FULL for a durable transaction: it must not commit.
-  [[nodiscard]] const std::optional<std::expected<void, StoreError>>& switched() const noexcept {
-    return switched_;
-  }
+  [[nodiscard]] const std::optional<StoreError>& error() const noexcept { return error_; }
 
  private:
   const Connection& connection_;
-  std::optional<std::expected<void, StoreError>> switched_;
+  bool switched_ = false;
+  std::optional<StoreError> error_;
 };
 
 }  // namespace
@@ -437,8 +438,8 @@ void SqliteStore::commit_batch(std::span<QueuedUpdate* const> batch,
     Connection& connection = *writer_;
     // Before the transaction, so restored after it has ended however it ends.
     const SyncMode sync_mode(connection, durability);
-    if (sync_mode.switched() && !*sync_mode.switched()) {
-      fail_all(sync_mode.switched()->error());
+    if (const auto& error = sync_mode.error()) {
+      fail_all(*error);
       return;
     }
     // IMMEDIATE takes the write lock now: another process cannot slip a write
@@ -518,17 +519,16 @@ std::expected<void, StoreError> SqliteStore::in_writer_transaction(
   if (!writer_) return std::unexpected(io_error("sqlite store " + path_.string() + ": not open"));
   Connection& connection = *writer_;
   const SyncMode sync_mode(connection, durability);
-  if (sync_mode.switched() && !*sync_mode.switched()) {
-    return std::unexpected(sync_mode.switched()->error());
-  }
+  if (const auto& error = sync_mode.error()) return std::unexpected(*error);
   auto transaction = Transaction::begin(connection, connection.begin_immediate);
   if (!transaction) return std::unexpected(transaction.error());
   if (auto done = body(connection); !done) return done;
   return transaction->commit();
 }
 
-std::expected<std::optional<RunState>, StoreError> SqliteStore::read_run_state(
-    Connection& connection) {
+namespace {
+
+std::expected<std::optional<RunState>, StoreError> read_run_state(Connection& connection) {
   auto statement = connection.prepare(
       "SELECT boot_id, running, high_water, fence_time, fence_window FROM daemon_run WHERE id = 1");
   if (!statement) return std::unexpected(statement.error());
@@ -548,8 +548,7 @@ std::expected<std::optional<RunState>, StoreError> SqliteStore::read_run_state(
   return std::optional<RunState>{std::move(state)};
 }
 
-std::expected<void, StoreError> SqliteStore::write_run_state(Connection& connection,
-                                                             const RunState& state) {
+std::expected<void, StoreError> write_run_state(Connection& connection, const RunState& state) {
   auto statement = connection.prepare(
       "INSERT INTO daemon_run (id, boot_id, running, high_water, fence_time, fence_window)"
       " VALUES (1, ?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
@@ -571,6 +570,8 @@ std::expected<void, StoreError> SqliteStore::write_run_state(Connection& connect
   if (rc != SQLITE_OK) return std::unexpected(connection.failure(rc, "writing the run state"));
   return connection.step_to_end(row, "writing the run state");
 }
+
+}  // namespace
 
 std::expected<SqliteStore::RunStart, StoreError> SqliteStore::start_run(const std::string& boot_id,
                                                                         std::int64_t now,
@@ -617,16 +618,16 @@ std::expected<SqliteStore::RunStart, StoreError> SqliteStore::start_run(const st
 }
 
 std::expected<void, StoreError> SqliteStore::mark_clean_stop(std::int64_t now) {
-  return in_writer_transaction(Durability::durable,
-                               [&](Connection& connection) -> std::expected<void, StoreError> {
-                                 auto stored = read_run_state(connection);
-                                 if (!stored) return std::unexpected(stored.error());
-                                 if (!*stored) return {};  // start_run() never ran: nothing to mark
-                                 RunState state = **stored;
-                                 state.running = false;
-                                 state.high_water = next_high_water(state.high_water, now);
-                                 return write_run_state(connection, state);
-                               });
+  const auto mark = [&](Connection& connection) -> std::expected<void, StoreError> {
+    auto stored = read_run_state(connection);
+    if (!stored) return std::unexpected(stored.error());
+    if (!*stored) return {};  // start_run() never ran: nothing to mark
+    RunState state = **stored;
+    state.running = false;
+    state.high_water = next_high_water(state.high_water, now);
+    return write_run_state(connection, state);
+  };
+  return in_writer_transaction(Durability::durable, mark);
 }
 
 std::expected<std::optional<RunState>, StoreError> SqliteStore::run_state() {

@@ -120,9 +120,6 @@ class SqliteStore final : public Store {
   // With writer_mutex_ held: new connections when the old ones were opened
   // read-only and the database is writable now (either may end up null).
   void reopen_if_writable_again();
-  // With writer_mutex_ held: reads and writes the run state row.
-  std::expected<std::optional<RunState>, StoreError> read_run_state(Connection& connection);
-  std::expected<void, StoreError> write_run_state(Connection& connection, const RunState& state);
   // fsync of the WAL through a descriptor of our own, outside writer_mutex_.
   std::expected<void, StoreError> sync_wal();
   std::expected<void, StoreError> checkpoint();
