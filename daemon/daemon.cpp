@@ -1,10 +1,13 @@
 #include "daemon/daemon.hpp"
 
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <string_view>
 #include <thread>
@@ -14,6 +17,7 @@
 #include "common/clock.hpp"
 #include "daemon/authz/accounts.hpp"
 #include "daemon/authz/dispatch.hpp"
+#include "daemon/rules/fence.hpp"
 #include "daemon/rules/rules.hpp"
 #include "daemon/store/secret_box.hpp"
 #include "daemon/store/store_health.hpp"
@@ -65,6 +69,30 @@ std::expected<std::unique_ptr<Store>, std::string> open_store(const DaemonConfig
   auto store = SqliteStore::open(config.state_dir, std::move(*box));
   if (!store) return std::unexpected(store.error().message);
   return std::unique_ptr<Store>(std::move(*store));
+}
+
+// The kernel's id of this boot: the same after the daemon alone restarts,
+// new after the host restarts. Unreadable: a name no other start will have,
+// so an unclean stop is then always taken for the host's (a needless fence,
+// never a missing one).
+std::string kernel_boot_id() {
+  std::string id;
+  if (std::FILE* file = std::fopen("/proc/sys/kernel/random/boot_id", "re"); file != nullptr) {
+    std::array<char, 64> line{};
+    if (std::fgets(line.data(), static_cast<int>(line.size()), file) != nullptr) {
+      id = line.data();
+    }
+    (void)std::fclose(file);
+  }
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  if (id.empty()) {
+    log_error(
+        "cannot read /proc/sys/kernel/random/boot_id: an unclean stop of this run will "
+        "count as the host's (codes fenced after it)");
+    id = "unknown-" + std::to_string(::getpid()) + "-" +
+         std::to_string(common::to_unix(common::SystemClock{}.now()));
+  }
+  return id;
 }
 
 }  // namespace
@@ -128,6 +156,7 @@ std::expected<void, StartError> Daemon::start(const std::function<void()>& befor
     config_ = std::move(*config);
   }
   core_ = std::make_unique<Core>(config_, std::move(*state_lock), std::move(*store));
+  start_run();
 
   if (before_listening) before_listening();
   auto listening = open_listen_socket(io_, config_.socket);
@@ -147,6 +176,10 @@ std::expected<void, StartError> Daemon::start(const std::function<void()>& befor
       [](const common::protocol::Request& request) { return Dispatcher::lane(request); },
       ServerLimits{.answer_root_fast_requests_inline = config_.store == StoreBackend::sqlite});
   flush_audit_every_second();
+  if (sqlite_store() != nullptr) {
+    high_water_thread_ =
+        std::jthread([this](const std::stop_token& stop) { refresh_high_water(stop); });
+  }
 
   server_->start();
   log_notice(std::string("kpanel-totpd ") + kVersion + " listening on " + config_.socket.string() +
@@ -183,6 +216,16 @@ int Daemon::run() {
     serve();
   }  // joined: the loop ran out of work on every thread
   if (lanes_) lanes_->join();
+  stop_high_water();
+  // After the last request: the clean mark says nothing was left unsynced.
+  if (SqliteStore* sqlite = sqlite_store(); sqlite != nullptr && run_recorded_) {
+    if (auto marked = sqlite->mark_clean_stop(common::to_unix(core_->clock.now())); !marked) {
+      log_error(
+          "cannot record the clean stop (the next start will fence codes as after a "
+          "crash): " +
+          marked.error().message);
+    }
+  }
   if (core_) core_->audit.flush(true);  // what was counted and not yet summarized
   if (server_ && !socket_from_systemd_) (void)remove_socket_file(config_.socket, socket_file_);
   log_notice("stopped");
@@ -220,6 +263,105 @@ void Daemon::begin_stop() {
   log_notice("stopping: finishing requests in flight");
   server_->stop_accepting();
   audit_timer_.cancel();
+}
+
+SqliteStore* Daemon::sqlite_store() const noexcept {
+  return core_ ? dynamic_cast<SqliteStore*>(core_->store.get()) : nullptr;
+}
+
+void Daemon::start_run() {
+  SqliteStore* sqlite = sqlite_store();
+  if (sqlite == nullptr) return;  // PostgreSQL: every change is durable, nothing to fence
+  boot_id_ = kernel_boot_id();
+  if (record_run()) return;
+  // The state cannot be written (a mount not yet writable): nothing can be
+  // accepted until it can, and the run is recorded then (refresh_high_water
+  // tries again). Meanwhile, the fence the state on record calls for.
+  const auto stored = sqlite->run_state();
+  if (!stored || classify_last_stop(*stored, boot_id_, false) != LastStop::host_crash) return;
+  const std::int64_t now = common::to_unix(core_->clock.now());
+  const RunState next =
+      start_state(*stored, LastStop::host_crash, boot_id_, now, config_.policy.window);
+  if (const std::optional<Fence>& fence = next.fence) {
+    core_->rules.set_fence(fence);
+    announce_fence(LastStop::host_crash, *fence, std::nullopt, now);
+  }
+}
+
+bool Daemon::record_run() {
+  SqliteStore* sqlite = sqlite_store();
+  const std::int64_t now = common::to_unix(core_->clock.now());
+  auto started = sqlite->start_run(boot_id_, now, config_.policy.window);
+  if (!started) {
+    if (!run_record_failed_) {
+      log_error("cannot record this run in the state (trying again every " +
+                std::to_string(kHighWaterInterval.count()) +
+                " s; every change is fsync'd until then): " + started.error().message);
+    }
+    run_record_failed_ = true;
+    return false;
+  }
+  run_recorded_ = true;
+  const std::optional<Fence>& fence = started->fence;
+  core_->rules.set_fence(fence);
+  if (started->new_fence && fence) {
+    announce_fence(started->last_stop, *fence, started->snapshot_taken_at, now);
+  } else if (started->last_stop == LastStop::daemon_crash) {
+    log_notice("the last run did not stop cleanly, but the host did not restart: nothing lost");
+  }
+  return true;
+}
+
+// One audit line and one log line per start, however the fence was reached.
+void Daemon::announce_fence(LastStop last_stop, const Fence& fence,
+                            std::optional<std::int64_t> snapshot_taken_at, std::int64_t now) {
+  if (std::exchange(fence_announced_, true)) return;
+  AuditEvent event;
+  event.kind = AuditEventKind::fence;
+  event.outcome = common::protocol::Status::ok;
+  event.cause = last_stop == LastStop::restored ? "restored_backup" : "unclean_host_stop";
+  event.fence_time = fence.time;
+  event.snapshot_taken_at = snapshot_taken_at;
+  core_->audit.record(event);
+  const auto period = static_cast<std::int64_t>(config_.policy.totp.period);
+  const std::int64_t wait = std::max<std::int64_t>(
+      0, fence.time - now + (static_cast<std::int64_t>(fence.window) + 1) * period);
+  log_notice("after a " + std::string(to_string(last_stop)) +
+             ", codes accepted just before it may not be on disk: TOTP codes up to " +
+             std::to_string(fence.window) + " step(s) after " +
+             common::format_iso8601(common::from_unix(fence.time)) +
+             " are refused; users must wait for their next code (at most about " +
+             std::to_string(wait) + " s for " + std::to_string(period) +
+             "-second codes); recovery codes work meanwhile");
+}
+
+// Runs on its own thread: a fsync here holds no request.
+void Daemon::refresh_high_water(const std::stop_token& stop) {
+  SqliteStore* sqlite = sqlite_store();
+  bool failing = false;
+  std::unique_lock lock(high_water_mutex_);
+  while (!high_water_wake_.wait_for(lock, stop, kHighWaterInterval,
+                                    [&stop] { return stop.stop_requested(); })) {
+    lock.unlock();
+    if (!run_recorded_) (void)record_run();
+    const auto refreshed = sqlite->refresh_high_water(common::to_unix(core_->clock.now()));
+    // Once per change, not every few seconds: a failing disk is reported by
+    // the requests too.
+    if (!refreshed && !failing) {
+      log_error("cannot sync the state (high-water time, WAL): " + refreshed.error().message);
+    } else if (refreshed && failing) {
+      log_notice("syncing the state works again");
+    }
+    failing = !refreshed;
+    lock.lock();
+  }
+}
+
+void Daemon::stop_high_water() noexcept {
+  if (!high_water_thread_.joinable()) return;
+  high_water_thread_.request_stop();
+  high_water_wake_.notify_all();
+  high_water_thread_.join();
 }
 
 std::shared_ptr<const Policy> Daemon::policy() const {

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <condition_variable>
 #include <expected>
 #include <filesystem>
 #include <functional>
@@ -14,14 +15,18 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "daemon/config/config.hpp"
 #include "daemon/net/lanes.hpp"
 #include "daemon/net/listen_socket.hpp"
 #include "daemon/net/server.hpp"
+#include "daemon/rules/fence.hpp"
 #include "daemon/rules/policy.hpp"
 
 namespace kpanel::daemon {
+
+class SqliteStore;
 
 struct DaemonOptions {
   std::filesystem::path config_path;
@@ -88,6 +93,19 @@ class Daemon {
 
   void begin_stop();
   void flush_audit_every_second();
+  // The crash fence (rules/fence.hpp), SQLite only: records this run and
+  // applies a fence after an unclean host stop or a restore. A state that
+  // cannot be written yet does not stop the start: record_run() is tried
+  // again with each high-water refresh.
+  [[nodiscard]] SqliteStore* sqlite_store() const noexcept;
+  void start_run();
+  bool record_run();
+  void announce_fence(LastStop last_stop, const Fence& fence,
+                      std::optional<std::int64_t> snapshot_taken_at, std::int64_t now);
+  // Off the login path: the store's high-water time and WAL sync, every
+  // kHighWaterInterval until stop_high_water().
+  void refresh_high_water(const std::stop_token& stop);
+  void stop_high_water() noexcept;
 
   DaemonOptions options_;
   boost::asio::io_context io_{static_cast<int>(kIoThreads)};
@@ -103,6 +121,14 @@ class Daemon {
   bool socket_from_systemd_ = false;
   SocketFileIdentity socket_file_;
   bool stopping_ = false;  // on strand_ only
+  std::string boot_id_;    // the kernel's, read at start
+  // Written at start, then only by the high-water thread, read after it is joined.
+  bool run_recorded_ = false;
+  bool run_record_failed_ = false;
+  bool fence_announced_ = false;
+  std::mutex high_water_mutex_;
+  std::condition_variable_any high_water_wake_;
+  std::jthread high_water_thread_;  // last: joined before the store goes
 };
 
 }  // namespace kpanel::daemon

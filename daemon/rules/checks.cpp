@@ -73,6 +73,17 @@ Response internal_failure(AuditLog& log, AuditEvent event, const std::string& wh
   return refuse(log, std::move(event), Status::internal_error);
 }
 
+// ---- how soon each update must be on disk -------------------------------------
+
+Durability durability_of(protocol::Op op, const Code& code) noexcept {
+  if (op == protocol::Op::verify && code.kind() != Code::Kind::recovery) {
+    return Durability::deferred;
+  }
+  return durability_of(op);
+}
+
+Durability durability_of(protocol::Op /*op*/) noexcept { return Durability::durable; }
+
 // ---- TOTP codes ----------------------------------------------------------------
 
 ReplayState replay_state_of(const UserRecord& record) {
@@ -104,7 +115,8 @@ void accept_step(UserRecord& record, std::int64_t step) {
 // the scan's result, after it has run in full. The code's digits come
 // classified (spaces already dropped); only their count is the enrollment's.
 TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams& params,
-                     const Code& code, const ReplayState& replay, unsigned window, TimePoint now) {
+                     const Code& code, const ReplayState& replay, unsigned window, TimePoint now,
+                     const std::optional<Fence>& fence) {
   TotpMatch match;
   const std::string_view digits = code.digits();
   if (code.kind() != Code::Kind::totp || digits.size() != params.digits) {
@@ -128,8 +140,10 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
            (moved_back || !replay.last_step || step > *replay.last_step);
   };
   // Every step of the window, none skipped: the latest fresh one with this
-  // code wins; a code right only for spent steps is a replay.
+  // code wins; a code right only for spent steps is a replay, one right for
+  // a fresh step the crash fence closes is fenced.
   bool right = false;
+  bool right_but_fenced = false;
   for (std::int64_t step = center - inner; step <= center + inner; ++step) {
     const auto candidate = generator->at_step(step);
     if (!candidate) {
@@ -139,14 +153,19 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
     if (common::constant_time_equal(candidate->view(), digits)) {
       right = true;
       if (fresh(step)) {
-        match.step = step;
+        if (fenced(fence, step, params.period)) {
+          right_but_fenced = true;
+        } else {
+          match.step = step;
+        }
       }
     }
   }
   if (match.step) {
     return match;
   }
-  match.replayed = right;
+  match.fenced = right_but_fenced;
+  match.replayed = right && !right_but_fenced;
   const std::int64_t reach = std::max(inner, kSkewSearchSteps);
   std::optional<std::int64_t> outer_offset;
   // All of them, with no exit at a match: when the search stopped would tell
@@ -236,7 +255,7 @@ std::optional<RecoveryBatch> make_recovery_codes(unsigned count) {
 std::expected<std::optional<RecoveryBatch>, Status> batch_for_code(
     std::span<const std::uint8_t> key, const common::TotpParams& params, const ReplayState& replay,
     const Code& code, const Policy& policy, TimePoint now) {
-  if (!match_totp(key, params, code, replay, policy.window, now).step) {
+  if (!match_totp(key, params, code, replay, policy.window, now, policy.fence).step) {
     return std::nullopt;
   }
   auto batch = make_recovery_codes(policy.recovery_codes);
@@ -317,9 +336,18 @@ Attempt prove(UserRecord& record, const Code& code, const std::optional<std::str
     return attempt;
   }
   const TotpMatch match = match_totp(record.active->secret.view(), record.active->params, code,
-                                     replay_state_of(record), policy.window, now);
+                                     replay_state_of(record), policy.window, now, policy.fence);
   if (match.failed) {
     return attempt;  // internal_error, nothing written
+  }
+  if (match.fenced) {
+    // Our doing, not the user's: not counted toward lockout, nothing
+    // written. Answered as `replayed` (no new status, so every protocol
+    // version carries it), whose message tells the user to wait for the
+    // next code, which is what the fence asks; no failures_left with it.
+    attempt.status = Status::replayed;
+    attempt.fenced = true;
+    return attempt;
   }
   attempt.clock_moved_seconds = match.clock_moved_seconds;
   bool accepted = false;
@@ -354,6 +382,7 @@ void audit_attempt(AuditLog& log, AuditEvent event, const Attempt& attempt) {
   event.outcome = attempt.status;
   event.recovery_code_used = attempt.recovery_code_used;
   event.failures_left = attempt.failures_left;
+  event.fenced = attempt.fenced;
   if (attempt.locked_until) {
     event.locked_until = common::to_unix(*attempt.locked_until);
   }

@@ -62,6 +62,17 @@ Response guarded(AuditLog& log, protocol::Op op, Body&& body) noexcept {
   return reply(Status::internal_error);
 }
 
+// ---- how soon each update must be on disk -------------------------------------
+// The one place that says it (store.hpp's Durability). Deferred: a TOTP code
+// checked by verify (the step it spends, or the failure and any lockout it
+// counts), the login path: the crash fence covers what a host crash loses.
+// Durable: everything that can never be undone or repeated — a recovery
+// code (consumed, or its failure counted with it), an enrollment begun or
+// confirmed, disable, new recovery codes, reset, unlock — and the rarer ops
+// whose TOTP proof guards one of those.
+[[nodiscard]] Durability durability_of(protocol::Op op, const Code& code) noexcept;
+[[nodiscard]] Durability durability_of(protocol::Op op) noexcept;  // ops without a code
+
 // ---- TOTP codes ----------------------------------------------------------------
 struct TotpMatch {
   std::optional<std::int64_t> step;          // accepted: inside the window, fresh
@@ -70,7 +81,10 @@ struct TotpMatch {
   // back by about this much (negative seconds).
   std::optional<std::int64_t> clock_moved_seconds;
   bool replayed = false;  // refused: right for a step in the window already accepted
-  bool failed = false;    // HMAC failure: neither right nor wrong
+  // refused: right for a step never accepted on record but closed by the crash
+  // fence (it may have been accepted in what the crash lost)
+  bool fenced = false;
+  bool failed = false;  // HMAC failure: neither right nor wrong
 };
 
 // The replay state a code is checked against: its own secret's. A pending
@@ -86,7 +100,8 @@ ReplayState replay_state_of(const UserRecord& record);
 void accept_step(UserRecord& record, std::int64_t step);
 // A typed code against `key` for the steps around `now` (see checks.cpp).
 TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams& params,
-                     const Code& code, const ReplayState& replay, unsigned window, TimePoint now);
+                     const Code& code, const ReplayState& replay, unsigned window, TimePoint now,
+                     const std::optional<Fence>& fence);
 
 // ---- recovery codes ------------------------------------------------------------
 std::uint32_t recovery_codes_left(const UserRecord& record);
@@ -115,6 +130,7 @@ struct Attempt {
   bool changed = false;  // the record must be written back
   bool recovery_code_used = false;
   bool lockout_started = false;
+  bool fenced = false;  // refused by the crash fence: not counted, nothing written
   std::optional<TimePoint> locked_until;
   std::optional<std::uint32_t> failures_left;
   std::optional<std::int64_t> skew_seconds;

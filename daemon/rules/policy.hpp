@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/totp.hpp"
+#include "daemon/rules/fence.hpp"
 
 namespace kpanel::daemon {
 
@@ -24,6 +25,9 @@ struct Policy {
   std::string admin_group;                             // empty: root only
   std::optional<std::chrono::sys_days> enforce_after;  // empty: never
   std::string exempt_group;                            // empty: nobody
+  // Not from the config: the crash fence in force (fence.hpp), set by the
+  // daemon at start through Rules::set_fence and kept across reloads.
+  std::optional<Fence> fence;
 };
 
 }  // namespace kpanel::daemon

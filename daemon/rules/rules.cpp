@@ -27,9 +27,16 @@ Rules::Rules(Policy policy, Store& store, const common::Clock& clock, PasswordCh
       policy_(std::make_shared<const Policy>(std::move(policy))) {}
 
 void Rules::set_policy(Policy policy) {
-  auto replacement = std::make_shared<const Policy>(std::move(policy));
   const std::lock_guard lock(policy_mutex_);
-  policy_ = std::move(replacement);
+  policy.fence = policy_->fence;
+  policy_ = std::make_shared<const Policy>(std::move(policy));
+}
+
+void Rules::set_fence(std::optional<Fence> fence) {
+  const std::lock_guard lock(policy_mutex_);
+  Policy policy = *policy_;
+  policy.fence = fence;
+  policy_ = std::make_shared<const Policy>(std::move(policy));
 }
 
 std::shared_ptr<const Policy> Rules::policy() const {
@@ -132,14 +139,16 @@ Response Rules::verify(const Caller& caller, const std::string& user,
     }
 
     // Check and consume in one update: of concurrent requests with one code,
-    // exactly one is accepted, and the acceptance is on disk before the reply.
+    // exactly one is accepted. A recovery code is on disk before the reply; a
+    // TOTP step is committed without waiting for the disk (durability_of).
     Attempt attempt;
     std::uint32_t codes_left = 0;
-    const auto updated = store_.update(user, [&](UserRecord& record) {
-      attempt = prove(record, request.code, recovery_hash, *policy, now);
-      codes_left = recovery_codes_left(record);
-      return attempt.changed;
-    });
+    const auto updated = store_.update(
+        user, durability_of(protocol::Op::verify, request.code), [&](UserRecord& record) {
+          attempt = prove(record, request.code, recovery_hash, *policy, now);
+          codes_left = recovery_codes_left(record);
+          return attempt.changed;
+        });
     if (!updated) {
       return store_failed(audit_, event, updated.error());
     }
@@ -215,30 +224,31 @@ Response Rules::disable(const Caller& caller, const std::string& user,
       return internal_failure(audit_, event, "password check: " + password_ok.error().message);
     }
     Attempt attempt;
-    const auto updated = store_.update(user, [&](UserRecord& current) {
-      if (!*password_ok) {
-        attempt = Attempt{};
-        if (!current.active) {
-          attempt.status = Status::not_enrolled;
-        } else if (is_locked(current, now)) {
-          attempt.status = Status::locked;
-          attempt.locked_until = current.locked_until;
-        } else {
-          settle(attempt, current, false, *policy, now);
-          if (attempt.status == Status::wrong_code) {
-            attempt.status = Status::wrong_password;
+    const auto updated = store_.update(
+        user, durability_of(protocol::Op::disable, request.code), [&](UserRecord& current) {
+          if (!*password_ok) {
+            attempt = Attempt{};
+            if (!current.active) {
+              attempt.status = Status::not_enrolled;
+            } else if (is_locked(current, now)) {
+              attempt.status = Status::locked;
+              attempt.locked_until = current.locked_until;
+            } else {
+              settle(attempt, current, false, *policy, now);
+              if (attempt.status == Status::wrong_code) {
+                attempt.status = Status::wrong_password;
+              }
+            }
+            return attempt.changed;
           }
-        }
-        return attempt.changed;
-      }
-      // Only a TOTP code: whoever has just the password and a recovery code
-      // should not be able to turn the second factor off.
-      attempt = prove(current, request.code, std::nullopt, *policy, now);
-      if (attempt.status == Status::ok) {
-        forget_enrollment(current);
-      }
-      return attempt.changed;
-    });
+          // Only a TOTP code: whoever has just the password and a recovery code
+          // should not be able to turn the second factor off.
+          attempt = prove(current, request.code, std::nullopt, *policy, now);
+          if (attempt.status == Status::ok) {
+            forget_enrollment(current);
+          }
+          return attempt.changed;
+        });
     if (!updated) {
       return store_failed(audit_, event, updated.error());
     }
@@ -281,15 +291,16 @@ Response Rules::admin_reset(const Caller& caller, const std::string& user,
   return guarded(audit_, protocol::Op::admin_reset, [&] {
     const AuditEvent event = make_event(AuditEventKind::reset, caller, user);
     bool existed = false;
-    const auto updated = store_.update(user, [&](UserRecord& record) {
-      existed = has_state(record);
-      if (!existed) {
-        return false;
-      }
-      forget_enrollment(record);
-      register_success(record);  // failures, lockout and level
-      return true;
-    });
+    const auto updated =
+        store_.update(user, durability_of(protocol::Op::admin_reset), [&](UserRecord& record) {
+          existed = has_state(record);
+          if (!existed) {
+            return false;
+          }
+          forget_enrollment(record);
+          register_success(record);  // failures, lockout and level
+          return true;
+        });
     if (!updated) {
       return store_failed(audit_, event, updated.error());
     }
@@ -308,13 +319,14 @@ Response Rules::admin_unlock(const Caller& caller, const std::string& user,
   return guarded(audit_, protocol::Op::admin_unlock, [&] {
     const AuditEvent event = make_event(AuditEventKind::unlock, caller, user);
     bool known = false;
-    const auto updated = store_.update(user, [&](UserRecord& record) {
-      known = has_state(record);
-      const bool locked_state =
-          record.failures != 0 || record.lockout_level != 0 || record.locked_until;
-      register_success(record);
-      return locked_state;
-    });
+    const auto updated =
+        store_.update(user, durability_of(protocol::Op::admin_unlock), [&](UserRecord& record) {
+          known = has_state(record);
+          const bool locked_state =
+              record.failures != 0 || record.lockout_level != 0 || record.locked_until;
+          register_success(record);
+          return locked_state;
+        });
     if (!updated) {
       return store_failed(audit_, event, updated.error());
     }

@@ -45,7 +45,10 @@ class Rules {
         const AccountDirectory& accounts, AuditLog& audit);
 
   // SIGHUP: requests already running finish with the policy they started with.
+  // The fence in force stays.
   void set_policy(Policy policy);
+  // At start, before serving: the crash fence from the store's run state.
+  void set_fence(std::optional<Fence> fence);
   [[nodiscard]] std::shared_ptr<const Policy> policy() const;
 
   // Does this login need a code? LoginCheckResult.

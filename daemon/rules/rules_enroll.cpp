@@ -86,21 +86,22 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
     // A new pending enrollment replaces an older one. Changing phones needs a
     // proof, checked like verify; the active secret keeps working until confirm.
     Attempt attempt;
-    const auto updated = store_.update(user, [&](UserRecord& current) {
-      attempt = Attempt{};
-      if (request.replace) {
-        attempt = prove(current, request.proof, recovery_hash, *policy, now);
-        if (attempt.status != Status::ok) {
-          return attempt.changed;
-        }
-      } else if (current.active) {
-        attempt.status = Status::already_enrolled;
-        return false;
-      }
-      attempt.status = Status::ok;
-      current.pending = pending;
-      return true;
-    });
+    const auto updated = store_.update(
+        user, durability_of(protocol::Op::enroll_begin, request.proof), [&](UserRecord& current) {
+          attempt = Attempt{};
+          if (request.replace) {
+            attempt = prove(current, request.proof, recovery_hash, *policy, now);
+            if (attempt.status != Status::ok) {
+              return attempt.changed;
+            }
+          } else if (current.active) {
+            attempt.status = Status::already_enrolled;
+            return false;
+          }
+          attempt.status = Status::ok;
+          current.pending = pending;
+          return true;
+        });
     if (!updated) {
       return store_failed(audit_, event, updated.error());
     }
@@ -162,63 +163,66 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
     Attempt attempt;
     std::vector<common::SecureString> issued;
     std::uint32_t codes_left = 0;
-    const auto updated = store_.update(user, [&](UserRecord& record) {
-      attempt = Attempt{};
-      issued.clear();
-      if (!record.pending) {
-        attempt.status = Status::no_pending_enrollment;
-        return false;
-      }
-      if (now >= record.pending->expires_at) {
-        attempt.status = Status::no_pending_enrollment;
-        record.pending.reset();  // tidy up the expired one
-        return true;
-      }
-      if (is_locked(record, now)) {
-        attempt.status = Status::locked;
-        attempt.locked_until = record.locked_until;
-        return false;
-      }
-      if (malformed_code(request.code, record.pending->params.digits)) {
-        attempt.status = Status::malformed_code;
-        return false;
-      }
-      // The new secret's own replay state, which is empty: the old phone's
-      // last code, maybe in this very step, says nothing about the new one.
-      const TotpMatch match = match_totp(record.pending->secret.view(), record.pending->params,
-                                         request.code, ReplayState{}, policy->window, now);
-      if (match.failed) {
-        return false;  // internal_error
-      }
-      const bool first = !record.active;
-      if (match.step && first && !batch) {  // the record changed since it was loaded
-        batch = make_recovery_codes(policy->recovery_codes);
-        if (!batch) {
-          return false;  // internal_error
-        }
-      }
-      note_skew(attempt, record, match);
-      settle(attempt, record, match.step.has_value(), *policy, now, failure_of(match));
-      if (!match.step) {
-        return true;
-      }
+    const auto updated = store_.update(
+        user, durability_of(protocol::Op::enroll_confirm, request.code), [&](UserRecord& record) {
+          attempt = Attempt{};
+          issued.clear();
+          if (!record.pending) {
+            attempt.status = Status::no_pending_enrollment;
+            return false;
+          }
+          if (now >= record.pending->expires_at) {
+            attempt.status = Status::no_pending_enrollment;
+            record.pending.reset();  // tidy up the expired one
+            return true;
+          }
+          if (is_locked(record, now)) {
+            attempt.status = Status::locked;
+            attempt.locked_until = record.locked_until;
+            return false;
+          }
+          if (malformed_code(request.code, record.pending->params.digits)) {
+            attempt.status = Status::malformed_code;
+            return false;
+          }
+          // The new secret's own replay state, which is empty: the old phone's
+          // last code, maybe in this very step, says nothing about the new one.
+          // No fence either: a pending secret accepted nothing before any crash.
+          const TotpMatch match =
+              match_totp(record.pending->secret.view(), record.pending->params, request.code,
+                         ReplayState{}, policy->window, now, std::nullopt);
+          if (match.failed) {
+            return false;  // internal_error
+          }
+          const bool first = !record.active;
+          if (match.step && first && !batch) {  // the record changed since it was loaded
+            batch = make_recovery_codes(policy->recovery_codes);
+            if (!batch) {
+              return false;  // internal_error
+            }
+          }
+          note_skew(attempt, record, match);
+          settle(attempt, record, match.step.has_value(), *policy, now, failure_of(match));
+          if (!match.step) {
+            return true;
+          }
 
-      // From now on the record's replay state is the new secret's, in which
-      // the confirming code counts as used.
-      record.last_step = match.step;
-      record.used_steps.clear();
-      mark_step_used(record.used_steps, *match.step);
-      record.last_skew_seconds.reset();
-      record.active = Enrollment{record.pending->secret, record.pending->params, now};
-      record.pending.reset();
-      // A replace keeps the recovery codes: they are not on the phone.
-      if (first) {
-        record.recovery_codes = batch->records;
-        issued = batch->codes;
-      }
-      codes_left = recovery_codes_left(record);
-      return true;
-    });
+          // From now on the record's replay state is the new secret's, in which
+          // the confirming code counts as used.
+          record.last_step = match.step;
+          record.used_steps.clear();
+          mark_step_used(record.used_steps, *match.step);
+          record.last_skew_seconds.reset();
+          record.active = Enrollment{record.pending->secret, record.pending->params, now};
+          record.pending.reset();
+          // A replace keeps the recovery codes: they are not on the phone.
+          if (first) {
+            record.recovery_codes = batch->records;
+            issued = batch->codes;
+          }
+          codes_left = recovery_codes_left(record);
+          return true;
+        });
     return codes_issued_reply(audit_, std::move(event), updated, attempt, codes_left,
                               std::move(issued));
   });
@@ -248,24 +252,26 @@ Response Rules::regenerate_recovery_codes(
 
     Attempt attempt;
     std::vector<common::SecureString> issued;
-    const auto updated = store_.update(user, [&](UserRecord& record) {
-      issued.clear();
-      // A TOTP code only: replacing the recovery codes is not a recovery.
-      attempt = prove(record, request.code, std::nullopt, *policy, now);
-      if (attempt.status != Status::ok) {
-        return attempt.changed;
-      }
-      if (!batch) {
-        batch = make_recovery_codes(policy->recovery_codes);
-      }
-      if (!batch) {
-        attempt = Attempt{};  // internal_error, nothing written
-        return false;
-      }
-      record.recovery_codes = batch->records;
-      issued = batch->codes;
-      return true;
-    });
+    const auto updated =
+        store_.update(user, durability_of(protocol::Op::recovery_regenerate, request.code),
+                      [&](UserRecord& record) {
+                        issued.clear();
+                        // A TOTP code only: replacing the recovery codes is not a recovery.
+                        attempt = prove(record, request.code, std::nullopt, *policy, now);
+                        if (attempt.status != Status::ok) {
+                          return attempt.changed;
+                        }
+                        if (!batch) {
+                          batch = make_recovery_codes(policy->recovery_codes);
+                        }
+                        if (!batch) {
+                          attempt = Attempt{};  // internal_error, nothing written
+                          return false;
+                        }
+                        record.recovery_codes = batch->records;
+                        issued = batch->codes;
+                        return true;
+                      });
     const auto codes_left = static_cast<std::uint32_t>(issued.size());
     return codes_issued_reply(audit_, std::move(event), updated, attempt, codes_left,
                               std::move(issued));

@@ -59,6 +59,19 @@ CREATE TABLE recovery_codes (
     Migration{2, R"sql(
 ALTER TABLE users ADD COLUMN used_steps TEXT;
 )sql"},
+    // The daemon's runs, for the crash fence (daemon/rules/fence.hpp): one row.
+    // This host's SQLite only: a fleet's store commits every change durably.
+    Migration{3, R"sql(
+CREATE TABLE daemon_run (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  boot_id TEXT NOT NULL,
+  running INTEGER NOT NULL CHECK (running IN (0, 1)),
+  high_water INTEGER NOT NULL,
+  fence_time INTEGER,
+  fence_window INTEGER CHECK (fence_window BETWEEN 0 AND 4294967295),
+  CHECK ((fence_time IS NULL) = (fence_window IS NULL))
+) STRICT;
+)sql"},
 };
 static_assert(kSqliteMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 

@@ -233,6 +233,16 @@ std::expected<std::unique_ptr<Connection>, StoreError> Connection::open(
       return std::unexpected(connection->error(
           StoreErrorKind::io, "cannot use WAL journaling (journal_mode is " + *mode + ")"));
     }
+    // Deferred commits by default (a durable batch switches to FULL); no
+    // automatic checkpoint, whose fsyncs would land on some login's commit:
+    // the store's refresh_high_water() checkpoints from the background.
+    if (auto done = connection->exec("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
+                                     "setting up the writer");
+        !done) {
+      return std::unexpected(done.error());
+    }
+  } else if (role == Role::checkpointer) {
+    // Checkpoints only; they write the database file, so not query_only.
   } else if (auto done = connection->exec("PRAGMA query_only = ON;", "setting up the reader");
              !done) {
     return std::unexpected(done.error());
@@ -246,7 +256,7 @@ std::expected<void, StoreError> Connection::migrate() {
 }
 
 std::expected<void, StoreError> Connection::prepare_statements() {
-  const std::array<std::pair<Statement*, const char*>, 7> control{{
+  const std::array<std::pair<Statement*, const char*>, 9> control{{
       {&begin_deferred, "BEGIN"},
       {&begin_immediate, "BEGIN IMMEDIATE"},
       {&commit, "COMMIT"},
@@ -254,6 +264,8 @@ std::expected<void, StoreError> Connection::prepare_statements() {
       {&savepoint, "SAVEPOINT one_update"},
       {&release_savepoint, "RELEASE one_update"},
       {&rollback_to_savepoint, "ROLLBACK TO one_update"},
+      {&sync_full, "PRAGMA synchronous = FULL"},
+      {&sync_normal, "PRAGMA synchronous = NORMAL"},
   }};
   for (const auto& [statement, text] : control) {
     auto prepared = prepare(text, SQLITE_PREPARE_PERSISTENT);

@@ -1,6 +1,7 @@
 #pragma once
-// One connection of the SqliteStore: a sqlite3 handle set up for durability
-// (synchronous=FULL, WAL) and hardened, its cached statements, and the
+// One connection of the SqliteStore: a sqlite3 handle set up for WAL (the
+// writer commits with synchronous=NORMAL unless a durable batch switches it
+// to FULL) and hardened, its cached statements, and the
 // sql::Session the shared row layer (sql_rows.hpp) runs its queries through.
 
 #include <sqlite3.h>
@@ -32,7 +33,8 @@ using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
 
 class SqliteStore::Connection final : public sql::Session {
  public:
-  enum class Role : std::uint8_t { writer, reader };
+  // checkpointer: only runs checkpoints (store_sqlite.hpp), no statements.
+  enum class Role : std::uint8_t { writer, reader, checkpointer };
   using Statement = sqlite::Statement;
 
   Connection(const Connection&) = delete;
@@ -80,13 +82,15 @@ class SqliteStore::Connection final : public sql::Session {
   Statement savepoint;
   Statement release_savepoint;
   Statement rollback_to_savepoint;
+  Statement sync_full;    // PRAGMA synchronous = FULL, for a durable batch
+  Statement sync_normal;  // back to NORMAL, the writer's default
 
  private:
   explicit Connection(std::string name) : name_(std::move(name)) {}
 
-  std::array<Statement*, 7> control_statements() noexcept {
-    return {&begin_deferred,    &begin_immediate,      &commit, &rollback, &savepoint,
-            &release_savepoint, &rollback_to_savepoint};
+  std::array<Statement*, 9> control_statements() noexcept {
+    return {&begin_deferred,    &begin_immediate,       &commit,    &rollback,   &savepoint,
+            &release_savepoint, &rollback_to_savepoint, &sync_full, &sync_normal};
   }
 
   std::array<Statement, sql::kQueryCount> queries_;  // indexed by sql::Query

@@ -55,6 +55,19 @@ struct UserRecord {
   std::vector<RecoveryCodeRecord> recovery_codes;
 };
 
+// How soon an update must be on disk. The rules say which kind each update
+// is (rules_detail::durability_of); a store never guesses.
+enum class Durability : std::uint8_t {
+  // Committed and visible before update() returns, and no crash of the
+  // daemon alone (kill -9) loses it; it reaches the disk within the store's
+  // sync interval (or with the next durable update). A host crash may lose it:
+  // accepted TOTP steps and failure counts, covered by the fence after an
+  // unclean host stop (fence.hpp).
+  deferred,
+  // On disk (fsync'd) before update() returns: changes that can never be undone.
+  durable,
+};
+
 enum class StoreErrorKind : std::uint8_t { io, corrupt, busy, key, unavailable };
 
 struct StoreError {
@@ -71,12 +84,19 @@ class Store {
 
   // Atomic read-modify-write of one user's record. Loads the record (or a fresh
   // one with only `user` set), calls `change`; when it returns true, writes the
-  // record back and makes it durable (fsync'd) before returning. Serialized
+  // record back, committed as `durability` says before returning. Serialized
   // against every other update of the same user. A record left with no active
   // enrollment, no pending one, no lockout state and no recovery codes may be
   // deleted by the store.
   virtual std::expected<void, StoreError> update(
-      std::string_view user, const std::function<bool(UserRecord&)>& change) = 0;
+      std::string_view user, Durability durability,
+      const std::function<bool(UserRecord&)>& change) = 0;
+
+  // A durable update (tools and tests; the rules always name the kind).
+  std::expected<void, StoreError> update(std::string_view user,
+                                         const std::function<bool(UserRecord&)>& change) {
+    return update(user, Durability::durable, change);
+  }
 
   // Every user the store knows, sorted by name.
   virtual std::expected<std::vector<UserRecord>, StoreError> list() = 0;

@@ -37,11 +37,11 @@ std::expected<std::optional<UserRecord>, StoreError> LoggedStore::load(std::stri
 }
 
 std::expected<void, StoreError> LoggedStore::update(
-    std::string_view user, const std::function<bool(UserRecord&)>& change) {
+    std::string_view user, Durability durability, const std::function<bool(UserRecord&)>& change) {
   // Only a write that happened shows the disk takes writes again; an update
   // whose change wrote nothing (a locked account refused) does not.
   bool wrote = false;
-  auto updated = inner_.update(user, [&](UserRecord& record) {
+  auto updated = inner_.update(user, durability, [&](UserRecord& record) {
     wrote = change(record);
     return wrote;
   });

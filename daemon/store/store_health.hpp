@@ -20,7 +20,8 @@ class LoggedStore final : public Store {
   LoggedStore(Store& inner, AuditLog& log) : inner_(inner), log_(log) {}
 
   std::expected<std::optional<UserRecord>, StoreError> load(std::string_view user) override;
-  std::expected<void, StoreError> update(std::string_view user,
+  using Store::update;
+  std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
   std::expected<std::vector<UserRecord>, StoreError> list() override;
 

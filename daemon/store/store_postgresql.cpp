@@ -686,7 +686,8 @@ std::expected<std::optional<UserRecord>, StoreError> PostgresqlStore::load(std::
 }
 
 std::expected<void, StoreError> PostgresqlStore::update(
-    std::string_view user, const std::function<bool(UserRecord&)>& change) {
+    std::string_view user, Durability /*durability*/,
+    const std::function<bool(UserRecord&)>& change) {
   return with_connection<void>([&](Connection& connection,
                                    bool& started) -> std::expected<void, StoreError> {
     Params key;

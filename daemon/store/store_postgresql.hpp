@@ -73,7 +73,11 @@ class PostgresqlStore final : public Store {
   ~PostgresqlStore() override;
 
   std::expected<std::optional<UserRecord>, StoreError> load(std::string_view user) override;
-  std::expected<void, StoreError> update(std::string_view user,
+  using Store::update;
+  // Every commit is synchronous here, deferred or not: the fence that makes a
+  // deferred write safe is for one host's SQLite file, and a fleet's replay
+  // state must not depend on which host crashed (README, security section).
+  std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
   std::expected<std::vector<UserRecord>, StoreError> list() override;
 

@@ -13,6 +13,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <system_error>
@@ -284,10 +285,17 @@ struct SqliteStore::QueuedUpdate {
 };
 
 std::expected<void, StoreError> SqliteStore::update(
-    std::string_view user, const std::function<bool(UserRecord&)>& change) {
+    std::string_view user, Durability durability, const std::function<bool(UserRecord&)>& change) {
   QueuedUpdate mine;
   mine.user = user;
   mine.change = &change;
+  if (durability == Durability::deferred && run_recorded_.load(std::memory_order_acquire)) {
+    // No queue: nothing to wait for but the writer itself.
+    QueuedUpdate* const alone = &mine;
+    commit_batch(std::span(&alone, 1), Durability::deferred);
+    if (mine.thrown) std::rethrow_exception(mine.thrown);
+    return std::move(mine.result);
+  }
   std::unique_lock lock(queue_mutex_);
   queue_.push_back(&mine);
   bool lead = !std::exchange(committing_, true);
@@ -299,7 +307,7 @@ std::expected<void, StoreError> SqliteStore::update(
     std::vector<QueuedUpdate*> batch;
     batch.swap(queue_);
     lock.unlock();
-    commit_batch(batch);
+    commit_batch(batch, Durability::durable);
     lock.lock();
     const auto wake = [](QueuedUpdate* update) {
       update->woken = true;
@@ -378,7 +386,43 @@ bool apply_update(Connection& connection, const SecretBox& box, SqliteStore::Que
 
 }  // namespace
 
-void SqliteStore::commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept {
+namespace {
+
+// A durable transaction commits with synchronous=FULL, then the writer goes
+// back to NORMAL (should that fail, it stays FULL: slower, never less safe).
+class SyncMode {
+ public:
+  SyncMode(const Connection& connection, Durability durability) : connection_(connection) {
+    if (durability == Durability::durable) {
+      auto switched = connection.run(connection.sync_full, "asking for a durable commit");
+      switched_ = switched.has_value();
+      if (!switched) error_ = std::move(switched.error());
+    }
+  }
+  SyncMode(const SyncMode&) = delete;
+  SyncMode& operator=(const SyncMode&) = delete;
+  SyncMode(SyncMode&&) = delete;
+  SyncMode& operator=(SyncMode&&) = delete;
+  ~SyncMode() {
+    if (switched_) {
+      sqlite3_stmt* normal = connection_.sync_normal.get();
+      sqlite3_step(normal);
+      sqlite3_reset(normal);
+    }
+  }
+  // Not switched to FULL for a durable transaction: it must not commit.
+  [[nodiscard]] const std::optional<StoreError>& error() const noexcept { return error_; }
+
+ private:
+  const Connection& connection_;
+  bool switched_ = false;
+  std::optional<StoreError> error_;
+};
+
+}  // namespace
+
+void SqliteStore::commit_batch(std::span<QueuedUpdate* const> batch,
+                               Durability durability) noexcept {
   const auto fail_all = [&](const StoreError& error) noexcept {
     for (QueuedUpdate* update : batch) {
       if (!update->thrown) update->result = std::unexpected(error);
@@ -392,6 +436,12 @@ void SqliteStore::commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept
       return;
     }
     Connection& connection = *writer_;
+    // Before the transaction, so restored after it has ended however it ends.
+    const SyncMode sync_mode(connection, durability);
+    if (const auto& error = sync_mode.error()) {
+      fail_all(*error);
+      return;
+    }
     // IMMEDIATE takes the write lock now: another process cannot slip a write
     // in between our reads and our writes.
     auto transaction = Transaction::begin(connection, connection.begin_immediate);
@@ -410,8 +460,9 @@ void SqliteStore::commit_batch(const std::vector<QueuedUpdate*>& batch) noexcept
       }
       any_written = any_written || wrote;
     }
-    if (!any_written) return;  // rolled back: nothing to make durable
-    // synchronous=FULL: the WAL is fsync'd before COMMIT returns.
+    if (!any_written) return;  // rolled back: nothing to commit
+    // Durable (synchronous=FULL): the WAL is fsync'd before COMMIT returns.
+    // Deferred (NORMAL): written to the WAL, synced by refresh_high_water().
     // A failed COMMIT fails the whole batch, the updates that wrote nothing
     // too: their change() may have decided on what an earlier one wrote.
     if (auto committed = transaction->commit(); !committed) fail_all(committed.error());
@@ -456,6 +507,207 @@ std::expected<std::vector<UserRecord>, StoreError> SqliteStore::list() {
   if (!records) return std::unexpected(records.error());
   if (auto done = transaction->commit(); !done) return std::unexpected(done.error());
   return records;
+}
+
+// ---- run state and background sync (fence.hpp) -------------------------------------
+
+std::expected<void, StoreError> SqliteStore::in_writer_transaction(
+    Durability durability,
+    const std::function<std::expected<void, StoreError>(Connection&)>& body) {
+  const std::lock_guard lock(writer_mutex_);
+  reopen_if_writable_again();
+  if (!writer_) return std::unexpected(io_error("sqlite store " + path_.string() + ": not open"));
+  Connection& connection = *writer_;
+  const SyncMode sync_mode(connection, durability);
+  if (const auto& error = sync_mode.error()) return std::unexpected(*error);
+  auto transaction = Transaction::begin(connection, connection.begin_immediate);
+  if (!transaction) return std::unexpected(transaction.error());
+  if (auto done = body(connection); !done) return done;
+  return transaction->commit();
+}
+
+namespace {
+
+std::expected<std::optional<RunState>, StoreError> read_run_state(Connection& connection) {
+  auto statement = connection.prepare(
+      "SELECT boot_id, running, high_water, fence_time, fence_window FROM daemon_run WHERE id = 1");
+  if (!statement) return std::unexpected(statement.error());
+  sqlite3_stmt* row = statement->get();
+  const int rc = sqlite3_step(row);
+  if (rc == SQLITE_DONE) return std::optional<RunState>{};
+  if (rc != SQLITE_ROW) return std::unexpected(connection.failure(rc, "reading the run state"));
+  RunState state;
+  const auto* boot_id = reinterpret_cast<const char*>(sqlite3_column_text(row, 0));
+  state.boot_id = boot_id != nullptr ? boot_id : "";
+  state.running = sqlite3_column_int64(row, 1) != 0;
+  state.high_water = sqlite3_column_int64(row, 2);
+  if (sqlite3_column_type(row, 3) != SQLITE_NULL) {
+    state.fence =
+        Fence{sqlite3_column_int64(row, 3), static_cast<unsigned>(sqlite3_column_int64(row, 4))};
+  }
+  return std::optional<RunState>{std::move(state)};
+}
+
+std::expected<void, StoreError> write_run_state(Connection& connection, const RunState& state) {
+  auto statement = connection.prepare(
+      "INSERT INTO daemon_run (id, boot_id, running, high_water, fence_time, fence_window)"
+      " VALUES (1, ?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
+      " boot_id = excluded.boot_id, running = excluded.running,"
+      " high_water = excluded.high_water, fence_time = excluded.fence_time,"
+      " fence_window = excluded.fence_window");
+  if (!statement) return std::unexpected(statement.error());
+  sqlite3_stmt* row = statement->get();
+  int rc = sqlite3_bind_text64(row, 1, state.boot_id.data(), state.boot_id.size(), SQLITE_STATIC,
+                               SQLITE_UTF8);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(row, 2, state.running ? 1 : 0);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(row, 3, state.high_water);
+  if (rc == SQLITE_OK) {
+    rc = state.fence ? sqlite3_bind_int64(row, 4, state.fence->time) : sqlite3_bind_null(row, 4);
+  }
+  if (rc == SQLITE_OK) {
+    rc = state.fence ? sqlite3_bind_int64(row, 5, state.fence->window) : sqlite3_bind_null(row, 5);
+  }
+  if (rc != SQLITE_OK) return std::unexpected(connection.failure(rc, "writing the run state"));
+  return connection.step_to_end(row, "writing the run state");
+}
+
+}  // namespace
+
+std::expected<SqliteStore::RunStart, StoreError> SqliteStore::start_run(const std::string& boot_id,
+                                                                        std::int64_t now,
+                                                                        unsigned window) {
+  RunStart start;
+  auto done = in_writer_transaction(
+      Durability::durable, [&](Connection& connection) -> std::expected<void, StoreError> {
+        // A restored backup (`kpanel-totp admin backup` adds this table to its copy).
+        auto restored = connection.single_integer(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'",
+            "looking for a restored snapshot");
+        if (!restored) return std::unexpected(restored.error());
+        if (*restored != 0) {
+          auto statement = connection.prepare("SELECT max(taken_at) FROM snapshot");
+          if (!statement) return std::unexpected(statement.error());
+          const int rc = sqlite3_step(statement->get());
+          if (rc != SQLITE_ROW) {
+            return std::unexpected(connection.failure(rc, "reading the snapshot's time"));
+          }
+          if (sqlite3_column_type(statement->get(), 0) != SQLITE_NULL) {
+            start.snapshot_taken_at = sqlite3_column_int64(statement->get(), 0);
+          }
+        }
+        auto stored = read_run_state(connection);
+        if (!stored) return std::unexpected(stored.error());
+        start.last_stop = classify_last_stop(*stored, boot_id, *restored != 0);
+        std::optional<RunState> basis = *stored;
+        if (start.snapshot_taken_at) {  // the copy knew at least its own time
+          if (!basis) basis.emplace();
+          basis->high_water = next_high_water(basis->high_water, *start.snapshot_taken_at);
+        }
+        const RunState next = start_state(basis, start.last_stop, boot_id, now, window);
+        if (auto written = write_run_state(connection, next); !written) return written;
+        start.fence = next.fence;
+        start.new_fence =
+            start.last_stop == LastStop::host_crash || start.last_stop == LastStop::restored;
+        // Gone in the transaction that records the fence: it is applied once.
+        if (*restored != 0) return connection.exec("DROP TABLE snapshot", "dropping the snapshot");
+        return {};
+      });
+  if (!done) return std::unexpected(done.error());
+  run_recorded_.store(true, std::memory_order_release);
+  return start;
+}
+
+std::expected<void, StoreError> SqliteStore::mark_clean_stop(std::int64_t now) {
+  const auto mark = [&](Connection& connection) -> std::expected<void, StoreError> {
+    auto stored = read_run_state(connection);
+    if (!stored) return std::unexpected(stored.error());
+    if (!*stored) return {};  // start_run() never ran: nothing to mark
+    RunState state = **stored;
+    state.running = false;
+    state.high_water = next_high_water(state.high_water, now);
+    return write_run_state(connection, state);
+  };
+  return in_writer_transaction(Durability::durable, mark);
+}
+
+std::expected<std::optional<RunState>, StoreError> SqliteStore::run_state() {
+  const std::lock_guard lock(reader_mutex_);
+  if (!reader_) return std::unexpected(io_error("sqlite store " + path_.string() + ": not open"));
+  return read_run_state(*reader_);
+}
+
+std::expected<void, StoreError> SqliteStore::refresh_high_water(std::int64_t now) {
+  const std::lock_guard lock(maintenance_mutex_);
+  // Deferred: the writer is held for microseconds; the fsync comes after.
+  auto moved = in_writer_transaction(
+      Durability::deferred, [&](Connection& connection) -> std::expected<void, StoreError> {
+        auto stored = read_run_state(connection);
+        if (!stored) return std::unexpected(stored.error());
+        if (!*stored || (*stored)->high_water >= now) return {};
+        RunState state = **stored;
+        state.high_water = next_high_water(state.high_water, now);
+        return write_run_state(connection, state);
+      });
+  if (!moved) return moved;
+  if (auto synced = sync_wal(); !synced) return synced;
+  return checkpoint();
+}
+
+// The WAL holds every commit not yet checkpointed, each with its checksum;
+// once fsync'd, a crash of the host loses none of them (SQLite's FULL does
+// the same fsync, only inside COMMIT, holding the write lock). Our own
+// descriptor, so the writer is never held for it. SQLite takes no POSIX lock
+// on the -wal file (its locks are on the database and the -shm file), so
+// closing this descriptor drops none of SQLite's; still it is kept open, and
+// only replaced when the file is another one (a WAL removed and made anew).
+std::expected<void, StoreError> SqliteStore::sync_wal() {
+  const std::string wal = path_.string() + "-wal";
+  struct stat on_disk {};
+  if (::stat(wal.c_str(), &on_disk) != 0) {
+    const int error = errno;
+    if (error == ENOENT) return {};  // no WAL: every commit is in the database file
+    return std::unexpected(io_error("cannot stat " + wal + ": " + errno_text(error)));
+  }
+  struct stat held {};
+  if (!wal_fd_.valid() || ::fstat(wal_fd_.get(), &held) != 0 || held.st_ino != on_disk.st_ino ||
+      held.st_dev != on_disk.st_dev) {
+    wal_fd_.reset(::open(wal.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!wal_fd_.valid()) {
+      const int error = errno;
+      return std::unexpected(io_error("cannot open " + wal + ": " + errno_text(error)));
+    }
+  }
+  if (::fdatasync(wal_fd_.get()) != 0) {
+    const int error = errno;
+    return std::unexpected(io_error("cannot sync " + wal + ": " + errno_text(error)));
+  }
+  return {};
+}
+
+// PASSIVE: copies what no reader still needs into the database file and
+// fsyncs it, waiting for no one and making no one wait (writers go on
+// appending meanwhile). On a connection of its own, so its fsyncs hold
+// neither the writer nor the reader.
+std::expected<void, StoreError> SqliteStore::checkpoint() {
+  if (checkpointer_ && sqlite3_db_readonly(checkpointer_->handle(), "main") == 1) {
+    checkpointer_.reset();  // opened before the file was writable
+  }
+  if (!checkpointer_) {
+    auto opened = Connection::open(path_, Connection::Role::checkpointer);
+    if (!opened) return std::unexpected(opened.error());
+    // A first read opens the WAL, which a checkpoint on a connection that
+    // has read nothing yet might not.
+    if (auto read = (*opened)->single_integer("PRAGMA user_version", "opening the WAL"); !read) {
+      return std::unexpected(read.error());
+    }
+    checkpointer_ = std::move(*opened);
+  }
+  const int rc = sqlite3_wal_checkpoint_v2(checkpointer_->handle(), "main",
+                                           SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) {
+    return std::unexpected(checkpointer_->failure(rc, "checkpointing the WAL"));
+  }
+  return {};
 }
 
 }  // namespace kpanel::daemon

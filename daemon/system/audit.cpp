@@ -79,6 +79,7 @@ bool is_warning(const AuditEvent& event) noexcept {
   return event.outcome != Status::ok || event.kind == AuditEventKind::lockout ||
          event.kind == AuditEventKind::audit_suppressed ||
          event.kind == AuditEventKind::exempt_login || event.kind == AuditEventKind::clock_moved ||
+         event.kind == AuditEventKind::fence ||
          event.decision == common::protocol::LoginDecision::refuse ||
          event.decision == common::protocol::LoginDecision::locked;
 }
@@ -134,6 +135,8 @@ std::string_view to_string(AuditEventKind kind) noexcept {
       return "clock_moved";
     case AuditEventKind::audit_suppressed:
       return "audit_suppressed";
+    case AuditEventKind::fence:
+      return "fence";
     default:  // an op: named above
       break;
   }
@@ -210,6 +213,19 @@ std::string format_audit_event(const AuditEvent& event) {
   if (event.store_error) {
     field(line, "store_error", to_string(*event.store_error));
   }
+  if (event.fenced) {
+    field(line, "fenced", "yes");
+  }
+  if (!event.cause.empty()) {
+    field(line, "cause", sanitize(event.cause));
+  }
+  if (event.fence_time) {
+    field(line, "fence_until", common::format_iso8601(common::from_unix(*event.fence_time)));
+  }
+  if (event.snapshot_taken_at) {
+    field(line, "snapshot_taken_at",
+          common::format_iso8601(common::from_unix(*event.snapshot_taken_at)));
+  }
   return line;
 }
 
@@ -242,6 +258,7 @@ bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
     case AuditEventKind::lockout:
     case AuditEventKind::clock_moved:
     case AuditEventKind::audit_suppressed:
+    case AuditEventKind::fence:
       return false;
     case AuditEventKind::verify:
     case AuditEventKind::enroll_confirm:

@@ -45,6 +45,7 @@ enum class AuditEventKind : std::uint8_t {
   clock_skew,   // a refused code matched a step outside the window (see skew_seconds)
   clock_moved,  // the last accepted step lies ahead of this host's clock (see clock_moved_seconds)
   audit_suppressed,  // one uid's refused requests over its budget, counted (see suppressed)
+  fence,  // at start after an unclean host stop or a restore: TOTP codes up to fence_time refused
 };
 // The kinds that are ops are named by protocol::kOps' audit column.
 [[nodiscard]] std::string_view to_string(AuditEventKind kind) noexcept;
@@ -75,6 +76,11 @@ struct AuditEvent {
   std::optional<std::int64_t> clock_moved_seconds;
   std::optional<std::int64_t> days_left;  // grace period
   std::optional<StoreErrorKind> store_error;
+  // fence: why (cause), until when (fence_time), the restored snapshot's time.
+  std::string cause;
+  std::optional<std::int64_t> fence_time;
+  std::optional<std::int64_t> snapshot_taken_at;
+  bool fenced = false;  // verify and the like: the code was right but for a fenced step
   // audit_suppressed only; peer_uid unset means "every uid beyond the table".
   std::uint64_t suppressed = 0;
   std::int64_t suppressed_seconds = 0;

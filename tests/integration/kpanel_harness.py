@@ -91,6 +91,8 @@ TEST_USERS = {
     "kpt_a_alice": (None, []),
     # storage faults
     "kpt_f_alice": (None, []),
+    # the crash fence
+    "kpt_fn_alice": (None, []),
     # clock jumps (faketime)
     "kpt_cj_alice": (None, []),
     # slow-lane flood: a dozen local users with passwords, and the accounts root logs in
@@ -356,6 +358,16 @@ class Daemon:
             command = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}",
                        "--init-groups", "--inh-caps=-all", "--bounding-set=-all",
                        "--no-new-privs", *command]
+        boot_id = getattr(self, "boot_id", None)
+        if boot_id:
+            # As after a reboot: the kernel's boot id reads as `boot_id` in a
+            # private mount namespace of the daemon's own (needs root).
+            path = os.path.join(self.dir, "boot_id")
+            with open(path, "w") as f:
+                f.write(boot_id + "\n")
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       'mount --bind "$0" /proc/sys/kernel/random/boot_id && exec "$@"', path,
+                       *command]
         self.process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
         log.close()
         if wait:

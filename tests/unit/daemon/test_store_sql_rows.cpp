@@ -369,14 +369,14 @@ BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
   }
   {
     RecordedSteps steps;  // current, seen without the lock
-    steps.unlocked = 2;
+    steps.unlocked = kSqliteSchemaVersion;
     BOOST_TEST(sql::migrate(sqlite, steps).has_value());
     BOOST_TEST(steps.done.empty());
   }
   {
     RecordedSteps steps;  // one behind; another process migrated meanwhile
-    steps.unlocked = 1;
-    steps.locked = 2;
+    steps.unlocked = kSqliteSchemaVersion - 1;
+    steps.locked = kSqliteSchemaVersion;
     BOOST_TEST(sql::migrate(sqlite, steps).has_value());
     BOOST_TEST((steps.done == Steps{"lock", "checks", "commit"}));
   }
@@ -406,7 +406,7 @@ BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
     auto migrated = sql::migrate(sqlite, steps);
     BOOST_TEST_REQUIRE(!migrated.has_value());
     BOOST_TEST(migrated.error().message ==
-               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 2): "
+               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 3): "
                "upgrade kpanel-totp");
     BOOST_TEST(steps.done.empty());
   }

@@ -118,7 +118,7 @@ class ThrowingStore final : public Store {
   std::expected<std::optional<UserRecord>, StoreError> load(std::string_view) override {
     throw std::runtime_error("load exploded");
   }
-  std::expected<void, StoreError> update(std::string_view,
+  std::expected<void, StoreError> update(std::string_view, Durability,
                                          const std::function<bool(UserRecord&)>&) override {
     throw std::runtime_error("update exploded");
   }

@@ -24,7 +24,7 @@ std::expected<std::optional<UserRecord>, StoreError> MemoryStore::load(std::stri
 }
 
 std::expected<void, StoreError> MemoryStore::update(
-    std::string_view user, const std::function<bool(UserRecord&)>& change) {
+    std::string_view user, Durability durability, const std::function<bool(UserRecord&)>& change) {
   const std::lock_guard lock(state_->mutex);
   if (const auto failure = state_->failure) {
     return std::unexpected(error_of(*failure));
@@ -37,6 +37,7 @@ std::expected<void, StoreError> MemoryStore::update(
   if (!change(record)) {
     return {};
   }
+  state_->writes.push_back(durability);
   if (store_row::is_empty(record)) {
     if (const auto found = state_->records.find(user); found != state_->records.end()) {
       state_->records.erase(found);

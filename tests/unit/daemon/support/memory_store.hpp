@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/store/store.hpp"
 
@@ -20,13 +21,15 @@ class MemoryStore final : public Store {
     std::mutex mutex;
     std::map<std::string, UserRecord, std::less<>> records;
     std::optional<StoreErrorKind> failure;
+    std::vector<Durability> writes;  // the kind of every update that wrote, in order
   };
 
   explicit MemoryStore(std::shared_ptr<State> state = std::make_shared<State>())
       : state_(std::move(state)) {}
 
   std::expected<std::optional<UserRecord>, StoreError> load(std::string_view user) override;
-  std::expected<void, StoreError> update(std::string_view user,
+  using Store::update;
+  std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
   std::expected<std::vector<UserRecord>, StoreError> list() override;
 

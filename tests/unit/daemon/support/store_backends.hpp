@@ -38,6 +38,8 @@ class MemoryBackend final : public StoreBackend {
  public:
   [[nodiscard]] std::string_view name() const override { return "memory"; }
   [[nodiscard]] std::unique_ptr<Store> open() override;
+  // The records, and the kind of every update that wrote one.
+  [[nodiscard]] const std::shared_ptr<MemoryStore::State>& state() const { return state_; }
 
  private:
   std::shared_ptr<MemoryStore::State> state_ = std::make_shared<MemoryStore::State>();
