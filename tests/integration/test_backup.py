@@ -240,8 +240,12 @@ class BackupRestore(unittest.TestCase):
 
     def test_restore_lists_what_it_undoes_and_brings_the_old_state_back(self):
         self.d.enroll(ALICE)
-        _, bob_codes = self.d.enroll(BOB)
+        bob_secret, bob_codes = self.d.enroll(BOB)
         target = self.take_backup()
+        # After the backup bob logs in with the current code: the restored
+        # state never saw it used, and it must not work again.
+        bob_code = h.totp(bob_secret, at=time.time() + 30)  # enrolling used this step
+        self.assertEqual(self.d.call(h.verify_request(BOB, bob_code))["status"], "ok")
         # After the backup: an admin resets alice (her phone was stolen), bob
         # uses a recovery code. The daemon's audit lines (stderr here) are
         # stamped the way rsyslog writes them into /var/log/auth.log.
@@ -286,6 +290,13 @@ class BackupRestore(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(users_in(again), {ALICE, BOB})
         self.d.start()
+        # The restore fences TOTP codes as after a host crash: the code bob
+        # used after the backup is refused (and not counted as a guess).
+        fences = [line for line in self.d.log().splitlines() if "event=fence" in line]
+        self.assertEqual(len(fences), 1, fences)
+        self.assertIn("cause=restored_backup", fences[0])
+        answer = self.d.call(h.verify_request(BOB, bob_code))
+        self.assertEqual(answer["status"], "replayed", answer)
         # What the report is for: the reset is undone, the old secret is back.
         rc, status, _ = self.d.tool_json("status", as_user=ALICE)
         self.assertEqual((rc, status["enrolled"]), (0, True))
