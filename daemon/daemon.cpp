@@ -34,9 +34,10 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Fast-lane handlers block on fsync; more workers than cores lets the store
-// commit the updates of all the workers waiting on one fsync together. Slow
-// work (PAM, scrypt) has a lane of its own (lanes.hpp) and never takes these.
+// The fast lane serves other users' requests and root's durable ones (admin
+// reset, unlock), which block on fsync; more workers than cores lets the
+// store commit the updates of all the workers waiting on one fsync together.
+// Slow work (PAM, scrypt) has a lane of its own (lanes.hpp) and never takes these.
 unsigned worker_count() { return std::max(16U, 8 * std::thread::hardware_concurrency()); }
 
 // Asked only when key_file is missing: a new key is made on a first start,

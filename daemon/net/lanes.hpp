@@ -3,9 +3,11 @@
 //
 // Two lanes, each its own threads and queues:
 // - fast: login_check, a TOTP verify, status, admin list/reset/unlock — a few
-//   microseconds of CPU and at most one durable write each. Root's requests
-//   (the PAM module inside sshd, login, su, sudo) are taken before anyone
-//   else's, so a queue of other users' requests never stands in front of them.
+//   microseconds of CPU and at most one write each. Root's requests (the PAM
+//   module inside sshd, login, su, sudo) are taken before anyone else's, so a
+//   queue of other users' requests never stands in front of them. (With the
+//   SQLite store root's fast requests do not come here at all: the server
+//   answers them on its io threads, daemon/net/server.hpp.)
 // - slow: anything that costs a password check (PAM) or scrypt (recovery
 //   codes: checking one, or hashing a new set) and enrollment. Bounded per
 //   caller: at most one job of a non-root uid queued or running; a second is
