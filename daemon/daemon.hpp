@@ -69,8 +69,10 @@ class Daemon {
 
   // Threads the loop runs on: root's logins are answered on them (server.hpp),
   // so one login waiting on NSS or the disk leaves the others served. Few:
-  // other users' work never runs on them.
-  static constexpr unsigned kIoThreads = 4;
+  // other users' work never runs on them, and every thread beyond one costs
+  // a login wake-ups between them (measured on 2 cores, verify p50: 1 thread
+  // 116 µs, 2 threads 131 µs, 4 threads 142 µs; docs/benchmark.md).
+  static constexpr unsigned kIoThreads = 2;
 
   // Serves on the calling thread and kIoThreads - 1 more until stop(), then
   // finishes the requests in flight, removes the socket file (unless
