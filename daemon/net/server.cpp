@@ -174,6 +174,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
         lane, peer_.uid,
         [self = shared_from_this(), req = std::move(*request),
          work = asio::make_work_guard(server_.io_)](WorkLanes::Ticket ticket) mutable noexcept {
+          const HoldAuditLines audit_after_reply;
           protocol::Response response;
           try {
             response = self->server_.handler_(self->peer_, req);
@@ -203,6 +204,7 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
   // Root's fast request, answered on this io thread: no hand-off, so a login
   // costs what its work costs. The deadline is already off.
   void answer_here(protocol::Request request) noexcept {
+    const HoldAuditLines audit_after_reply;
     protocol::Response response;
     try {
       response = server_.handler_(peer_, request);
@@ -490,6 +492,7 @@ Server::AtOnce Server::answer_at_once(Accepted& accepted, bool& connection_holds
     accepted.fd.reset();  // cannot happen (it was all there); dropped, like a broken frame
     return AtOnce::answered;
   }
+  const HoldAuditLines audit_after_reply;
   protocol::Response response;
   try {
     response = handler_(accepted.peer, *request);

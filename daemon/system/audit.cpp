@@ -229,14 +229,51 @@ std::string format_audit_event(const AuditEvent& event) {
   return line;
 }
 
+struct HeldAuditLine {
+  int priority = 0;
+  std::string line;
+  bool also_stderr = false;
+};
+
+namespace {
+
+// Set while a HoldAuditLines lives on this thread.
+thread_local std::vector<HeldAuditLine>* held_audit_lines = nullptr;
+
+void write_audit_line(int priority, const std::string& line, bool also_stderr) noexcept {
+  syslog(priority, "%s", line.c_str());  // NOLINT(*-vararg)
+  if (also_stderr) {
+    write_stderr("audit: ", line);
+  }
+}
+
+}  // namespace
+
+HoldAuditLines::HoldAuditLines() noexcept {
+  if (held_audit_lines == nullptr) {
+    held_audit_lines = &lines_;
+    holding_ = true;
+  }
+}
+
+HoldAuditLines::~HoldAuditLines() {
+  if (!holding_) return;
+  held_audit_lines = nullptr;
+  for (const HeldAuditLine& held : lines_) {
+    write_audit_line(held.priority, held.line, held.also_stderr);
+  }
+}
+
 void SyslogAuditLog::record(const AuditEvent& event) noexcept {
   try {
-    const std::string line = format_audit_event(event);
+    std::string line = format_audit_event(event);
     const int priority = LOG_AUTHPRIV | (is_warning(event) ? LOG_WARNING : LOG_NOTICE);
-    syslog(priority, "%s", line.c_str());  // NOLINT(*-vararg)
-    if (also_stderr_) {
-      write_stderr("audit: ", line);
+    if (held_audit_lines != nullptr) {
+      held_audit_lines->push_back(HeldAuditLine{
+          .priority = priority, .line = std::move(line), .also_stderr = also_stderr_});
+      return;
     }
+    write_audit_line(priority, line, also_stderr_);
   } catch (...) {
     // Out of memory while formatting: nothing sensible left to log with.
   }

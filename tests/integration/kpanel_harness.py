@@ -404,11 +404,24 @@ class Daemon:
         return self.start()
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        """The daemon's stderr so far. It writes a request's audit line just
+        after the reply, so this waits until the file has stopped growing for
+        a moment (a client can see the reply before the line is written)."""
+        def read():
+            try:
+                with open(self.log_path, errors="replace") as f:
+                    return f.read()
+            except OSError:
+                return ""
+        text = read()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            again = read()
+            if again == text:
+                break
+            text = again
+        return text
 
     def call(self, request, as_user=None, timeout=10.0):
         return call(self.socket, request, as_user, timeout)

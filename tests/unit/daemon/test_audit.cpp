@@ -1,6 +1,10 @@
 #define BOOST_TEST_MODULE daemon audit
+#include <unistd.h>
+
+#include <array>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -165,3 +169,64 @@ BOOST_AUTO_TEST_CASE(which_events_a_budget_applies_to) {
 
 }  // namespace
 }  // namespace kpanel::daemon::test
+
+namespace {
+
+// What SyslogAuditLog writes to stderr while `body` runs, and after it.
+struct StderrCapture {
+  StderrCapture() {
+    saved = ::dup(2);
+    file = std::tmpfile();
+    ::dup2(::fileno(file), 2);
+  }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+  StderrCapture(StderrCapture&&) = delete;
+  StderrCapture& operator=(StderrCapture&&) = delete;
+  ~StderrCapture() {
+    ::dup2(saved, 2);
+    ::close(saved);
+    std::fclose(file);
+  }
+  [[nodiscard]] std::string text() const {
+    std::string out;
+    std::array<char, 4096> chunk{};
+    const auto size = ::lseek(::fileno(file), 0, SEEK_END);
+    for (off_t at = 0; at < size;) {
+      const ssize_t got = ::pread(::fileno(file), chunk.data(), chunk.size(), at);
+      if (got <= 0) break;
+      out.append(chunk.data(), static_cast<std::size_t>(got));
+      at += got;
+    }
+    return out;
+  }
+  int saved = -1;
+  std::FILE* file = nullptr;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(held_audit_lines_are_written_when_the_hold_ends_and_not_before) {
+  // The server holds a request's lines until its reply is sent.
+  kpanel::daemon::SyslogAuditLog log;
+  const StderrCapture captured;
+  kpanel::daemon::AuditEvent event;
+  event.user = "alice";
+  {
+    const kpanel::daemon::HoldAuditLines hold;
+    log.record(event);
+    {
+      const kpanel::daemon::HoldAuditLines nested;  // adds to the outer hold
+      event.user = "bob";
+      log.record(event);
+    }
+    BOOST_TEST(captured.text().empty());
+  }
+  const std::string text = captured.text();
+  BOOST_TEST(text.find("user=alice") != std::string::npos);
+  BOOST_TEST(text.find("user=bob") != std::string::npos);
+  BOOST_TEST(text.find("user=alice") < text.find("user=bob"));
+  event.user = "carol";
+  log.record(event);  // no hold: at once
+  BOOST_TEST(captured.text().find("user=carol") != std::string::npos);
+}
