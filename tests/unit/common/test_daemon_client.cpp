@@ -395,16 +395,28 @@ BOOST_AUTO_TEST_CASE(a_login_call_makes_one_connect_one_send_one_receive) {
   BOOST_TEST(after.total() - before.total() == 8);
 }
 
+// A listener with a backlog of 0 and the one connection that fills it.
+struct FullBacklog {
+  explicit FullBacklog(const std::string& path)
+      : listener(bound_socket(path)),
+        filler(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)),
+        address(address_of(path)) {
+    BOOST_REQUIRE_EQUAL(::listen(listener, 0), 0);
+    BOOST_REQUIRE_EQUAL(
+        ::connect(filler, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  }
+  int listener;
+  int filler;
+  sockaddr_un address;
+};
+
 // A backlog that is full when the client comes and frees up before its
 // deadline: the client waits for room and is then served.
 BOOST_AUTO_TEST_CASE(backlog_full_for_a_moment_is_waited_for) {
   const TempDir dir;
-  const int listener = bound_socket(dir.socket_path());
-  BOOST_REQUIRE_EQUAL(::listen(listener, 0), 0);
-  const int filler = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  const sockaddr_un address = address_of(dir.socket_path());
-  BOOST_REQUIRE_EQUAL(
-      ::connect(filler, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  const FullBacklog full(dir.socket_path());
+  const int listener = full.listener;
+  const int filler = full.filler;
   const Response answer{.status = Status::ok, .result = VerifyResult{}};
   std::thread server([&] {
     std::this_thread::sleep_for(150ms);
@@ -484,13 +496,10 @@ BOOST_AUTO_TEST_CASE(server_that_never_accepts_times_out_too) {
 // module must never mistake for "nobody listening".
 BOOST_AUTO_TEST_CASE(full_backlog_is_a_timeout_not_unreachable) {
   const TempDir dir;
-  const int listener = bound_socket(dir.socket_path());
-  BOOST_REQUIRE_EQUAL(::listen(listener, 0), 0);
-  // Backlog 0 holds one connection; this one fills it.
-  const int filler = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  const sockaddr_un address = address_of(dir.socket_path());
-  BOOST_REQUIRE_EQUAL(
-      ::connect(filler, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  const FullBacklog full(dir.socket_path());
+  const int listener = full.listener;
+  const int filler = full.filler;
+  const sockaddr_un& address = full.address;
   const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   BOOST_REQUIRE_EQUAL(::connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof address),
                       -1);
