@@ -479,6 +479,14 @@ class Daemon:
         self.cleanup()
 
 
+def preload_into_ours(library):
+    """LD_PRELOAD value for running one of our own binaries with `library`
+    (a test shim): in sanitizer builds ASan's runtime must come first."""
+    if os.environ.get("KPANEL_SANITIZE") == "1":
+        return os.environ["KPANEL_PAM_PRELOAD"].split(":")[0] + ":" + library
+    return library
+
+
 def verify_request(user, code, service="sshd", rhost="127.0.0.1", tty="ssh"):
     return {"op": "verify", "user": user, "code": code, "service": service, "rhost": rhost,
             "tty": tty}

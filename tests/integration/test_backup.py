@@ -160,7 +160,7 @@ class BackupRestore(unittest.TestCase):
             f.write("the previous backup\n")
         flag = os.path.join(self.tmp, "fail-fsync")
         open(flag, "w").close()
-        env = dict(os.environ, LD_PRELOAD=shim, KPANEL_FAIL_FSYNC=flag)
+        env = dict(os.environ, LD_PRELOAD=h.preload_into_ours(shim), KPANEL_FAIL_FSYNC=flag)
         result = subprocess.run([h.TOOL, "admin", "backup", "--config", self.d.config_path,
                                  target], env=env, capture_output=True, text=True, timeout=30)
         self.assertEqual(result.returncode, 1, result.stderr)

@@ -212,11 +212,8 @@ class FailingFsync(StorageFault, unittest.TestCase):
         self.flag = os.path.join(root, "fail-fsync")
         os.environ["KPANEL_FAIL_FSYNC"] = self.flag
         self.addCleanup(os.environ.pop, "KPANEL_FAIL_FSYNC", None)
-        preload = shim
-        if os.environ.get("KPANEL_SANITIZE") == "1":  # ASan's runtime must come first
-            preload = os.environ["KPANEL_PAM_PRELOAD"].split(":")[0] + ":" + shim
         state = os.path.join(root, "state")
-        self.start_daemon(state, preload)
+        self.start_daemon(state, h.preload_into_ours(shim))
 
     def start_fault(self):
         open(self.flag, "w").close()
