@@ -30,7 +30,7 @@ inline constexpr std::array<std::uint8_t, 2> kMagic{'K', 'P'};
 // What the module and the tool send. The daemon answers every version from
 // kOldestVersion up, each in its own shape: after an upgrade, sshd keeps the
 // old module loaded until it restarts. PROTOCOL.md lists what each one has.
-inline constexpr std::uint8_t kVersion = 2;
+inline constexpr std::uint8_t kVersion = 3;
 inline constexpr std::uint8_t kOldestVersion = 1;
 inline constexpr std::size_t kHeaderSize = 8;
 // Checked against the header before a single body byte is allocated. Requests

@@ -356,6 +356,7 @@ Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value
 template <class V>
 struct Alternative {
   std::string_view name;
+  std::uint8_t since;  // the first version that has it
   std::expected<V, DecodeError> (*decode)(const Json& object, std::uint8_t version,
                                           std::span<const std::string_view> envelope);
 };
@@ -371,9 +372,20 @@ std::expected<V, DecodeError> decode_as(const Json& object, std::uint8_t version
   return V{std::in_place_type<T>, std::move(message)};
 }
 
+// A message is in every version unless its Schema names a later `since`.
+template <class T>
+constexpr std::uint8_t since_of() {
+  if constexpr (requires { Schema<T>::since; }) {
+    return Schema<T>::since;
+  } else {
+    return kOldestVersion;
+  }
+}
+
 template <class V, std::size_t... I>
 constexpr std::array<Alternative<V>, sizeof...(I)> make_alternatives(std::index_sequence<I...>) {
   return {Alternative<V>{Schema<std::variant_alternative_t<I, V>>::name,
+                         since_of<std::variant_alternative_t<I, V>>(),
                          &decode_as<std::variant_alternative_t<I, V>, V>}...};
 }
 
@@ -382,17 +394,22 @@ template <class V>
 constexpr auto kAlternatives =
     make_alternatives<V>(std::make_index_sequence<std::variant_size_v<V>>{});
 
+// An op or result newer than the frame's version is unknown in it: never
+// decoded from, never encoded into, such a frame.
 template <class V>
-const Alternative<V>* find_alternative(std::string_view name) noexcept {
+const Alternative<V>* find_alternative(std::string_view name, std::uint8_t version) noexcept {
   const auto& table = kAlternatives<V>;
   const auto* found = std::ranges::find(table, name, &Alternative<V>::name);
-  return found == table.end() ? nullptr : found;
+  return found == table.end() || found->since > version ? nullptr : found;
 }
 
 template <class V>
-std::string_view alternative_name(const V& value) noexcept {
+std::string_view alternative_name(const V& value, std::uint8_t version) noexcept {
   const std::size_t index = value.index();
-  return index < kAlternatives<V>.size() ? kAlternatives<V>[index].name : std::string_view{};
+  if (index >= kAlternatives<V>.size() || kAlternatives<V>[index].since > version) {
+    return {};
+  }
+  return kAlternatives<V>[index].name;
 }
 
 template <class M>
@@ -606,7 +623,7 @@ SecureBytes encode_request(const Request& request, std::uint8_t version) noexcep
     }
     Json object = Json::object();
     const WipeOnExit wipe(object);
-    const std::string_view op = alternative_name(request);
+    const std::string_view op = alternative_name(request, version);
     if (op.empty()) {
       return {};
     }
@@ -632,7 +649,7 @@ SecureBytes encode_response(const Response& response, std::uint8_t version) noex
       return {};
     }
     const std::string_view status = name_of(kStatusNames, response.status);
-    const std::string_view result = alternative_name(response.result);
+    const std::string_view result = alternative_name(response.result, version);
     const bool ok = response.status == Status::ok;
     if (status.empty() || result.empty()) {
       return {};
@@ -678,7 +695,7 @@ std::expected<Request, DecodeError> decode_request(std::span<const std::uint8_t>
     if (!op) {
       return std::unexpected(op.error());
     }
-    const auto* alternative = find_alternative<Request>(*op);
+    const auto* alternative = find_alternative<Request>(*op, version);
     if (alternative == nullptr) {
       return std::unexpected(DecodeError::unknown_op);
     }
@@ -722,7 +739,7 @@ std::expected<Response, DecodeError> decode_response(std::span<const std::uint8_
       }
       return response;
     }
-    const auto* alternative = find_alternative<Result>(*result_name);
+    const auto* alternative = find_alternative<Result>(*result_name, version);
     if (alternative == nullptr) {
       return std::unexpected(DecodeError::invalid_value);
     }

@@ -192,7 +192,7 @@ BOOST_AUTO_TEST_CASE(header_errors) {
   check_header_error(header_bytes('K', 'Q', 1, 0, 10), DecodeError::bad_magic);
   check_header_error(header_bytes('P', 'K', 1, 0, 10), DecodeError::bad_magic);
   check_header_error(header_bytes('K', 'P', 0, 0, 10), DecodeError::unsupported_version);
-  check_header_error(header_bytes('K', 'P', 3, 0, 10), DecodeError::unsupported_version);
+  check_header_error(header_bytes('K', 'P', kVersion + 1, 0, 10), DecodeError::unsupported_version);
   check_header_error(header_bytes('K', 'P', 1, 1, 10), DecodeError::unsupported_version);
   check_header_error(header_bytes('K', 'P', 1, 0, kMaxBodySize + 1), DecodeError::oversized);
   check_header_error(header_bytes('K', 'P', 1, 0, 1U << 30U), DecodeError::oversized);

@@ -40,9 +40,11 @@ BOOST_AUTO_TEST_CASE(a_version_1_request_frame_is_unchanged) {
   const std::string length{'\0', '\0', '\0', static_cast<char>(kV1VerifyBody.size())};
   BOOST_TEST(frame_text(encode_request(verify, 1)) ==
              std::string("KP\x01\x00", 4) + length + std::string(kV1VerifyBody));
-  // Version 2 requests have the same bodies; only the header says 2.
-  BOOST_TEST(frame_text(encode_request(verify)) ==
+  // Later versions send the same body; only the header's version differs.
+  BOOST_TEST(frame_text(encode_request(verify, 2)) ==
              std::string("KP\x02\x00", 4) + length + std::string(kV1VerifyBody));
+  BOOST_TEST(frame_text(encode_request(verify, 3)) ==
+             std::string("KP\x03\x00", 4) + length + std::string(kV1VerifyBody));
   const auto decoded = decode_request(bytes(kV1VerifyBody), 1);
   BOOST_REQUIRE(decoded.has_value());
   BOOST_TEST((std::get<VerifyRequest>(*decoded) == verify));
@@ -79,11 +81,13 @@ BOOST_AUTO_TEST_CASE(versions_outside_the_range_are_refused) {
   const Request request = StatusRequest{.user = "alice"};
   BOOST_TEST(encode_request(request, 0).empty());
   BOOST_TEST(encode_request(request, static_cast<std::uint8_t>(kVersion + 1)).empty());
-  BOOST_TEST(encode_response(Response{.status = Status::busy}, 3).empty());
+  const auto past = static_cast<std::uint8_t>(kVersion + 1);
+  BOOST_TEST(encode_response(Response{.status = Status::busy}, past).empty());
   BOOST_TEST(to_string(decode_request(bytes(R"({"op":"admin_list"})"), 0).error()) ==
              "unsupported_version");
-  BOOST_TEST(to_string(decode_response(bytes(R"({"status":"ok","result":"empty"})"), 3).error()) ==
-             "unsupported_version");
+  BOOST_TEST(
+      to_string(decode_response(bytes(R"({"status":"ok","result":"empty"})"), past).error()) ==
+      "unsupported_version");
   BOOST_TEST(parse_header(std::vector<std::uint8_t>{'K', 'P', 2, 0, 0, 0, 0, 1}).has_value());
 }
 
