@@ -179,7 +179,10 @@ AccountDirectory::LoginAccounts SystemAccountDirectory::login_accounts() const n
         continue;
       }
       if (rc != 0 || result == nullptr) {
-        break;  // ENOENT: the end; anything else: what was read so far
+        // ENOENT is the end; anything else (a directory server gone) leaves
+        // what was read so far, said to be incomplete.
+        found.truncated = rc != 0 && rc != ENOENT;
+        break;
       }
       if (++scanned > kMaxScannedAccounts || found.names.size() >= kMaxLoginAccounts) {
         found.truncated = true;

@@ -40,7 +40,8 @@ class AccountDirectory {
 
   struct LoginAccounts {
     std::vector<std::string> names;  // canonical names, in the order NSS gave them
-    bool truncated = false;          // a bound below was reached: some may be missing
+    bool truncated =
+        false;  // a bound below was reached, or NSS failed part way: some may be missing
   };
   // Every account NSS enumerates that can log in (daemon/authz/login_accounts.hpp),
   // one name per uid. NSS enumeration may be partial: SSSD and LDAP list only
