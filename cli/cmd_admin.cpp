@@ -1,9 +1,10 @@
-// kpanel-totp admin list | reset USER | unlock USER: for root and members of
-// the daemon's admin_group (the daemon decides from the socket's peer credentials).
+// kpanel-totp admin list [--all] | stats [--prometheus] | reset USER | unlock USER: for root and
+// members of the daemon's admin_group (the daemon decides from the socket's peer credentials).
 #include <ostream>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/stats_output.hpp"
 
 namespace kpanel::cli {
 
@@ -32,18 +33,47 @@ std::expected<std::string, int> user_argument(Context& context, const CommandLin
 
 }  // namespace
 
-int run_admin_list(Context& context, const CommandLine& /*line*/) {
+int run_admin_list(Context& context, const CommandLine& line) {
   if (auto refused = refuse_user_flag(context)) {
     return *refused;
   }
-  auto result = context.request<protocol::AdminListResult>(protocol::AdminListRequest{});
+  const bool all = line.has("all");
+  auto result = context.request<protocol::AdminListResult>(protocol::AdminListRequest{all});
   if (!result) {
     return context.fail(result.error());
   }
+  if (result->truncated) {
+    context.err() << "kpanel-totp: the daemon stopped listing accounts at its bound; some "
+                     "accounts that can log in may be missing\n";
+  }
   if (context.global().json) {
-    context.out() << admin_list_json(result->users) << '\n';
+    context.out() << admin_list_json(result->users, all, result->truncated) << '\n';
   } else {
-    print_user_table(context.out(), result->users, context.now());
+    print_user_table(context.out(), result->users, context.now(), all);
+  }
+  return kExitOk;
+}
+
+// For a monitoring system: --prometheus writes the text format that
+// node_exporter's textfile collector reads.
+int run_admin_stats(Context& context, const CommandLine& line) {
+  if (auto refused = refuse_user_flag(context)) {
+    return *refused;
+  }
+  const bool prometheus = line.has("prometheus");
+  if (prometheus && context.global().json) {
+    return context.usage("--json and --prometheus exclude each other");
+  }
+  auto result = context.request<protocol::AdminStatsResult>(protocol::AdminStatsRequest{});
+  if (!result) {
+    return context.fail(result.error());
+  }
+  if (prometheus) {
+    context.out() << stats_prometheus(*result);
+  } else if (context.global().json) {
+    context.out() << stats_json(*result) << '\n';
+  } else {
+    print_stats(context.out(), *result);
   }
   return kExitOk;
 }

@@ -31,6 +31,15 @@ constexpr std::array kDoctorOptions{
     OptionSpec{"strict", "", "exit 1 on warnings too, not only on errors"},
 };
 constexpr std::array<std::string_view, 1> kFileArgument{"FILE"};
+constexpr std::array kListOptions{
+    OptionSpec{"all", "",
+               "also every account that can log in (uid >= UID_MIN, a login shell), and who is "
+               "exempt"},
+};
+constexpr std::array kStatsOptions{
+    OptionSpec{"prometheus", "",
+               "the Prometheus text format, for node_exporter's textfile collector"},
+};
 constexpr std::array kBackupOptions{
     OptionSpec{"config", "FILE",
                "the daemon's configuration (default /etc/kpanel-totp/kpanel-totpd.conf)"},
@@ -62,8 +71,12 @@ constexpr std::array kCommands{
                 kRecoveryCodesOptions,
                 {},
                 run_recovery_codes},
-    CommandSpec{
-        "admin list", "", "every user's enrollment and lockout state", {}, {}, run_admin_list},
+    CommandSpec{"admin list",
+                "[--all]",
+                "every user's enrollment and lockout state; --all: the rollout at a glance",
+                kListOptions,
+                {},
+                run_admin_list},
     CommandSpec{"admin reset",
                 "USER",
                 "remove USER's enrollment (check who is asking first)",
@@ -82,6 +95,12 @@ constexpr std::array kCommands{
     CommandSpec{"admin backup", "[--config FILE] FILE",
                 "root only: a consistent snapshot of the state (never the key) to FILE, mode 0600",
                 kBackupOptions, kFileArgument, run_admin_backup},
+    CommandSpec{"admin stats",
+                "[--prometheus]",
+                "the daemon's counters since it started and its gauges (root and admin_group)",
+                kStatsOptions,
+                {},
+                run_admin_stats},
 };
 
 constexpr std::string_view kGlobalUsage = "kpanel-totp [--socket PATH] [--user NAME] [--json]";

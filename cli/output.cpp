@@ -99,13 +99,21 @@ std::string error_json(std::string_view reason, std::string_view message) {
   return dump(object);
 }
 
-std::string admin_list_json(std::span<const protocol::UserStatus> users) {
+std::string admin_list_json(std::span<const protocol::UserStatus> users, bool with_exempt,
+                            bool truncated) {
   Json list = Json::array();
   for (const auto& user : users) {
-    list.push_back(status_object(user));
+    Json entry = status_object(user);
+    if (with_exempt) {
+      entry["exempt"] = user.exempt.value_or(false);
+    }
+    list.push_back(std::move(entry));
   }
   Json object;
   object["users"] = std::move(list);
+  if (truncated) {
+    object["truncated"] = true;
+  }
   return dump(object);
 }
 
@@ -169,10 +177,12 @@ void print_status(std::ostream& out, const protocol::UserStatus& status, common:
   }
 }
 
+// Rows, then with `with_exempt` the counts that answer "may nullok go yet?".
 void print_user_table(std::ostream& out, std::span<const protocol::UserStatus> users,
-                      common::TimePoint now) {
+                      common::TimePoint now, bool with_exempt) {
   if (users.empty()) {
-    out << "No users are known to kpanel-totpd.\n";
+    out << (with_exempt ? "No accounts can log in and none is known to kpanel-totpd.\n"
+                        : "No users are known to kpanel-totpd.\n");
     return;
   }
   std::size_t user_width = 4;  // "USER"
@@ -185,10 +195,21 @@ void print_user_table(std::ostream& out, std::span<const protocol::UserStatus> u
     }
     return text;
   };
-  constexpr std::size_t kTimeWidth = 20;  // "2026-11-28T19:27:28Z"
-  out << pad("USER", user_width) << "  " << pad("ENROLLED", kTimeWidth) << "  "
-      << "CODES  LOCKED UNTIL\n";
+  constexpr std::size_t kTimeWidth = 20;   // "2026-11-28T19:27:28Z"
+  constexpr std::size_t kExemptWidth = 6;  // "EXEMPT"
+  out << pad("USER", user_width) << "  " << pad("ENROLLED", kTimeWidth) << "  ";
+  if (with_exempt) {
+    out << pad("EXEMPT", kExemptWidth) << "  ";
+  }
+  out << "CODES  LOCKED UNTIL\n";
+  std::size_t enrolled_count = 0;
+  std::size_t exempt_count = 0;
+  std::size_t missing = 0;  // neither enrolled nor exempt: nullok still lets them in
   for (const auto& user : users) {
+    enrolled_count += user.enrolled ? 1 : 0;
+    const bool exempt = user.exempt.value_or(false);
+    exempt_count += exempt ? 1 : 0;
+    missing += !user.enrolled && !exempt ? 1 : 0;
     const std::string enrolled =
         !user.enrolled ? "no" : (user.enrolled_at ? iso8601(*user.enrolled_at) : "yes");
     std::string locked = "-";
@@ -196,12 +217,29 @@ void print_user_table(std::ostream& out, std::span<const protocol::UserStatus> u
       locked = iso8601(*user.locked_until) + " (" +
                std::to_string(minutes_until(*user.locked_until, now)) + " min)";
     }
-    out << pad(user.user, user_width) << "  " << pad(enrolled, kTimeWidth) << "  "
-        << pad(std::to_string(user.recovery_codes_left), 5) << "  " << locked;
+    out << pad(user.user, user_width) << "  " << pad(enrolled, kTimeWidth) << "  ";
+    if (with_exempt) {
+      out << pad(exempt ? "yes" : "no", kExemptWidth) << "  ";
+    }
+    out << pad(std::to_string(user.recovery_codes_left), 5) << "  " << locked;
     if (user.enrollment_pending) {
       out << "  (enrollment pending)";
     }
     out << '\n';
+  }
+  if (with_exempt) {
+    out << '\n'
+        << users.size() << (users.size() == 1 ? " account: " : " accounts: ") << enrolled_count
+        << " enrolled, " << users.size() - enrolled_count << " not enrolled, " << exempt_count
+        << " exempt.\n";
+    if (missing == 0) {
+      out << "Every account is enrolled or exempt: nullok no longer lets anyone in without a "
+             "code.\n";
+    } else {
+      out << missing << (missing == 1 ? " account is" : " accounts are")
+          << " neither enrolled nor exempt: nullok or a grace period is all that lets "
+          << (missing == 1 ? "it" : "them") << " in without a code.\n";
+    }
   }
 }
 

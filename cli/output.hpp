@@ -20,8 +20,11 @@ namespace kpanel::cli {
 // when a refused code matched outside the window; null when not known (or
 // not told: the daemon tells only root and admins).
 [[nodiscard]] std::string status_json(const common::protocol::UserStatus& status);
-// {"users":[status objects]}
-[[nodiscard]] std::string admin_list_json(std::span<const common::protocol::UserStatus> users);
+// {"users":[status objects]}; `with_exempt` (admin list --all): each object
+// also has "exempt", and "truncated":true follows when the daemon's account
+// enumeration stopped at its bound.
+[[nodiscard]] std::string admin_list_json(std::span<const common::protocol::UserStatus> users,
+                                          bool with_exempt = false, bool truncated = false);
 // These carry secrets, so they are built in wiping storage.
 // {"recovery_codes":[...]}
 [[nodiscard]] common::SecureString recovery_codes_json(std::span<const common::SecureString> codes);
@@ -42,8 +45,10 @@ inline constexpr std::string_view kEmptyJsonObject = "{}";
 // user, "kpanel-totp --user NAME ".
 void print_status(std::ostream& out, const common::protocol::UserStatus& status,
                   common::TimePoint now, std::string_view tool = "kpanel-totp ");
+// `with_exempt` (admin list --all): an EXEMPT column, and the rollout's
+// counts at the end.
 void print_user_table(std::ostream& out, std::span<const common::protocol::UserStatus> users,
-                      common::TimePoint now);
+                      common::TimePoint now, bool with_exempt = false);
 // The codes, one per line, with what to do with them.
 void print_recovery_codes(std::ostream& out, std::span<const common::SecureString> codes);
 // QR code (already rendered), URI, key in groups of four and the TOTP settings.

@@ -86,13 +86,14 @@ enum class Op : std::uint8_t {
   admin_list,
   admin_reset,
   admin_unlock,
+  admin_stats,  // version 3
 };
 struct OpNames {
   Op op;
   std::string_view wire;
   std::string_view audit;
 };
-inline constexpr std::array<OpNames, 10> kOps{{
+inline constexpr std::array<OpNames, 11> kOps{{
     {Op::login_check, "login_check", "login_check"},
     {Op::verify, "verify", "verify"},
     {Op::status, "status", "status"},
@@ -103,6 +104,7 @@ inline constexpr std::array<OpNames, 10> kOps{{
     {Op::admin_list, "admin_list", "admin_list"},
     {Op::admin_reset, "admin_reset", "reset"},
     {Op::admin_unlock, "admin_unlock", "unlock"},
+    {Op::admin_stats, "admin_stats", "admin_stats"},
 }};
 [[nodiscard]] constexpr std::string_view op_name(Op op) noexcept {
   const auto index = static_cast<std::size_t>(op);
@@ -194,6 +196,9 @@ struct RegenerateRecoveryCodesRequest {
                          const RegenerateRecoveryCodesRequest&) = default;
 };
 struct AdminListRequest {
+  // Version 3: also every account that can log in (uid >= UID_MIN, a login
+  // shell) with no enrollment, and each user's exempt_group membership.
+  bool all = false;
   friend bool operator==(const AdminListRequest&, const AdminListRequest&) = default;
 };
 struct AdminResetRequest {
@@ -204,10 +209,15 @@ struct AdminUnlockRequest {
   std::string user{};
   friend bool operator==(const AdminUnlockRequest&, const AdminUnlockRequest&) = default;
 };
+// Version 3: the daemon's counters and gauges (AdminStatsResult).
+struct AdminStatsRequest {
+  friend bool operator==(const AdminStatsRequest&, const AdminStatsRequest&) = default;
+};
 
-using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
-                             EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
-                             AdminListRequest, AdminResetRequest, AdminUnlockRequest>;
+using Request =
+    std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
+                 EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
+                 AdminListRequest, AdminResetRequest, AdminUnlockRequest, AdminStatsRequest>;
 
 // The request's row of kOps (the variant's index) and its wire name.
 [[nodiscard]] Op op_of(const Request& request) noexcept;
@@ -255,6 +265,9 @@ struct UserStatus {
   std::optional<std::int64_t> locked_until{};  // unix seconds, only while locked
   bool enrollment_pending = false;
   std::optional<std::int64_t> last_skew_seconds{};  // only sent to root / admin peers
+  // Version 3, set only by admin_list with `all`: a member of exempt_group
+  // (primary or supplementary), who logs in without a code.
+  std::optional<bool> exempt{};
   friend bool operator==(const UserStatus&, const UserStatus&) = default;
 };
 
@@ -295,11 +308,36 @@ struct RecoveryCodesResult {
 };
 struct AdminListResult {
   std::vector<UserStatus> users{};
+  // Version 3, with `all`: the account enumeration stopped at its bound, so
+  // some accounts may be missing.
+  bool truncated = false;
   friend bool operator==(const AdminListResult&, const AdminListResult&) = default;
 };
 
-using Result = std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusResult,
-                            EnrollBeginResult, RecoveryCodesResult, AdminListResult>;
+// Version 3: counters since the daemon started (every audit event counted
+// once, before the audit log's rate limit) and gauges read at the request.
+// Times are unix seconds.
+struct AdminStatsResult {
+  std::int64_t started_at = 0;
+  std::int64_t now = 0;  // the daemon's clock when it answered
+  // verify requests by outcome; `recovery` is a recovery code accepted.
+  std::int64_t verify_ok = 0, verify_recovery = 0, verify_wrong_code = 0, verify_replayed = 0,
+               verify_locked = 0, verify_malformed = 0, verify_busy = 0,
+               verify_store_unavailable = 0, verify_other = 0;
+  std::int64_t lockouts = 0;
+  std::int64_t enrollments = 0;  // confirmed (the tool's and inside a login)
+  std::int64_t imports = 0;
+  // Logins let through without a code, by why.
+  std::int64_t remembered_skips = 0, exempt_logins = 0, grace_logins = 0, nullok_logins = 0;
+  std::int64_t users_enrolled = 0, users_locked = 0;
+  std::int64_t in_flight_fast = 0, in_flight_slow = 0;  // lane jobs queued or running
+  std::int64_t connections = 0;                         // open on the socket
+  friend bool operator==(const AdminStatsResult&, const AdminStatsResult&) = default;
+};
+
+using Result =
+    std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusResult, EnrollBeginResult,
+                 RecoveryCodesResult, AdminListResult, AdminStatsResult>;
 
 // Every reply. On a status other than ok, `result` is EmptyResult and the
 // detail fields below say what the user needs to know; never internal detail.

@@ -74,8 +74,9 @@ Outcome read(const Json& value, const Rule& rule, LoginDecision& out);
 Outcome read(const Json& value, const Rule& rule, TotpAlgorithm& out);
 Outcome read(const Json& value, const Rule& rule, Code& out);
 Outcome read(const Json& value, const Rule& rule, std::vector<SecureString>& out);
-Outcome read(const Json& value, const Rule& rule, UserStatus& out);
-Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out);
+Outcome read(const Json& value, const Rule& rule, UserStatus& out, std::uint8_t version);
+Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out,
+             std::uint8_t version);
 template <class T>
 Outcome read(const Json& value, const Rule& rule, std::optional<T>& out) {
   T inner{};
@@ -95,8 +96,15 @@ Outcome write(Json& slot, const Rule& rule, LoginDecision value);
 Outcome write(Json& slot, const Rule& rule, TotpAlgorithm value);
 Outcome write(Json& slot, const Rule& rule, const Code& value);
 Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& value);
-Outcome write(Json& slot, const Rule& rule, const UserStatus& value);
-Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value);
+Outcome write(Json& slot, const Rule& rule, const UserStatus& value, std::uint8_t version);
+Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value,
+              std::uint8_t version);
+
+// Nested messages have fields of their own, each with its first version, so
+// they are read and written in the frame's version; plain values have none.
+template <class T>
+inline constexpr bool kIsNested =
+    std::is_same_v<T, UserStatus> || std::is_same_v<T, std::vector<UserStatus>>;
 
 template <class T>
 inline constexpr bool kIsOptional = false;
@@ -130,8 +138,16 @@ Outcome decode_fields(const Json& object, M& out,
       }
       continue;
     }
-    Outcome outcome = std::visit([&](auto member) { return read(*found, field.rule, out.*member); },
-                                 field.member);
+    Outcome outcome = std::visit(
+        [&](auto member) {
+          auto& target = out.*member;
+          if constexpr (kIsNested<std::remove_cvref_t<decltype(target)>>) {
+            return read(*found, field.rule, target, version);
+          } else {
+            return read(*found, field.rule, target);
+          }
+        },
+        field.member);
     if (!outcome) {
       return outcome;
     }
@@ -152,7 +168,13 @@ Outcome encode_fields(Json& object, const M& message,
           const auto& value = message.*member;
           const auto put = [&](const auto& present) -> Outcome {
             Json slot;
-            Outcome written = write(slot, field.rule, present);
+            const Outcome written = [&] {
+              if constexpr (kIsNested<std::remove_cvref_t<decltype(present)>>) {
+                return write(slot, field.rule, present, version);
+              } else {
+                return write(slot, field.rule, present);
+              }
+            }();
             if (written) {
               object[field.name] = std::move(slot);
             }
@@ -257,20 +279,21 @@ Outcome read(const Json& value, const Rule& rule, std::vector<SecureString>& out
   }
   return {};
 }
-Outcome read(const Json& value, const Rule& /*rule*/, UserStatus& out) {
+Outcome read(const Json& value, const Rule& /*rule*/, UserStatus& out, std::uint8_t version) {
   if (!value.is_object()) {
     return std::unexpected(DecodeError::wrong_type);
   }
-  return decode_fields<UserStatus>(value, out, Schema<UserStatus>::fields, {}, kOldestVersion);
+  return decode_fields<UserStatus>(value, out, Schema<UserStatus>::fields, {}, version);
 }
-Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out) {
+Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out,
+             std::uint8_t version) {
   if (!value.is_array()) {
     return std::unexpected(DecodeError::wrong_type);
   }
   out.clear();
   out.reserve(value.size());
   for (const Json& item : value) {
-    Outcome outcome = read(item, rule, out.emplace_back());
+    Outcome outcome = read(item, rule, out.emplace_back(), version);
     if (!outcome) {
       return outcome;
     }
@@ -337,14 +360,15 @@ Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& val
   }
   return {};
 }
-Outcome write(Json& slot, const Rule& /*rule*/, const UserStatus& value) {
+Outcome write(Json& slot, const Rule& /*rule*/, const UserStatus& value, std::uint8_t version) {
   slot = Json::object();
-  return encode_fields<UserStatus>(slot, value, Schema<UserStatus>::fields, kOldestVersion);
+  return encode_fields<UserStatus>(slot, value, Schema<UserStatus>::fields, version);
 }
-Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value) {
+Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value,
+              std::uint8_t version) {
   slot = Json::array();
   for (const UserStatus& item : value) {
-    Outcome outcome = write(slot.emplace_back(), rule, item);
+    Outcome outcome = write(slot.emplace_back(), rule, item, version);
     if (!outcome) {
       return outcome;
     }
@@ -592,14 +616,6 @@ SecureBytes encode_frame(const Json& body, std::size_t max_body, std::uint8_t ve
 bool speaks(std::uint8_t version) noexcept {
   return version >= kOldestVersion && version <= kVersion;
 }
-
-// Nested objects are read and written without the frame's version: none of
-// their fields is newer than the first version.
-constexpr bool all_in_first_version(std::span<const Field<UserStatus>> fields) {
-  return std::ranges::all_of(fields,
-                             [](const Field<UserStatus>& f) { return f.since == kOldestVersion; });
-}
-static_assert(all_in_first_version(Schema<UserStatus>::fields));
 
 // What every body passes before its fields are read: a version this codec
 // speaks, the size cap of its direction, one JSON object.

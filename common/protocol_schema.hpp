@@ -80,7 +80,8 @@ using Member = std::variant<std::string M::*, SecureString M::*, bool M::*, std:
                             std::int64_t M::*, std::optional<std::int64_t> M::*,
                             std::optional<std::uint32_t> M::*, std::optional<std::string> M::*,
                             LoginDecision M::*, std::vector<SecureString> M::*, UserStatus M::*,
-                            std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*>;
+                            std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
+                            std::optional<bool> M::*>;
 
 template <class M>
 struct Field {
@@ -118,8 +119,9 @@ constexpr Field<M> secret_line_field(std::string_view name, SecureString M::*mem
   return {name, member, {need, max_length, Text::line}};
 }
 template <class M>
-constexpr Field<M> flag_field(std::string_view name, bool M::*member) {
-  return {name, member, {Need::optional, 0, Text::any}};  // absent means false
+constexpr Field<M> flag_field(std::string_view name, bool M::*member,
+                              std::uint8_t since = kOldestVersion) {
+  return {name, member, {Need::optional, 0, Text::any}, since};  // absent means false
 }
 template <class M, class T>  // numbers, enums, nested objects
 constexpr Field<M> value_field(std::string_view name, T M::*member, Need need,
@@ -207,9 +209,10 @@ struct Schema<RegenerateRecoveryCodesRequest> {
 };
 template <>
 struct Schema<AdminListRequest> {
+  using M = AdminListRequest;
   static constexpr Op op = Op::admin_list;
   static constexpr std::string_view name = op_name(op);
-  static constexpr std::array<Field<AdminListRequest>, 0> fields{};
+  static constexpr std::array fields{flag_field("all", &M::all, 3)};
 };
 template <>
 struct Schema<AdminResetRequest> {
@@ -225,6 +228,13 @@ struct Schema<AdminUnlockRequest> {
   static constexpr std::string_view name = op_name(op);
   static constexpr std::array fields{user_field("user", &M::user, Need::required)};
 };
+template <>
+struct Schema<AdminStatsRequest> {
+  static constexpr std::uint8_t since = 3;
+  static constexpr Op op = Op::admin_stats;
+  static constexpr std::string_view name = op_name(op);
+  static constexpr std::array<Field<AdminStatsRequest>, 0> fields{};
+};
 
 template <>
 struct Schema<UserStatus> {
@@ -236,7 +246,8 @@ struct Schema<UserStatus> {
       value_field("recovery_codes_left", &M::recovery_codes_left, Need::required),
       value_field("locked_until", &M::locked_until, Need::optional),
       flag_field("enrollment_pending", &M::enrollment_pending),
-      value_field("last_skew_seconds", &M::last_skew_seconds, Need::optional)};
+      value_field("last_skew_seconds", &M::last_skew_seconds, Need::optional),
+      value_field("exempt", &M::exempt, Need::optional, 3)};
 };
 template <>
 struct Schema<EmptyResult> {
@@ -289,7 +300,41 @@ template <>
 struct Schema<AdminListResult> {
   using M = AdminListResult;
   static constexpr std::string_view name = "admin_list";
-  static constexpr std::array fields{value_field("users", &M::users, Need::required)};
+  static constexpr std::array fields{value_field("users", &M::users, Need::required),
+                                     flag_field("truncated", &M::truncated, 3)};
+};
+template <>
+struct Schema<AdminStatsResult> {
+  using M = AdminStatsResult;
+  static constexpr std::uint8_t since = 3;
+  static constexpr std::string_view name = "admin_stats";
+  static constexpr auto count = [](std::string_view key, std::int64_t M::*member) {
+    return value_field(key, member, Need::required);
+  };
+  static constexpr std::array fields{
+      count("started_at", &M::started_at),
+      count("now", &M::now),
+      count("verify_ok", &M::verify_ok),
+      count("verify_recovery", &M::verify_recovery),
+      count("verify_wrong_code", &M::verify_wrong_code),
+      count("verify_replayed", &M::verify_replayed),
+      count("verify_locked", &M::verify_locked),
+      count("verify_malformed", &M::verify_malformed),
+      count("verify_busy", &M::verify_busy),
+      count("verify_store_unavailable", &M::verify_store_unavailable),
+      count("verify_other", &M::verify_other),
+      count("lockouts", &M::lockouts),
+      count("enrollments", &M::enrollments),
+      count("imports", &M::imports),
+      count("remembered_skips", &M::remembered_skips),
+      count("exempt_logins", &M::exempt_logins),
+      count("grace_logins", &M::grace_logins),
+      count("nullok_logins", &M::nullok_logins),
+      count("users_enrolled", &M::users_enrolled),
+      count("users_locked", &M::users_locked),
+      count("in_flight_fast", &M::in_flight_fast),
+      count("in_flight_slow", &M::in_flight_slow),
+      count("connections", &M::connections)};
 };
 
 // Sent instead of a payload when the status is not ok.

@@ -24,6 +24,7 @@
 #include "daemon/store/store_postgresql.hpp"
 #include "daemon/store/store_sqlite.hpp"
 #include "daemon/system/audit.hpp"
+#include "daemon/system/audit_counts.hpp"
 #include "daemon/system/password_check.hpp"
 #include "daemon/system/state_lock.hpp"
 #include "kpanel/version.hpp"
@@ -117,7 +118,7 @@ struct Daemon::Core {
         store(std::move(opened)),
         passwords(config.password_service),
         logged_store(*store, audit),
-        rules(config.policy, logged_store, clock, passwords, accounts, audit),
+        rules(config.policy, logged_store, clock, passwords, accounts, counted_audit),
         dispatcher(rules, accounts) {
     dispatcher.set_store_name(config.store == StoreBackend::postgresql
                                   ? "the PostgreSQL database of postgresql_dsn"
@@ -133,6 +134,9 @@ struct Daemon::Core {
   // Each unprivileged uid's refused requests are logged within a budget, so
   // one user's flood cannot bury other users' security events.
   RateLimitedAuditLog audit{syslog_audit, clock};
+  // Counts every event the rules record (admin stats), before the rate
+  // limit, so a suppressed line still counts.
+  CountingAuditLog counted_audit{audit};
   LoggedStore logged_store;
   Rules rules;
   Dispatcher dispatcher;
@@ -168,6 +172,14 @@ std::expected<void, StartError> Daemon::start(const std::function<void()>& befor
   socket_from_systemd_ = listening->from_systemd;
   socket_file_ = listening->file;
   lanes_.emplace(LaneLimits{.fast_threads = worker_count()});
+  core_->rules.set_stats_sources(StatsSources{
+      .counts = &core_->counted_audit, .runtime = [this]() noexcept {
+        RuntimeGauges gauges;
+        gauges.in_flight_fast = static_cast<std::int64_t>(lanes_->in_flight(Lane::fast));
+        gauges.in_flight_slow = static_cast<std::int64_t>(lanes_->in_flight(Lane::slow));
+        gauges.connections = server_ ? static_cast<std::int64_t>(server_->connection_count()) : 0;
+        return gauges;
+      }});
   Dispatcher& dispatcher = core_->dispatcher;
   server_.emplace(
       io_, std::move(listening->acceptor), *lanes_,

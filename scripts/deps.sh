@@ -12,7 +12,7 @@ KPANEL_TEST_PACKAGES=(
   libpam-wrapper libnss-wrapper libpamtest0-dev pamtester oathtool zbar-tools
   openssh-server openssh-client python3 python3-pexpect groff-base systemd
   clang-16 libclang-rt-16-dev valgrind postgresql
-  libpam-google-authenticator lintian faketime
+  libpam-google-authenticator lintian faketime python3-prometheus-client
 )
 
 # Installs the packages that are not installed yet; apt-get update first, once.

@@ -7,8 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <mutex>
 #include <type_traits>
+#include <unordered_set>
 #include <vector>
+
+#include "daemon/authz/login_accounts.hpp"
 
 namespace kpanel::daemon {
 namespace {
@@ -147,6 +151,54 @@ bool SystemAccountDirectory::is_member(std::string_view name,
   } catch (...) {
     return false;
   }
+}
+
+AccountDirectory::LoginAccounts SystemAccountDirectory::login_accounts() const noexcept {
+  LoginAccounts found;
+  try {
+    const LoginAccountRules rules = read_login_account_rules(files_.login_defs, files_.shells);
+    static std::mutex enumeration;  // setpwent/getpwent_r/endpwent share one position
+    const std::lock_guard lock(enumeration);
+    std::unordered_set<uid_t> seen;  // aliases (useradd -o): the first entry is the canonical one
+    std::vector<char> buffer(initial_buffer_size(_SC_GETPW_R_SIZE_MAX));
+    setpwent();
+    struct EndWhenDone {
+      EndWhenDone() = default;
+      EndWhenDone(const EndWhenDone&) = delete;
+      EndWhenDone& operator=(const EndWhenDone&) = delete;
+      EndWhenDone(EndWhenDone&&) = delete;
+      EndWhenDone& operator=(EndWhenDone&&) = delete;
+      ~EndWhenDone() { endpwent(); }  // before the lock is released
+    } const end_when_done;
+    for (std::size_t scanned = 0;;) {
+      passwd entry{};
+      passwd* result = nullptr;
+      const int rc = getpwent_r(&entry, buffer.data(), buffer.size(), &result);
+      if (rc == ERANGE && buffer.size() < kMaxLookupBuffer) {
+        buffer.resize(buffer.size() * 2);  // the same entry again, with room
+        continue;
+      }
+      if (rc != 0 || result == nullptr) {
+        // ENOENT is the end; anything else (a directory server gone) leaves
+        // what was read so far, said to be incomplete.
+        found.truncated = rc != 0 && rc != ENOENT;
+        break;
+      }
+      if (++scanned > kMaxScannedAccounts || found.names.size() >= kMaxLoginAccounts) {
+        found.truncated = true;
+        break;
+      }
+      if (entry.pw_name == nullptr || !seen.insert(entry.pw_uid).second) {
+        continue;
+      }
+      if (can_log_in(rules, entry.pw_uid, entry.pw_shell != nullptr ? entry.pw_shell : "")) {
+        found.names.emplace_back(entry.pw_name);
+      }
+    }
+  } catch (...) {
+    found.truncated = true;
+  }
+  return found;
 }
 
 }  // namespace kpanel::daemon

@@ -6,9 +6,13 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace kpanel::daemon {
 
@@ -33,17 +37,46 @@ class AccountDirectory {
   // Member through the primary group or a supplementary one. False for an
   // empty group name, an unknown user or group, or a failed lookup.
   [[nodiscard]] virtual bool is_member(std::string_view name, std::string_view group) const = 0;
+
+  struct LoginAccounts {
+    std::vector<std::string> names;  // canonical names, in the order NSS gave them
+    bool truncated =
+        false;  // a bound below was reached, or NSS failed part way: some may be missing
+  };
+  // Every account NSS enumerates that can log in (daemon/authz/login_accounts.hpp),
+  // one name per uid. NSS enumeration may be partial: SSSD and LDAP list only
+  // what they cached unless told to enumerate. A directory that cannot
+  // enumerate lists nobody.
+  [[nodiscard]] virtual LoginAccounts login_accounts() const { return {}; }
+};
+
+// Bounds of one enumeration, so a host with a huge directory costs a bounded
+// request (the reply must also fit protocol::kMaxResponseBodySize).
+inline constexpr std::size_t kMaxScannedAccounts = 200'000;
+inline constexpr std::size_t kMaxLoginAccounts = 10'000;
+
+struct LoginAccountFiles {
+  std::filesystem::path login_defs = "/etc/login.defs";
+  std::filesystem::path shells = "/etc/shells";
 };
 
 // NSS through the reentrant getpw*_r / getgrnam_r / getgrouplist; never throws.
 class SystemAccountDirectory final : public AccountDirectory {
  public:
+  explicit SystemAccountDirectory(LoginAccountFiles files = {}) : files_(std::move(files)) {}
+
   [[nodiscard]] std::optional<std::string> name_for_uid(uid_t uid) const noexcept override;
   [[nodiscard]] std::optional<std::string> canonical_name(
       std::string_view name) const noexcept override;
   [[nodiscard]] bool exists(std::string_view name) const noexcept override;
   [[nodiscard]] bool is_member(std::string_view name,
                                std::string_view group) const noexcept override;
+  // getpwent_r under a process-wide lock (the enumeration's position is
+  // global); the files are read again each time, so edits apply at once.
+  [[nodiscard]] LoginAccounts login_accounts() const noexcept override;
+
+ private:
+  LoginAccountFiles files_;
 };
 
 }  // namespace kpanel::daemon

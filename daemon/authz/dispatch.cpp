@@ -56,15 +56,16 @@ constexpr Row row(protocol::Op op, Permit permit, Cost cost) {
 constexpr std::array kTable{
   // request                                    handler                           op                                  who may call it        cost (lanes.hpp)
   row<protocol::LoginCheckRequest,              &Rules::login_check>              (protocol::Op::login_check,         Permit::self_or_root,  Cost::fast),
-  row<protocol::VerifyRequest,                  &Rules::verify>                   (protocol::Op::verify,              Permit::self_or_root,  Cost::by_code),
+  row<protocol::VerifyRequest,                  &Rules::verify>                   (protocol::Op::verify,              Permit::self_or_root,  Cost::by_request),
   row<protocol::StatusRequest,                  &Rules::status>                   (protocol::Op::status,              Permit::self_or_admin, Cost::fast),
   row<protocol::EnrollBeginRequest,             &Rules::enroll_begin>             (protocol::Op::enroll_begin,        Permit::self_or_admin, Cost::slow),
   row<protocol::EnrollConfirmRequest,           &Rules::enroll_confirm>           (protocol::Op::enroll_confirm,      Permit::self_or_admin, Cost::slow),
   row<protocol::DisableRequest,                 &Rules::disable>                  (protocol::Op::disable,             Permit::self_or_admin, Cost::slow),
   row<protocol::RegenerateRecoveryCodesRequest, &Rules::regenerate_recovery_codes>(protocol::Op::recovery_regenerate, Permit::self_or_admin, Cost::slow),
-  row<protocol::AdminListRequest,               &Rules::admin_list>               (protocol::Op::admin_list,          Permit::admin,         Cost::fast),
+  row<protocol::AdminListRequest,               &Rules::admin_list>               (protocol::Op::admin_list,          Permit::admin,         Cost::by_request),
   row<protocol::AdminResetRequest,              &Rules::admin_reset>              (protocol::Op::admin_reset,         Permit::admin,         Cost::fast),
   row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             (protocol::Op::admin_unlock,        Permit::admin,         Cost::fast),
+  row<protocol::AdminStatsRequest,              &Rules::admin_stats>              (protocol::Op::admin_stats,         Permit::admin,         Cost::fast),
 };
 // clang-format on
 
@@ -117,8 +118,11 @@ Lane Dispatcher::lane(const Request& request) noexcept {
       return Lane::fast;
     case Cost::slow:
       return Lane::slow;
-    case Cost::by_code:
+    case Cost::by_request:
       break;
+  }
+  if (const auto* list = std::get_if<protocol::AdminListRequest>(&request)) {
+    return list->all ? Lane::slow : Lane::fast;
   }
   // A recovery code costs scrypt hashes; a TOTP code an HMAC or two.
   const auto* verify = std::get_if<protocol::VerifyRequest>(&request);

@@ -25,9 +25,10 @@ enum class Permit : std::uint8_t {
 
 // What a request's work costs, which decides its lane (daemon/net/lanes.hpp).
 enum class Cost : std::uint8_t {
-  fast,     // a store read or one update: the fast lane
-  slow,     // a password check, scrypt, enrollment: the slow lane, bounded per uid
-  by_code,  // verify: slow for a recovery code, fast for a TOTP code
+  fast,        // a store read or one update: the fast lane
+  slow,        // a password check, scrypt, enrollment: the slow lane, bounded per uid
+  by_request,  // verify: slow for a recovery code, fast for a TOTP code; admin_list:
+               // slow with `all` (it enumerates NSS, which may be a directory server)
 };
 
 class Dispatcher {

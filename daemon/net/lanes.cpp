@@ -113,4 +113,10 @@ std::size_t WorkLanes::slow_in_flight() const {
   return slow_.root_jobs + slow_.other_jobs;
 }
 
+std::size_t WorkLanes::in_flight(Lane lane) const {
+  const std::lock_guard lock(mutex_);
+  const LaneState& state = lane == Lane::fast ? fast_ : slow_;
+  return state.root_jobs + state.other_jobs;
+}
+
 }  // namespace kpanel::daemon

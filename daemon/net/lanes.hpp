@@ -92,6 +92,8 @@ class WorkLanes {
 
   // For tests and the log.
   [[nodiscard]] std::size_t slow_in_flight() const;
+  // Jobs queued or running in `lane` (admin stats).
+  [[nodiscard]] std::size_t in_flight(Lane lane) const;
 
  private:
   struct Entry {

@@ -1,9 +1,11 @@
 #include "daemon/rules/rules.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 
@@ -24,6 +26,7 @@ Rules::Rules(Policy policy, Store& store, const common::Clock& clock, PasswordCh
       passwords_(passwords),
       accounts_(accounts),
       audit_(audit),
+      started_at_(clock.now()),
       policy_(std::make_shared<const Policy>(std::move(policy))) {}
 
 void Rules::set_policy(Policy policy) {
@@ -266,7 +269,7 @@ Response Rules::disable(const Caller& caller, const std::string& user,
 // ---- admin ----------------------------------------------------------------------------------
 
 Response Rules::admin_list(const Caller& caller,
-                           const protocol::AdminListRequest& /*request*/) noexcept {
+                           const protocol::AdminListRequest& request) noexcept {
   return guarded(audit_, protocol::Op::admin_list, [&] {
     const TimePoint now = clock_.now();
     const auto records = store_.list();
@@ -279,7 +282,82 @@ Response Rules::admin_list(const Caller& caller,
     for (const UserRecord& record : *records) {
       result.users.push_back(describe(record, now, caller.privileged));
     }
+    if (request.all) {
+      add_login_accounts(result);
+    }
     return reply_ok(std::move(result));
+  });
+}
+
+// The accounts that can log in and have no state yet, then who of everyone
+// listed is exempt (as login_check decides it: exempt_group, by primary or
+// supplementary group). Sorted by name, so the table reads as a roster.
+void Rules::add_login_accounts(protocol::AdminListResult& result) const {
+  const auto policy = this->policy();
+  std::unordered_set<std::string> listed;
+  for (const protocol::UserStatus& status : result.users) {
+    listed.insert(status.user);
+  }
+  AccountDirectory::LoginAccounts accounts = accounts_.login_accounts();
+  for (std::string& name : accounts.names) {
+    if (listed.insert(name).second) {
+      protocol::UserStatus status;
+      status.user = std::move(name);
+      result.users.push_back(std::move(status));
+    }
+  }
+  result.truncated = accounts.truncated;
+  for (protocol::UserStatus& status : result.users) {
+    status.exempt =
+        !policy->exempt_group.empty() && accounts_.is_member(status.user, policy->exempt_group);
+  }
+  std::ranges::sort(result.users, {}, &protocol::UserStatus::user);
+}
+
+Response Rules::admin_stats(const Caller& caller,
+                            const protocol::AdminStatsRequest& /*request*/) noexcept {
+  return guarded(audit_, protocol::Op::admin_stats, [&] {
+    const TimePoint now = clock_.now();
+    const auto records = store_.list();
+    if (!records) {
+      return store_failed(audit_, make_event(AuditEventKind::admin_stats, caller, ""),
+                          records.error());
+    }
+    protocol::AdminStatsResult result;
+    result.started_at = common::to_unix(started_at_);
+    result.now = common::to_unix(now);
+    for (const UserRecord& record : *records) {
+      result.users_enrolled += record.active ? 1 : 0;
+      result.users_locked += record.locked_until && is_locked(record, now) ? 1 : 0;
+    }
+    const AuditCounts counts = stats_.counts != nullptr ? stats_.counts->snapshot() : AuditCounts{};
+    const auto value = [&](Counter counter) {
+      // A uint64 that overflows int64 would take 292 years at a billion a second.
+      return static_cast<std::int64_t>(counts[counter]);
+    };
+    result.verify_ok = value(Counter::verify_ok);
+    result.verify_recovery = value(Counter::verify_recovery);
+    result.verify_wrong_code = value(Counter::verify_wrong_code);
+    result.verify_replayed = value(Counter::verify_replayed);
+    result.verify_locked = value(Counter::verify_locked);
+    result.verify_malformed = value(Counter::verify_malformed);
+    result.verify_busy = value(Counter::verify_busy);
+    result.verify_store_unavailable = value(Counter::verify_store_unavailable);
+    result.verify_other = value(Counter::verify_other);
+    result.lockouts = value(Counter::lockouts);
+    result.enrollments = value(Counter::enrollments);
+    result.imports = value(Counter::imports);
+    result.remembered_skips = value(Counter::remembered_skips);
+    result.exempt_logins = value(Counter::exempt_logins);
+    result.grace_logins = value(Counter::grace_logins);
+    result.nullok_logins = value(Counter::nullok_logins);
+    if (stats_.runtime) {
+      const RuntimeGauges gauges = stats_.runtime();
+      result.in_flight_fast = gauges.in_flight_fast;
+      result.in_flight_slow = gauges.in_flight_slow;
+      result.connections = gauges.connections;
+    }
+    return reply_ok(result);
   });
 }
 

@@ -18,6 +18,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,6 +31,7 @@
 #include "daemon/rules/policy.hpp"
 #include "daemon/store/store.hpp"
 #include "daemon/system/audit.hpp"
+#include "daemon/system/audit_counts.hpp"
 #include "daemon/system/password_check.hpp"
 
 namespace kpanel::daemon {
@@ -37,6 +40,18 @@ namespace kpanel::daemon {
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);  // the peer's uid, for the audit log
   bool privileged = false;             // root or admin_group: may see admin-only detail
+};
+
+// The gauges of admin_stats that the server side knows.
+struct RuntimeGauges {
+  std::int64_t in_flight_fast = 0, in_flight_slow = 0;  // lane jobs queued or running
+  std::int64_t connections = 0;
+};
+// Where admin_stats reads what the Rules do not keep themselves. Either may
+// be unset (tests): its numbers are then 0.
+struct StatsSources {
+  const CountingAuditLog* counts = nullptr;
+  std::function<RuntimeGauges()> runtime;  // must be thread-safe and not throw
 };
 
 class Rules {
@@ -50,6 +65,8 @@ class Rules {
   // At start, before serving: the crash fence from the store's run state.
   void set_fence(std::optional<Fence> fence);
   [[nodiscard]] std::shared_ptr<const Policy> policy() const;
+  // Before serving: never changed while requests run.
+  void set_stats_sources(StatsSources sources) { stats_ = std::move(sources); }
 
   // Does this login need a code? LoginCheckResult.
   common::protocol::Response login_check(
@@ -77,7 +94,9 @@ class Rules {
   common::protocol::Response regenerate_recovery_codes(
       const Caller& caller, const std::string& user,
       const common::protocol::RegenerateRecoveryCodesRequest& request) noexcept;
-  // AdminListResult: every user the store knows.
+  // AdminListResult: every user the store knows; with `all` also every
+  // account that can log in (AccountDirectory::login_accounts), each marked
+  // exempt or not.
   common::protocol::Response admin_list(const Caller& caller,
                                         const common::protocol::AdminListRequest& request) noexcept;
   // Removes enrollment, pending enrollment, recovery codes and lockout state.
@@ -89,18 +108,27 @@ class Rules {
       const Caller& caller, const std::string& user,
       const common::protocol::AdminUnlockRequest& request) noexcept;
 
+  // AdminStatsResult: the counters since this Rules was made (the daemon's
+  // start) and the gauges now.
+  common::protocol::Response admin_stats(
+      const Caller& caller, const common::protocol::AdminStatsRequest& request) noexcept;
+
   // The Dispatcher refused a request (forbidden, no_such_user): logged like
   // the operation it asked for, with the request's service, rhost and tty.
   void record_refused(const Caller& caller, const common::protocol::Request& request,
                       const std::string& user, common::protocol::Status status) noexcept;
 
  private:
+  void add_login_accounts(common::protocol::AdminListResult& result) const;
+
   Store& store_;
   const common::Clock& clock_;
   PasswordChecker& passwords_;
   const AccountDirectory& accounts_;
   AuditLog& audit_;
   SlowCheckReservations slow_checks_;
+  StatsSources stats_;
+  common::TimePoint started_at_;
   mutable std::mutex policy_mutex_;
   std::shared_ptr<const Policy> policy_;
 };

@@ -104,6 +104,7 @@ constexpr std::array kOpKinds{
     AuditEventKind::admin_list,
     AuditEventKind::reset,
     AuditEventKind::unlock,
+    AuditEventKind::admin_stats,
 };
 static_assert(kOpKinds.size() == common::protocol::kOps.size(), "one kind per op");
 
@@ -137,6 +138,10 @@ std::string_view to_string(AuditEventKind kind) noexcept {
       return "audit_suppressed";
     case AuditEventKind::fence:
       return "fence";
+    case AuditEventKind::import:
+      return "import";
+    case AuditEventKind::remembered_login:
+      return "remembered_login";
     default:  // an op: named above
       break;
   }
@@ -303,6 +308,8 @@ bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
     case AuditEventKind::recovery_regenerate:
     case AuditEventKind::reset:
     case AuditEventKind::unlock:
+    case AuditEventKind::import:
+    case AuditEventKind::remembered_login:
       return event.outcome != Status::ok;
     case AuditEventKind::login_check:
     case AuditEventKind::exempt_login:
@@ -311,6 +318,7 @@ bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
     case AuditEventKind::status:
     case AuditEventKind::enroll_begin:
     case AuditEventKind::admin_list:
+    case AuditEventKind::admin_stats:
     case AuditEventKind::clock_skew:
       return true;
   }

@@ -46,6 +46,9 @@ enum class AuditEventKind : std::uint8_t {
   clock_moved,  // the last accepted step lies ahead of this host's clock (see clock_moved_seconds)
   audit_suppressed,  // one uid's refused requests over its budget, counted (see suppressed)
   fence,  // at start after an unclean host stop or a restore: TOTP codes up to fence_time refused
+  import,
+  remembered_login,
+  admin_stats,
 };
 // The kinds that are ops are named by protocol::kOps' audit column.
 [[nodiscard]] std::string_view to_string(AuditEventKind kind) noexcept;

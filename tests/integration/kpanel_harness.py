@@ -106,6 +106,11 @@ TEST_USERS = {
     # backup and restore
     "kpt_b_alice": (None, []), "kpt_b_bob": (None, []), "kpt_b_carol": (None, []),
     "kpt_b_daemon": (None, []),
+    # admin list --all and admin stats: enrolled, not enrolled, exempt, an
+    # admin, a user who is neither, the daemon's own account (unprivileged)
+    "kpt_st_alice": (None, []), "kpt_st_bob": (None, []),
+    "kpt_st_glass": (None, ["kpt_st_exempt"]), "kpt_st_admin": (None, ["kpt_st_admins"]),
+    "kpt_st_eve": (None, []), "kpt_st_daemon": (None, []),
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.

@@ -198,7 +198,8 @@ BOOST_AUTO_TEST_CASE(one_table_names_each_op_on_the_wire_and_in_the_audit_log) {
       {Op::recovery_regenerate, "recovery_regenerate", "recovery_regenerate"},
       {Op::admin_list, "admin_list", "admin_list"},
       {Op::admin_reset, "admin_reset", "reset"},
-      {Op::admin_unlock, "admin_unlock", "unlock"}};
+      {Op::admin_unlock, "admin_unlock", "unlock"},
+      {Op::admin_stats, "admin_stats", "admin_stats"}};
   BOOST_TEST(expected.size() == kOps.size());
   for (const auto& [op, wire, audit] : expected) {
     BOOST_TEST(op_name(op) == wire);

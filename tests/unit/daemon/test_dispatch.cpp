@@ -44,9 +44,17 @@ std::vector<Request> every_operation(const std::string& user) {
   reset.user = user;
   protocol::AdminUnlockRequest unlock;
   unlock.user = user;
-  return {login_check,    verify,  status,     enroll_begin,
-          enroll_confirm, disable, regenerate, protocol::AdminListRequest{},
-          reset,          unlock};
+  return {login_check,
+          verify,
+          status,
+          enroll_begin,
+          enroll_confirm,
+          disable,
+          regenerate,
+          protocol::AdminListRequest{},
+          reset,
+          unlock,
+          protocol::AdminStatsRequest{}};
 }
 
 // Expected: true = allowed (anything but forbidden), false = forbidden.
@@ -74,6 +82,7 @@ const std::vector<Row> kExpected{
   {"admin_list",             true,  false, false, false, true,  false, false},
   {"admin_reset",            true,  false, false, false, true,  false, false},
   {"admin_unlock",           true,  false, false, false, true,  false, false},
+  {"admin_stats",            true,  false, false, false, true,  false, false},
 };
 // clang-format on
 
@@ -117,9 +126,29 @@ BOOST_AUTO_TEST_CASE(the_table_is_the_documented_permission) {
   for (std::size_t i = 2; i <= 6; ++i) {
     BOOST_TEST((Dispatcher::permit(requests[i]) == Permit::self_or_admin));
   }
-  for (std::size_t i = 7; i <= 9; ++i) {
+  for (std::size_t i = 7; i <= 10; ++i) {
     BOOST_TEST((Dispatcher::permit(requests[i]) == Permit::admin));
   }
+}
+
+// Listing every account enumerates NSS, which may be a directory server
+// across the network: never in the fast lane, where logins are answered.
+BOOST_AUTO_TEST_CASE(listing_every_account_runs_in_the_slow_lane) {
+  BOOST_TEST((Dispatcher::lane(protocol::AdminListRequest{}) == Lane::fast));
+  BOOST_TEST((Dispatcher::lane(protocol::AdminListRequest{.all = true}) == Lane::slow));
+  BOOST_TEST((Dispatcher::lane(protocol::AdminStatsRequest{}) == Lane::fast));
+}
+
+BOOST_AUTO_TEST_CASE(a_non_admin_asking_for_stats_is_refused_and_audited) {
+  Harness h(std::make_unique<MemoryBackend>());
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  BOOST_TEST(
+      (dispatcher.handle(peer(kDave), protocol::AdminStatsRequest{}).status == Status::forbidden));
+  const auto events = h.audit.events();
+  BOOST_TEST_REQUIRE(events.size() == 1U);
+  BOOST_TEST((events[0].kind == AuditEventKind::admin_stats));
+  BOOST_TEST((events[0].outcome == Status::forbidden));
+  BOOST_TEST((dispatcher.handle(peer(kCarol), protocol::AdminStatsRequest{}).status == Status::ok));
 }
 
 BOOST_AUTO_TEST_CASE(an_empty_user_field_means_the_peer_itself) {
@@ -313,8 +342,9 @@ BOOST_AUTO_TEST_CASE(a_name_nss_does_not_know_is_no_such_user) {
   Dispatcher dispatcher(h.rules(), h.accounts);
   const std::vector<Request> for_ghost = every_operation("ghost");
   for (std::size_t i = 0; i < kExpected.size(); ++i) {
-    if (std::holds_alternative<protocol::AdminListRequest>(for_ghost[i])) {
-      continue;
+    if (std::holds_alternative<protocol::AdminListRequest>(for_ghost[i]) ||
+        std::holds_alternative<protocol::AdminStatsRequest>(for_ghost[i])) {
+      continue;  // names nobody
     }
     BOOST_TEST_CONTEXT("op " << kExpected[i].op) {
       BOOST_TEST(dispatcher.handle(peer(0), for_ghost[i]).status == Status::no_such_user);

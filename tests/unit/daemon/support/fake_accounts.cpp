@@ -1,5 +1,7 @@
 #include "fake_accounts.hpp"
 
+#include <utility>
+
 namespace kpanel::daemon::test {
 
 void MapAccountDirectory::add_user(uid_t uid, const std::string& name,
@@ -16,6 +18,11 @@ std::optional<std::string> MapAccountDirectory::name_for_uid(uid_t uid) const {
     return std::nullopt;
   }
   return found->second;
+}
+
+void MapAccountDirectory::set_login_accounts(std::vector<std::string> names, bool truncated) {
+  login_accounts_.names = std::move(names);
+  login_accounts_.truncated = truncated;
 }
 
 void MapAccountDirectory::add_alias(uid_t uid, const std::string& name) { uids_[name] = uid; }

@@ -25,6 +25,9 @@ class MapAccountDirectory final : public AccountDirectory {
   [[nodiscard]] std::optional<std::string> canonical_name(std::string_view name) const override;
   [[nodiscard]] bool exists(std::string_view name) const override;
   [[nodiscard]] bool is_member(std::string_view name, std::string_view group) const override;
+  // What login_accounts() answers: the accounts that "can log in", as given.
+  void set_login_accounts(std::vector<std::string> names, bool truncated = false);
+  [[nodiscard]] LoginAccounts login_accounts() const override { return login_accounts_; }
 
   // How many times canonical_name was asked.
   [[nodiscard]] int canonical_lookups() const { return canonical_lookups_.load(); }
@@ -34,6 +37,7 @@ class MapAccountDirectory final : public AccountDirectory {
   std::map<std::string, uid_t, std::less<>> uids_;  // every name, aliases included
   mutable std::atomic<int> canonical_lookups_{0};
   std::map<std::string, std::set<std::string, std::less<>>, std::less<>> groups_;
+  LoginAccounts login_accounts_;
 };
 
 }  // namespace kpanel::daemon::test
