@@ -86,13 +86,14 @@ enum class Op : std::uint8_t {
   admin_list,
   admin_reset,
   admin_unlock,
+  admin_import,
 };
 struct OpNames {
   Op op;
   std::string_view wire;
   std::string_view audit;
 };
-inline constexpr std::array<OpNames, 10> kOps{{
+inline constexpr std::array<OpNames, 11> kOps{{
     {Op::login_check, "login_check", "login_check"},
     {Op::verify, "verify", "verify"},
     {Op::status, "status", "status"},
@@ -103,6 +104,7 @@ inline constexpr std::array<OpNames, 10> kOps{{
     {Op::admin_list, "admin_list", "admin_list"},
     {Op::admin_reset, "admin_reset", "reset"},
     {Op::admin_unlock, "admin_unlock", "unlock"},
+    {Op::admin_import, "admin_import", "import"},
 }};
 [[nodiscard]] constexpr std::string_view op_name(Op op) noexcept {
   const auto index = static_cast<std::size_t>(op);
@@ -136,6 +138,11 @@ class Code {
   [[nodiscard]] bool empty() const noexcept { return typed_.empty(); }
   // Kind::totp: the digits without the spaces; otherwise empty.
   [[nodiscard]] std::string_view digits() const noexcept { return digits_.view(); }
+  // Kind::totp with exactly kScratchCodeDigits digits: a google-authenticator
+  // scratch code imported as a recovery code, unless the enrollment's own
+  // codes have that many digits (then it is only ever a TOTP code). The
+  // daemon decides which, from the enrollment; see PROTOCOL.md.
+  [[nodiscard]] bool may_be_scratch_code() const noexcept;
 
   // The kind and digits follow from the typed text.
   friend bool operator==(const Code& a, const Code& b) noexcept { return a.typed_ == b.typed_; }
@@ -205,9 +212,27 @@ struct AdminUnlockRequest {
   friend bool operator==(const AdminUnlockRequest&, const AdminUnlockRequest&) = default;
 };
 
-using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
-                             EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
-                             AdminListRequest, AdminResetRequest, AdminUnlockRequest>;
+// Version 3, root only: a user's google-authenticator-libpam secret, read
+// from their ~/.google_authenticator by the tool, becomes their enrollment
+// (six digits, SHA1). The daemon decides what it can honour.
+struct AdminImportRequest {
+  std::string user{};
+  SecureString secret_base32{};
+  std::uint32_t period = 30;      // the file's STEP_SIZE
+  std::uint32_t window_size = 3;  // the file's WINDOW_SIZE: how many steps in all
+  std::int64_t time_skew = 0;     // the file's TIME_SKEW, in steps
+  // The file's DISALLOW_REUSE: steps (unix time / period) already used.
+  std::vector<std::int64_t> used_steps{};
+  std::vector<SecureString> scratch_codes{};  // 8 digits each
+  friend bool operator==(const AdminImportRequest&, const AdminImportRequest&) = default;
+};
+inline constexpr std::size_t kMaxImportedScratchCodes = 10;  // google-authenticator writes <= 10
+inline constexpr std::size_t kMaxImportedUsedSteps = 128;    // it keeps one window's worth
+
+using Request =
+    std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
+                 EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
+                 AdminListRequest, AdminResetRequest, AdminUnlockRequest, AdminImportRequest>;
 
 // The request's row of kOps (the variant's index) and its wire name.
 [[nodiscard]] Op op_of(const Request& request) noexcept;
@@ -298,8 +323,17 @@ struct AdminListResult {
   friend bool operator==(const AdminListResult&, const AdminListResult&) = default;
 };
 
-using Result = std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusResult,
-                            EnrollBeginResult, RecoveryCodesResult, AdminListResult>;
+// Version 3. imported: the enrollment is on disk (or was already, with this
+// very secret). Otherwise `reason` says why it was skipped.
+struct AdminImportResult {
+  bool imported = false;
+  std::string reason{};
+  friend bool operator==(const AdminImportResult&, const AdminImportResult&) = default;
+};
+
+using Result =
+    std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusResult, EnrollBeginResult,
+                 RecoveryCodesResult, AdminListResult, AdminImportResult>;
 
 // Every reply. On a status other than ok, `result` is EmptyResult and the
 // detail fields below say what the user needs to know; never internal detail.

@@ -76,6 +76,7 @@ Outcome read(const Json& value, const Rule& rule, Code& out);
 Outcome read(const Json& value, const Rule& rule, std::vector<SecureString>& out);
 Outcome read(const Json& value, const Rule& rule, UserStatus& out);
 Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out);
+Outcome read(const Json& value, const Rule& rule, std::vector<std::int64_t>& out);
 template <class T>
 Outcome read(const Json& value, const Rule& rule, std::optional<T>& out) {
   T inner{};
@@ -97,6 +98,7 @@ Outcome write(Json& slot, const Rule& rule, const Code& value);
 Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& value);
 Outcome write(Json& slot, const Rule& rule, const UserStatus& value);
 Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value);
+Outcome write(Json& slot, const Rule& rule, const std::vector<std::int64_t>& value);
 
 template <class T>
 inline constexpr bool kIsOptional = false;
@@ -277,6 +279,21 @@ Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out) 
   }
   return {};
 }
+// A list of numbers (the steps an import marks used): bounded by the body cap.
+Outcome read(const Json& value, const Rule& /*rule*/, std::vector<std::int64_t>& out) {
+  if (!value.is_array()) {
+    return std::unexpected(DecodeError::wrong_type);
+  }
+  out.clear();
+  out.reserve(value.size());
+  for (const Json& item : value) {
+    Outcome outcome = read_integer(item, out.emplace_back());
+    if (!outcome) {
+      return outcome;
+    }
+  }
+  return {};
+}
 
 Outcome write(Json& slot, const Rule& rule, const std::string& value) {
   Outcome outcome = check_text(value, rule);
@@ -348,6 +365,13 @@ Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value
     if (!outcome) {
       return outcome;
     }
+  }
+  return {};
+}
+Outcome write(Json& slot, const Rule& /*rule*/, const std::vector<std::int64_t>& value) {
+  slot = Json::array();
+  for (const std::int64_t item : value) {
+    slot.push_back(item);
   }
   return {};
 }

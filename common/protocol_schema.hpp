@@ -80,7 +80,8 @@ using Member = std::variant<std::string M::*, SecureString M::*, bool M::*, std:
                             std::int64_t M::*, std::optional<std::int64_t> M::*,
                             std::optional<std::uint32_t> M::*, std::optional<std::string> M::*,
                             LoginDecision M::*, std::vector<SecureString> M::*, UserStatus M::*,
-                            std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*>;
+                            std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
+                            std::vector<std::int64_t> M::*>;
 
 template <class M>
 struct Field {
@@ -225,6 +226,21 @@ struct Schema<AdminUnlockRequest> {
   static constexpr std::string_view name = op_name(op);
   static constexpr std::array fields{user_field("user", &M::user, Need::required)};
 };
+template <>
+struct Schema<AdminImportRequest> {
+  using M = AdminImportRequest;
+  static constexpr Op op = Op::admin_import;
+  static constexpr std::string_view name = op_name(op);
+  static constexpr std::uint8_t since = 3;
+  static constexpr std::array fields{
+      user_field("user", &M::user, Need::required),
+      secret_field("secret_base32", &M::secret_base32, kMaxFieldLength, Need::required),
+      value_field("period", &M::period, Need::required),
+      value_field("window_size", &M::window_size, Need::required),
+      value_field("time_skew", &M::time_skew, Need::optional),
+      value_field("used_steps", &M::used_steps, Need::optional),
+      secret_field("scratch_codes", &M::scratch_codes, kMaxCodeLength, Need::optional)};
+};
 
 template <>
 struct Schema<UserStatus> {
@@ -290,6 +306,14 @@ struct Schema<AdminListResult> {
   using M = AdminListResult;
   static constexpr std::string_view name = "admin_list";
   static constexpr std::array fields{value_field("users", &M::users, Need::required)};
+};
+template <>
+struct Schema<AdminImportResult> {
+  using M = AdminImportResult;
+  static constexpr std::string_view name = "admin_import";
+  static constexpr std::uint8_t since = 3;
+  static constexpr std::array fields{flag_field("imported", &M::imported),
+                                     line_field("reason", &M::reason)};
 };
 
 // Sent instead of a payload when the status is not ok.

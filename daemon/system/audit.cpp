@@ -104,6 +104,7 @@ constexpr std::array kOpKinds{
     AuditEventKind::admin_list,
     AuditEventKind::reset,
     AuditEventKind::unlock,
+    AuditEventKind::import,
 };
 static_assert(kOpKinds.size() == common::protocol::kOps.size(), "one kind per op");
 
@@ -303,6 +304,7 @@ bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
     case AuditEventKind::recovery_regenerate:
     case AuditEventKind::reset:
     case AuditEventKind::unlock:
+    case AuditEventKind::import:
       return event.outcome != Status::ok;
     case AuditEventKind::login_check:
     case AuditEventKind::exempt_login:
