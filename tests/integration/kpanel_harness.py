@@ -106,6 +106,9 @@ TEST_USERS = {
     # backup and restore
     "kpt_b_alice": (None, []), "kpt_b_bob": (None, []), "kpt_b_carol": (None, []),
     "kpt_b_daemon": (None, []),
+    # import of google-authenticator files
+    **{f"kpt_i_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "frank",
+                                                "gina", "hank")},
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.
