@@ -44,9 +44,12 @@ std::vector<Request> every_operation(const std::string& user) {
   reset.user = user;
   protocol::AdminUnlockRequest unlock;
   unlock.user = user;
+  protocol::AdminImportRequest import;
+  import.user = user;
+  import.secret_base32 = common::SecureString("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
   return {login_check,    verify,  status,     enroll_begin,
           enroll_confirm, disable, regenerate, protocol::AdminListRequest{},
-          reset,          unlock};
+          reset,          unlock,  import};
 }
 
 // Expected: true = allowed (anything but forbidden), false = forbidden.
@@ -74,6 +77,8 @@ const std::vector<Row> kExpected{
   {"admin_list",             true,  false, false, false, true,  false, false},
   {"admin_reset",            true,  false, false, false, true,  false, false},
   {"admin_unlock",           true,  false, false, false, true,  false, false},
+  // Sets a user's secret from a file only root can read: not even admin_group.
+  {"admin_import",           true,  false, false, false, false, false, false},
 };
 // clang-format on
 
@@ -120,6 +125,24 @@ BOOST_AUTO_TEST_CASE(the_table_is_the_documented_permission) {
   for (std::size_t i = 7; i <= 9; ++i) {
     BOOST_TEST((Dispatcher::permit(requests[i]) == Permit::admin));
   }
+  BOOST_TEST((Dispatcher::permit(requests[10]) == Permit::root));
+}
+
+// scrypt work belongs to the slow lane: a recovery code, and 8 digits, which
+// may be an imported scratch code; a 6-digit code and the import's hashing
+// of scratch codes as they say.
+BOOST_AUTO_TEST_CASE(a_code_that_may_be_hashed_takes_the_slow_lane) {
+  const auto lane_of = [](const char* code) {
+    protocol::VerifyRequest verify;
+    verify.user = "alice";
+    verify.code = common::SecureString(code);
+    return Dispatcher::lane(verify);
+  };
+  BOOST_TEST((lane_of("123456") == Lane::fast));
+  BOOST_TEST((lane_of("1234567") == Lane::fast));
+  BOOST_TEST((lane_of("1234 5678") == Lane::slow));
+  BOOST_TEST((lane_of("7KQ2-9MXD-4T") == Lane::slow));
+  BOOST_TEST((Dispatcher::lane(every_operation("alice")[10]) == Lane::slow));
 }
 
 BOOST_AUTO_TEST_CASE(an_empty_user_field_means_the_peer_itself) {
