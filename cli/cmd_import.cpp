@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -187,7 +188,11 @@ int run_admin_import(Context& context, const CommandLine& line) {
         return context.usage(valid.error());
       }
       if (auto account = account_named(name)) {
-        accounts.push_back(std::move(*account));
+        const bool again = std::ranges::any_of(
+            accounts, [&](const Account& seen) { return seen.uid == account->uid; });
+        if (!again) {  // an alias or a repeat: one account, one import
+          accounts.push_back(std::move(*account));
+        }
       } else {
         report.skipped.emplace_back(name, "no such user");
       }

@@ -13,8 +13,8 @@
 namespace kpanel::cli {
 namespace {
 
-constexpr std::size_t kMinSecretBytes = 10;  // 80 bits, its oldest files
-constexpr std::size_t kMaxSecretBytes = 64;
+constexpr std::size_t kMinSecretBytes = common::protocol::kMinImportedSecretBytes;
+constexpr std::size_t kMaxSecretBytes = common::protocol::kMaxImportedSecretBytes;
 
 // Its bounds (google-authenticator-libpam refuses a file outside them).
 constexpr std::uint32_t kMaxStepSize = 60;
@@ -111,7 +111,7 @@ std::expected<void, std::string> apply_option(std::string_view line, Options& op
     }
     for (const std::string_view word : values) {
       const auto step = number(word);
-      if (!step) {
+      if (!step || *step > common::protocol::kMaxImportedStep) {
         return std::unexpected("DISALLOW_REUSE must list step numbers");
       }
       file.used_steps.push_back(*step);

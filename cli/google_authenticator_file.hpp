@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/protocol.hpp"
 #include "common/secure_buffer.hpp"
 
 namespace kpanel::cli {

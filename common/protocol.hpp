@@ -226,8 +226,16 @@ struct AdminImportRequest {
   std::vector<SecureString> scratch_codes{};  // 8 digits each
   friend bool operator==(const AdminImportRequest&, const AdminImportRequest&) = default;
 };
-inline constexpr std::size_t kMaxImportedScratchCodes = 10;  // google-authenticator writes <= 10
-inline constexpr std::size_t kMaxImportedUsedSteps = 128;    // it keeps one window's worth
+// What admin_import takes: google-authenticator writes at most 10 scratch
+// codes, keeps one window's worth of used steps, looks for a phone's skew up
+// to 25 minutes (of 1 s steps) either way, and makes secrets of 80 to 160
+// bits. Steps beyond 2^40 (unix time / period) are no time of this era.
+inline constexpr std::size_t kMaxImportedScratchCodes = 10;
+inline constexpr std::size_t kMaxImportedUsedSteps = 128;
+inline constexpr std::int64_t kMaxImportedTimeSkew = 1500;
+inline constexpr std::int64_t kMaxImportedStep = std::int64_t{1} << 40;
+inline constexpr std::size_t kMinImportedSecretBytes = 10;
+inline constexpr std::size_t kMaxImportedSecretBytes = 64;
 
 using Request =
     std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,

@@ -25,8 +25,6 @@ constexpr unsigned kImportedDigits = 6;
 constexpr unsigned kMinImportedPeriod = 15;
 constexpr unsigned kMaxImportedPeriod = 300;
 constexpr std::uint32_t kMaxWindowSize = 100;  // google-authenticator's own bound
-constexpr std::size_t kMinSecretBytes = 10;    // 80 bits: its oldest files
-constexpr std::size_t kMaxSecretBytes = 64;
 
 // What the request asks for that this daemon cannot honour, or nullopt.
 // google-authenticator accepts the steps now+TIME_SKEW-(W-1)/2 up to
@@ -42,6 +40,10 @@ std::optional<std::string> unhonourable(const protocol::AdminImportRequest& requ
   }
   if (request.window_size < 1 || request.window_size > kMaxWindowSize) {
     return "WINDOW_SIZE " + std::to_string(request.window_size) + " is not valid (1 to 100)";
+  }
+  if (request.time_skew < -protocol::kMaxImportedTimeSkew ||
+      request.time_skew > protocol::kMaxImportedTimeSkew) {
+    return "TIME_SKEW " + std::to_string(request.time_skew) + " is not valid (-1500 to 1500)";
   }
   const auto window_size = static_cast<std::int64_t>(request.window_size);
   const std::int64_t earliest = request.time_skew - (window_size - 1) / 2;
@@ -62,6 +64,11 @@ std::optional<std::string> unhonourable(const protocol::AdminImportRequest& requ
   if (request.used_steps.size() > protocol::kMaxImportedUsedSteps) {
     return "more than " + std::to_string(protocol::kMaxImportedUsedSteps) +
            " steps in DISALLOW_REUSE";
+  }
+  if (std::ranges::any_of(request.used_steps, [](std::int64_t step) {
+        return step < 0 || step > protocol::kMaxImportedStep;
+      })) {
+    return "DISALLOW_REUSE lists a step that is no time of this era";
   }
   return std::nullopt;
 }
@@ -96,7 +103,8 @@ Response Rules::admin_import(const Caller& caller, const std::string& user,
       return refuse(audit_, event, Status::no_such_user);
     }
     auto secret = common::base32_decode(request.secret_base32.view());
-    if (!secret || secret->size() < kMinSecretBytes || secret->size() > kMaxSecretBytes) {
+    if (!secret || secret->size() < protocol::kMinImportedSecretBytes ||
+        secret->size() > protocol::kMaxImportedSecretBytes) {
       return skipped(audit_, event, Status::bad_request,
                      "the secret is not base32 of 80 to 512 bits");
     }

@@ -86,6 +86,9 @@ BOOST_AUTO_TEST_CASE(malformed_files_name_the_line) {
                       "DISALLOW_REUSE"));
   BOOST_TEST(contains(reason_of("JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n\" DISALLOW_REUSE -1\n"),
                       "DISALLOW_REUSE"));
+  BOOST_TEST(
+      contains(reason_of("JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n\" DISALLOW_REUSE 99999999999999\n"),
+               "DISALLOW_REUSE"));
 }
 
 BOOST_AUTO_TEST_CASE(option_values_within_its_bounds) {

@@ -1,6 +1,8 @@
 // Rules: admin_import (a google-authenticator file's secret, scratch codes
 // and used steps) and the scratch codes it leaves as recovery codes.
 #include <boost/test/unit_test.hpp>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -136,6 +138,19 @@ RULES_TEST(a_malformed_secret_or_scratch_code_is_skipped) {
   request = file_request();
   request.scratch_codes = {common::SecureString("01234567")};
   BOOST_TEST(!import(h, request).imported);
+  // Bounds the tool applies too, checked again here: no overflow, no era.
+  request = file_request();
+  request.time_skew = std::numeric_limits<std::int64_t>::min();
+  BOOST_TEST(import(h, request).reason.find("TIME_SKEW") != std::string::npos);
+  request = file_request();
+  request.used_steps = {-1};
+  BOOST_TEST(import(h, request).reason.find("DISALLOW_REUSE") != std::string::npos);
+  request.used_steps = std::vector<std::int64_t>(protocol::kMaxImportedUsedSteps + 1, 1);
+  BOOST_TEST(import(h, request).reason.find("more than 128") != std::string::npos);
+  request = file_request();
+  request.scratch_codes.assign(protocol::kMaxImportedScratchCodes + 1,
+                               common::SecureString("12345678"));
+  BOOST_TEST(import(h, request).reason.find("more than 10") != std::string::npos);
   BOOST_TEST(!status_of(h, kRoot).enrolled);
 }
 
