@@ -195,6 +195,14 @@ class ImportTest(unittest.TestCase):
         for user in (DAVE, ERIN, FRANK, HANK):
             self.assertFalse(self.status(user)["enrolled"], user)
 
+        # A file others may write is not the user's secret alone.
+        google_authenticator(HANK, "-t", "-d", "-w", "3", "-u")
+        os.chmod(path_of(HANK), 0o620)
+        rc, data = self.run_import(HANK)
+        self.assertEqual(rc, 1)
+        self.assertIn("writable by group or others", data["skipped"][0]["reason"])
+        self.assertFalse(self.status(HANK)["enrolled"])
+
     def test_all_imports_every_account_with_a_file_and_a_second_run_removes(self):
         secret, _ = google_authenticator(ALICE, "-t", "-d", "-w", "3", "-u")
         google_authenticator(CAROL, "-t", "-D", "-u", "-S", "30", "-w", "1")
@@ -205,8 +213,11 @@ class ImportTest(unittest.TestCase):
         self.assertEqual(data["skipped"], [{"user": DAVE, "reason": data["skipped"][0]["reason"]}],
                          "accounts without a file are not listed")
         # The migration's last step: the same files again, now removed.
-        rc, data = self.run_import("--remove", ALICE, CAROL)
-        self.assertEqual((rc, data), (0, {"imported": [ALICE, CAROL], "skipped": []}))
+        result = self.d.tool("admin", "import-google-authenticator", "--remove", ALICE, CAROL)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(f"Imported {ALICE}.", result.stdout)
+        self.assertIn(f"Removed {path_of(CAROL)}.", result.stdout)
+        self.assertIn("Imported 2, skipped 0.", result.stdout)
         self.assertFalse(os.path.lexists(path_of(ALICE)))
         self.assertFalse(os.path.lexists(path_of(CAROL)))
         self.wait_for_fresh_step()
