@@ -88,6 +88,27 @@ void import_replay_state(UserRecord& record, const std::vector<std::int64_t>& st
   }
 }
 
+// Imported before: the unused recovery codes that are not among the file's
+// scratch codes any more were used under google-authenticator since. Only
+// when the stored codes are the imported ones (some of the file's match): a
+// user who made new codes here (`recovery-codes --regenerate`) keeps them.
+bool retire_unlisted(UserRecord& record, const std::vector<std::string>& still_listed) {
+  const auto listed = [&](const RecoveryCodeRecord& code) {
+    return std::ranges::find(still_listed, code.hash) != still_listed.end();
+  };
+  if (!std::ranges::any_of(record.recovery_codes, listed)) {
+    return false;
+  }
+  bool changed = false;
+  for (RecoveryCodeRecord& code : record.recovery_codes) {
+    if (!code.used && !listed(code)) {
+      code.used = true;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
 }  // namespace
 
 // Long: the checks of what can be honoured, the hashing outside the update
@@ -112,47 +133,69 @@ Response Rules::admin_import(const Caller& caller, const std::string& user,
       return skipped(audit_, event, Status::bad_request, std::move(*reason));
     }
     const common::TotpParams params{common::TotpAlgorithm::sha1, kImportedDigits, request.period};
+    const auto same_secret = [&](const UserRecord& record) {
+      return record.active && record.active->params == params &&
+             common::constant_time_equal(record.active->secret.view(), secret->view());
+    };
+    const auto loaded = store_.load(user);
+    if (!loaded) {
+      return store_failed(audit_, event, loaded.error());
+    }
+    const bool before = loaded->has_value() && same_secret(**loaded);
 
-    // Scratch codes become recovery codes, hashed like ours (scrypt: before
-    // the update). A repeated one is stored once: it works once either way.
-    std::vector<RecoveryCodeRecord> codes;
-    std::vector<common::SecureString> seen;
+    std::vector<common::SecureString> scratch;  // normalized, each once
     for (const common::SecureString& typed : request.scratch_codes) {
       auto normalized = common::normalize_scratch_code(typed.view());
       if (!normalized) {
         return skipped(audit_, event, Status::bad_request,
                        "a scratch code is not 8 digits (the first not 0)");
       }
-      if (std::ranges::find(seen, *normalized) != seen.end()) {
+      if (std::ranges::find(scratch, *normalized) == scratch.end()) {
+        scratch.push_back(std::move(*normalized));
+      }
+    }
+    // scrypt, so before the update. A first import hashes the scratch codes
+    // into recovery codes like ours. Imported before: the file's codes
+    // still unused here are found, so that those google-authenticator has
+    // consumed since (gone from the file) stop working here too.
+    std::vector<RecoveryCodeRecord> codes;
+    std::vector<std::string> still_listed;
+    for (const common::SecureString& code : scratch) {
+      if (before) {
+        if (auto hash = find_recovery_hash(**loaded, protocol::Code(code))) {
+          still_listed.push_back(std::move(*hash));
+        }
         continue;
       }
-      auto record = recovery_code_record(normalized->view());
+      auto record = recovery_code_record(code.view());
       if (!record) {
         return internal_failure(audit_, event, "hashing a scratch code failed");
       }
       codes.push_back(std::move(*record));
-      seen.push_back(std::move(*normalized));
     }
 
-    enum class Outcome : std::uint8_t { imported, again, enrolled, pending };
+    enum class Outcome : std::uint8_t { imported, again, enrolled, pending, raced };
     Outcome outcome = Outcome::imported;
     const auto updated =
         store_.update(user, durability_of(protocol::Op::admin_import), [&](UserRecord& record) {
-          if (record.active) {
+          if (before != same_secret(record)) {
+            outcome = record.active ? Outcome::enrolled : Outcome::raced;
+            return false;
+          }
+          if (before) {
             // The same secret imported before (a second run, e.g. with
-            // --remove): nothing to replace; the steps used since under
-            // google-authenticator are added to the replay state.
-            const bool same =
-                record.active->params == params &&
-                common::constant_time_equal(record.active->secret.view(), secret->view());
-            outcome = same ? Outcome::again : Outcome::enrolled;
-            if (!same) {
-              return false;
-            }
-            const auto before = record.used_steps;
+            // --remove): nothing to replace; what google-authenticator used
+            // since is used here too.
+            outcome = Outcome::again;
+            const auto steps = record.used_steps;
             const auto last = record.last_step;
             import_replay_state(record, request.used_steps);
-            return before != record.used_steps || last != record.last_step;
+            return retire_unlisted(record, still_listed) || steps != record.used_steps ||
+                   last != record.last_step;
+          }
+          if (record.active) {
+            outcome = Outcome::enrolled;
+            return false;
           }
           if (record.pending && now < record.pending->expires_at) {
             outcome = Outcome::pending;
@@ -177,6 +220,9 @@ Response Rules::admin_import(const Caller& caller, const std::string& user,
       case Outcome::pending:
         return skipped(audit_, event, Status::already_enrolled,
                        "enrollment in progress (begun, not confirmed yet)");
+      case Outcome::raced:
+        return skipped(audit_, event, Status::bad_request,
+                       "the enrollment changed during the import; run it again");
       case Outcome::again:
       case Outcome::imported:
         break;

@@ -139,7 +139,7 @@ class ImportTest(unittest.TestCase):
         self.assertEqual(self.status(ALICE)["recovery_codes_left"], len(scratch) - 2)
 
     def test_code_used_under_google_authenticator_stays_used(self):
-        secret, _ = google_authenticator(BOB, "-t", "-d", "-w", "3", "-u")
+        secret, scratch = google_authenticator(BOB, "-t", "-d", "-w", "3", "-u")
         self.wait_for_fresh_step()
         used = h.totp(secret)
         # A real login through pam_google_authenticator, which records the step.
@@ -154,6 +154,18 @@ class ImportTest(unittest.TestCase):
         self.assertIn("already used", out)
         ok, out = self.pam.login("kp-import", BOB, h.totp(secret, time.time() + 30))
         self.assertTrue(ok, "the next step's code is fresh: " + out)
+
+        # Still on google-authenticator after the import, a scratch code is
+        # used there; the migration's second run retires it here too.
+        ok, out = self.pam.login("ga-import", BOB, scratch[0])
+        self.assertTrue(ok, "google-authenticator scratch code: " + out)
+        rc, data = self.run_import("--remove", BOB)
+        self.assertEqual((rc, data["imported"]), (0, [BOB]))
+        self.assertFalse(os.path.lexists(path_of(BOB)))
+        ok, out = self.pam.login("kp-import", BOB, scratch[0])
+        self.assertFalse(ok, "used under google-authenticator: " + out)
+        ok, out = self.pam.login("kp-import", BOB, scratch[1])
+        self.assertTrue(ok, out)
 
     def test_step_size_is_imported(self):
         secret, _ = google_authenticator(CAROL, "-t", "-D", "-u", "-S", "60", "-w", "3")

@@ -100,6 +100,27 @@ RULES_TEST(an_enrollment_is_never_replaced_and_the_same_secret_again_adds_used_s
   BOOST_TEST(again.audit.count(AuditEventKind::import) == 2U);
 }
 
+RULES_TEST(scratch_codes_used_under_google_authenticator_since_stop_working_here) {
+  Harness h(std::make_unique<Backend>());
+  BOOST_TEST(import(h, file_request()).imported);
+  // Meanwhile, 12345678 was typed at google-authenticator's prompt: its file
+  // no longer lists it. The second run (e.g. with --remove) retires it.
+  auto request = file_request();
+  request.scratch_codes = {common::SecureString("87654321")};
+  BOOST_TEST(import(h, request).imported);
+  BOOST_TEST(status_of(h, kRoot).recovery_codes_left == 1U);
+  BOOST_TEST(verify(h, "12345678").status == Status::wrong_code);
+  BOOST_TEST(verify(h, "87654321").status == Status::ok);
+
+  // New codes made here are not the file's: a later run leaves them alone.
+  Harness regenerated(std::make_unique<Backend>());
+  BOOST_TEST(import(regenerated, file_request()).imported);
+  const auto fresh = codes_of(regenerate(regenerated, code_at(regenerated, raw(kSecret32), 0)));
+  BOOST_TEST(import(regenerated, file_request()).imported);
+  BOOST_TEST(status_of(regenerated, kRoot).recovery_codes_left == fresh.size());
+  BOOST_TEST(verify(regenerated, fresh[0]).status == Status::ok);
+}
+
 RULES_TEST(a_begun_enrollment_is_not_overridden_but_an_expired_one_is) {
   Harness h(std::make_unique<Backend>());
   BOOST_TEST(begin(h).status == Status::ok);
