@@ -78,6 +78,16 @@ class Parser {
     }
     const CommandSpec& command = *invocation_.line.command;
     const auto& positionals = invocation_.line.positionals;
+    // A last positional spelled "NAME..." takes any number, none included;
+    // the command decides what is enough.
+    if (!command.positionals.empty() && command.positionals.back().ends_with("...")) {
+      if (positionals.size() + 1 < command.positionals.size()) {
+        return std::unexpected(UsageError{std::string(command.name) + " needs " +
+                                              std::string(command.positionals[positionals.size()]),
+                                          &command});
+      }
+      return std::move(invocation_);
+    }
     if (positionals.size() < command.positionals.size()) {
       return std::unexpected(UsageError{std::string(command.name) + " needs " +
                                             std::string(command.positionals[positionals.size()]),

@@ -36,7 +36,9 @@ struct CommandSpec {
   std::string_view arguments;  // for usage: "[--png FILE] ...", "USER"
   std::string_view summary;    // one line for --help
   std::span<const OptionSpec> options;
-  std::span<const std::string_view> positionals;  // exactly these, in order ("USER")
+  // Exactly these, in order ("USER"); a last one ending in "..." ("USER...")
+  // takes any number of arguments, none included.
+  std::span<const std::string_view> positionals;
   CommandHandler run = nullptr;
 };
 

@@ -40,6 +40,11 @@ constexpr std::array kStatsOptions{
     OptionSpec{"prometheus", "",
                "the Prometheus text format, for node_exporter's textfile collector"},
 };
+constexpr std::array kImportOptions{
+    OptionSpec{"all", "", "every account NSS knows that has a ~/.google_authenticator"},
+    OptionSpec{"remove", "", "delete each imported file once its import is on disk"},
+};
+constexpr std::array<std::string_view, 1> kUsersArgument{"USER..."};
 constexpr std::array kBackupOptions{
     OptionSpec{"config", "FILE",
                "the daemon's configuration (default /etc/kpanel-totp/kpanel-totpd.conf)"},
@@ -92,6 +97,9 @@ constexpr std::array kCommands{
                 kDoctorOptions,
                 {},
                 run_admin_doctor},
+    CommandSpec{"admin import-google-authenticator", "[--all] [--remove] [USER...]",
+                "root only: each user's ~/.google_authenticator becomes their enrollment",
+                kImportOptions, kUsersArgument, run_admin_import},
     CommandSpec{"admin backup", "[--config FILE] FILE",
                 "root only: a consistent snapshot of the state (never the key) to FILE, mode 0600",
                 kBackupOptions, kFileArgument, run_admin_backup},

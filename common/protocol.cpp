@@ -55,6 +55,10 @@ Code::Code(SecureString typed) : typed_(std::move(typed)) {
   }
 }
 
+bool Code::may_be_scratch_code() const noexcept {
+  return kind_ == Kind::totp && digits_.size() == kScratchCodeDigits;
+}
+
 std::expected<FrameHeader, DecodeError> parse_header(std::span<const std::uint8_t> header,
                                                      std::size_t max_body) noexcept {
   if (header.size() < kHeaderSize) {

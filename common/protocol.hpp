@@ -87,13 +87,14 @@ enum class Op : std::uint8_t {
   admin_reset,
   admin_unlock,
   admin_stats,  // version 3
+  admin_import,
 };
 struct OpNames {
   Op op;
   std::string_view wire;
   std::string_view audit;
 };
-inline constexpr std::array<OpNames, 11> kOps{{
+inline constexpr std::array<OpNames, 12> kOps{{
     {Op::login_check, "login_check", "login_check"},
     {Op::verify, "verify", "verify"},
     {Op::status, "status", "status"},
@@ -105,6 +106,7 @@ inline constexpr std::array<OpNames, 11> kOps{{
     {Op::admin_reset, "admin_reset", "reset"},
     {Op::admin_unlock, "admin_unlock", "unlock"},
     {Op::admin_stats, "admin_stats", "admin_stats"},
+    {Op::admin_import, "admin_import", "import"},
 }};
 [[nodiscard]] constexpr std::string_view op_name(Op op) noexcept {
   const auto index = static_cast<std::size_t>(op);
@@ -138,6 +140,11 @@ class Code {
   [[nodiscard]] bool empty() const noexcept { return typed_.empty(); }
   // Kind::totp: the digits without the spaces; otherwise empty.
   [[nodiscard]] std::string_view digits() const noexcept { return digits_.view(); }
+  // Kind::totp with exactly kScratchCodeDigits digits: a google-authenticator
+  // scratch code imported as a recovery code, unless the enrollment's own
+  // codes have that many digits (then it is only ever a TOTP code). The
+  // daemon decides which, from the enrollment; see PROTOCOL.md.
+  [[nodiscard]] bool may_be_scratch_code() const noexcept;
 
   // The kind and digits follow from the typed text.
   friend bool operator==(const Code& a, const Code& b) noexcept { return a.typed_ == b.typed_; }
@@ -214,10 +221,35 @@ struct AdminStatsRequest {
   friend bool operator==(const AdminStatsRequest&, const AdminStatsRequest&) = default;
 };
 
-using Request =
-    std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
-                 EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
-                 AdminListRequest, AdminResetRequest, AdminUnlockRequest, AdminStatsRequest>;
+// Version 3, root only: a user's google-authenticator-libpam secret, read
+// from their ~/.google_authenticator by the tool, becomes their enrollment
+// (six digits, SHA1). The daemon decides what it can honour.
+struct AdminImportRequest {
+  std::string user{};
+  SecureString secret_base32{};
+  std::uint32_t period = 30;      // the file's STEP_SIZE
+  std::uint32_t window_size = 3;  // the file's WINDOW_SIZE: how many steps in all
+  std::int64_t time_skew = 0;     // the file's TIME_SKEW, in steps
+  // The file's DISALLOW_REUSE: steps (unix time / period) already used.
+  std::vector<std::int64_t> used_steps{};
+  std::vector<SecureString> scratch_codes{};  // 8 digits each
+  friend bool operator==(const AdminImportRequest&, const AdminImportRequest&) = default;
+};
+// What admin_import takes: google-authenticator writes at most 10 scratch
+// codes, keeps one window's worth of used steps, looks for a phone's skew up
+// to 25 minutes (of 1 s steps) either way, and makes secrets of 80 to 160
+// bits. Steps beyond 2^40 (unix time / period) are no time of this era.
+inline constexpr std::size_t kMaxImportedScratchCodes = 10;
+inline constexpr std::size_t kMaxImportedUsedSteps = 128;
+inline constexpr std::int64_t kMaxImportedTimeSkew = 1500;
+inline constexpr std::int64_t kMaxImportedStep = std::int64_t{1} << 40;
+inline constexpr std::size_t kMinImportedSecretBytes = 10;
+inline constexpr std::size_t kMaxImportedSecretBytes = 64;
+
+using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
+                             EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
+                             AdminListRequest, AdminResetRequest, AdminUnlockRequest,
+                             AdminStatsRequest, AdminImportRequest>;
 
 // The request's row of kOps (the variant's index) and its wire name.
 [[nodiscard]] Op op_of(const Request& request) noexcept;
@@ -334,10 +366,17 @@ struct AdminStatsResult {
   std::int64_t connections = 0;                         // open on the socket
   friend bool operator==(const AdminStatsResult&, const AdminStatsResult&) = default;
 };
+// Version 3. imported: the enrollment is on disk (or was already, with this
+// very secret). Otherwise `reason` says why it was skipped.
+struct AdminImportResult {
+  bool imported = false;
+  std::string reason{};
+  friend bool operator==(const AdminImportResult&, const AdminImportResult&) = default;
+};
 
 using Result =
     std::variant<EmptyResult, LoginCheckResult, VerifyResult, StatusResult, EnrollBeginResult,
-                 RecoveryCodesResult, AdminListResult, AdminStatsResult>;
+                 RecoveryCodesResult, AdminListResult, AdminStatsResult, AdminImportResult>;
 
 // Every reply. On a status other than ok, `result` is EmptyResult and the
 // detail fields below say what the user needs to know; never internal detail.

@@ -77,6 +77,7 @@ Outcome read(const Json& value, const Rule& rule, std::vector<SecureString>& out
 Outcome read(const Json& value, const Rule& rule, UserStatus& out, std::uint8_t version);
 Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out,
              std::uint8_t version);
+Outcome read(const Json& value, const Rule& rule, std::vector<std::int64_t>& out);
 template <class T>
 Outcome read(const Json& value, const Rule& rule, std::optional<T>& out) {
   T inner{};
@@ -99,6 +100,7 @@ Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& val
 Outcome write(Json& slot, const Rule& rule, const UserStatus& value, std::uint8_t version);
 Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value,
               std::uint8_t version);
+Outcome write(Json& slot, const Rule& rule, const std::vector<std::int64_t>& value);
 
 // Nested messages have fields of their own, each with its first version, so
 // they are read and written in the frame's version; plain values have none.
@@ -300,6 +302,21 @@ Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out,
   }
   return {};
 }
+// A list of numbers (the steps an import marks used): bounded by the body cap.
+Outcome read(const Json& value, const Rule& /*rule*/, std::vector<std::int64_t>& out) {
+  if (!value.is_array()) {
+    return std::unexpected(DecodeError::wrong_type);
+  }
+  out.clear();
+  out.reserve(value.size());
+  for (const Json& item : value) {
+    Outcome outcome = read_integer(item, out.emplace_back());
+    if (!outcome) {
+      return outcome;
+    }
+  }
+  return {};
+}
 
 Outcome write(Json& slot, const Rule& rule, const std::string& value) {
   Outcome outcome = check_text(value, rule);
@@ -372,6 +389,13 @@ Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value
     if (!outcome) {
       return outcome;
     }
+  }
+  return {};
+}
+Outcome write(Json& slot, const Rule& /*rule*/, const std::vector<std::int64_t>& value) {
+  slot = Json::array();
+  for (const std::int64_t item : value) {
+    slot.push_back(item);
   }
   return {};
 }

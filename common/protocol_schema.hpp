@@ -81,7 +81,7 @@ using Member = std::variant<std::string M::*, SecureString M::*, bool M::*, std:
                             std::optional<std::uint32_t> M::*, std::optional<std::string> M::*,
                             LoginDecision M::*, std::vector<SecureString> M::*, UserStatus M::*,
                             std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
-                            std::optional<bool> M::*>;
+                            std::optional<bool> M::*, std::vector<std::int64_t> M::*>;
 
 template <class M>
 struct Field {
@@ -235,6 +235,21 @@ struct Schema<AdminStatsRequest> {
   static constexpr std::string_view name = op_name(op);
   static constexpr std::array<Field<AdminStatsRequest>, 0> fields{};
 };
+template <>
+struct Schema<AdminImportRequest> {
+  using M = AdminImportRequest;
+  static constexpr Op op = Op::admin_import;
+  static constexpr std::string_view name = op_name(op);
+  static constexpr std::uint8_t since = 3;
+  static constexpr std::array fields{
+      user_field("user", &M::user, Need::required),
+      secret_field("secret_base32", &M::secret_base32, kMaxFieldLength, Need::required),
+      value_field("period", &M::period, Need::required),
+      value_field("window_size", &M::window_size, Need::required),
+      value_field("time_skew", &M::time_skew, Need::optional),
+      value_field("used_steps", &M::used_steps, Need::optional),
+      secret_field("scratch_codes", &M::scratch_codes, kMaxCodeLength, Need::optional)};
+};
 
 template <>
 struct Schema<UserStatus> {
@@ -335,6 +350,14 @@ struct Schema<AdminStatsResult> {
       count("in_flight_fast", &M::in_flight_fast),
       count("in_flight_slow", &M::in_flight_slow),
       count("connections", &M::connections)};
+};
+template <>
+struct Schema<AdminImportResult> {
+  using M = AdminImportResult;
+  static constexpr std::string_view name = "admin_import";
+  static constexpr std::uint8_t since = 3;
+  static constexpr std::array fields{flag_field("imported", &M::imported),
+                                     line_field("reason", &M::reason)};
 };
 
 // Sent instead of a payload when the status is not ok.

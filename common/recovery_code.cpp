@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -55,7 +56,20 @@ constexpr bool in_alphabet(char c) noexcept { return kAlphabet.find(c) != std::s
 
 constexpr bool is_separator(char c) noexcept { return c == '-' || c == ' '; }
 
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// An imported google-authenticator scratch code: 8 digits, the first not 0.
+bool is_scratch_code(std::string_view code) noexcept {
+  return code.size() == kScratchCodeDigits && code.front() != '0' &&
+         std::ranges::all_of(code, is_digit);
+}
+
+// A normalized recovery code, or an imported scratch code (which is stored
+// and checked exactly like one).
 bool is_normalized(std::string_view code) noexcept {
+  if (is_scratch_code(code)) {
+    return true;
+  }
   if (code.size() != kRecoveryCodeSymbols) {
     return false;
   }
@@ -228,6 +242,29 @@ std::expected<SecureString, RecoveryCodeError> normalize_recovery_code(std::stri
   return code;
 }
 
+std::expected<SecureString, RecoveryCodeError> normalize_scratch_code(std::string_view typed) {
+  SecureString code;
+  for (const char c : typed) {
+    if (is_separator(c)) {
+      continue;
+    }
+    if (!is_digit(c)) {
+      return std::unexpected(RecoveryCodeError::bad_character);
+    }
+    if (code.size() == kScratchCodeDigits) {
+      return std::unexpected(RecoveryCodeError::bad_length);
+    }
+    code.push_back(c);
+  }
+  if (code.size() != kScratchCodeDigits) {
+    return std::unexpected(RecoveryCodeError::bad_length);
+  }
+  if (!is_scratch_code(code.view())) {
+    return std::unexpected(RecoveryCodeError::bad_character);  // a leading 0
+  }
+  return code;
+}
+
 bool looks_like_recovery_code(std::string_view typed) noexcept {
   try {  // the protocol's typed code is the one place that classifies what was typed
     return protocol::Code(SecureString(typed)).kind() == protocol::Code::Kind::recovery;
@@ -237,7 +274,7 @@ bool looks_like_recovery_code(std::string_view typed) noexcept {
 }
 
 std::expected<std::string, RecoveryCodeError> hash_recovery_code(std::string_view normalized) {
-  if (normalized.size() != kRecoveryCodeSymbols) {
+  if (normalized.size() != kRecoveryCodeSymbols && normalized.size() != kScratchCodeDigits) {
     return std::unexpected(RecoveryCodeError::bad_length);
   }
   if (!is_normalized(normalized)) {

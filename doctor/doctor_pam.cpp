@@ -791,7 +791,9 @@ std::optional<PamStack> load_auth_stack(const Tree& tree, std::string_view servi
 
 bool check_pam_stack(const Tree& tree, const PamStack& stack, const DaemonSettings& daemon,
                      Report& report) {
-  return StackChecker(tree, stack, daemon, report).run();
+  const bool asks = StackChecker(tree, stack, daemon, report).run();
+  check_google_authenticator(stack, report);  // nothing to say unless it asks
+  return asks;
 }
 
 }  // namespace kpanel::cli::doctor

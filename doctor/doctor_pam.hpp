@@ -89,4 +89,9 @@ struct PamStack {
 bool check_pam_stack(const Tree& tree, const PamStack& stack, const DaemonSettings& daemon,
                      Report& report);
 
+// A pam_google_authenticator.so line in a stack that has ours (an error when
+// it is a way around ours or refuses users without its file, else a warning:
+// codes asked twice). doctor_google_authenticator.cpp; check_pam_stack runs it.
+void check_google_authenticator(const PamStack& stack, Report& report);
+
 }  // namespace kpanel::cli::doctor

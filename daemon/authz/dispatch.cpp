@@ -66,6 +66,7 @@ constexpr std::array kTable{
   row<protocol::AdminResetRequest,              &Rules::admin_reset>              (protocol::Op::admin_reset,         Permit::admin,         Cost::fast),
   row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             (protocol::Op::admin_unlock,        Permit::admin,         Cost::fast),
   row<protocol::AdminStatsRequest,              &Rules::admin_stats>              (protocol::Op::admin_stats,         Permit::admin,         Cost::fast),
+  row<protocol::AdminImportRequest,             &Rules::admin_import>             (protocol::Op::admin_import,        Permit::root,          Cost::slow),
 };
 // clang-format on
 
@@ -124,10 +125,13 @@ Lane Dispatcher::lane(const Request& request) noexcept {
   if (const auto* list = std::get_if<protocol::AdminListRequest>(&request)) {
     return list->all ? Lane::slow : Lane::fast;
   }
-  // A recovery code costs scrypt hashes; a TOTP code an HMAC or two.
+  // A recovery code costs scrypt hashes; a TOTP code an HMAC or two. An
+  // 8-digit code may be an imported scratch code (checks.hpp,
+  // is_recovery_attempt), which only the record tells: the slow lane too.
   const auto* verify = std::get_if<protocol::VerifyRequest>(&request);
-  return verify != nullptr && verify->code.kind() == protocol::Code::Kind::recovery ? Lane::slow
-                                                                                    : Lane::fast;
+  const bool slow = verify != nullptr && (verify->code.kind() == protocol::Code::Kind::recovery ||
+                                          verify->code.may_be_scratch_code());
+  return slow ? Lane::slow : Lane::fast;
 }
 
 Response Dispatcher::handle(const PeerCredentials& peer, const Request& request) noexcept {
@@ -171,6 +175,9 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
           break;
         case Permit::admin:
           allowed = admin;
+          break;
+        case Permit::root:
+          allowed = root;
           break;
       }
     }

@@ -21,6 +21,7 @@ enum class Permit : std::uint8_t {
   self_or_root,   // own account; root for anyone (the PAM module inside sshd runs as root)
   self_or_admin,  // own account; root or an admin_group member for anyone (--user)
   admin,          // root or an admin_group member only
+  root,           // root only (admin_import: sets a user's secret from a file only root reads)
 };
 
 // What a request's work costs, which decides its lane (daemon/net/lanes.hpp).

@@ -75,8 +75,12 @@ Response internal_failure(AuditLog& log, AuditEvent event, const std::string& wh
 
 // ---- how soon each update must be on disk -------------------------------------
 
+// An 8-digit code may be an imported scratch code, consumed like a recovery
+// code: durable too (for an 8-digit enrollment's TOTP codes that costs an
+// fsync it would not need; a used scratch code must never come back).
 Durability durability_of(protocol::Op op, const Code& code) noexcept {
-  if (op == protocol::Op::verify && code.kind() != Code::Kind::recovery) {
+  if (op == protocol::Op::verify && code.kind() != Code::Kind::recovery &&
+      !code.may_be_scratch_code()) {
     return Durability::deferred;
   }
   return durability_of(op);
@@ -198,13 +202,24 @@ std::uint32_t recovery_codes_left(const UserRecord& record) {
                     [](const RecoveryCodeRecord& code) { return !code.used; }));
 }
 
+bool is_recovery_attempt(const UserRecord& record, const Code& code) noexcept {
+  if (code.kind() == Code::Kind::recovery) {
+    return true;
+  }
+  return code.may_be_scratch_code() && record.active &&
+         record.active->params.digits != common::kScratchCodeDigits;
+}
+
 std::optional<std::string> find_recovery_hash(const UserRecord& record, const Code& code) {
-  if (code.kind() != Code::Kind::recovery) {
+  if (!is_recovery_attempt(record, code)) {
     return std::nullopt;
   }
-  // Not a second classification: the kind said "10 symbols"; this checks
-  // them against the alphabet (a wrong symbol is a wrong code, counted).
-  const auto normalized = common::normalize_recovery_code(code.view());
+  // Not a second classification: the kind said "10 symbols" (or 8 digits
+  // that are not this enrollment's TOTP code); this checks them against the
+  // alphabet (a wrong symbol is a wrong code, counted).
+  const auto normalized = code.kind() == Code::Kind::recovery
+                              ? common::normalize_recovery_code(code.view())
+                              : common::normalize_scratch_code(code.digits());
   if (!normalized) {
     return std::nullopt;
   }
@@ -226,6 +241,14 @@ bool consume_recovery_code(UserRecord& record, const std::string& hash) {
   return false;
 }
 
+std::optional<RecoveryCodeRecord> recovery_code_record(std::string_view normalized) {
+  auto hash = common::hash_recovery_code(normalized);
+  if (!hash) {
+    return std::nullopt;
+  }
+  return RecoveryCodeRecord{std::move(*hash), false};
+}
+
 std::optional<RecoveryBatch> make_recovery_codes(unsigned count) {
   auto codes = common::generate_recovery_codes(count);
   if (!codes) {
@@ -237,11 +260,11 @@ std::optional<RecoveryBatch> make_recovery_codes(unsigned count) {
     if (!normalized) {
       return std::nullopt;
     }
-    auto hash = common::hash_recovery_code(normalized->view());
-    if (!hash) {
+    auto record = recovery_code_record(normalized->view());
+    if (!record) {
       return std::nullopt;
     }
-    batch.records.push_back(RecoveryCodeRecord{std::move(*hash), false});
+    batch.records.push_back(std::move(*record));
   }
   batch.codes = std::move(*codes);
   return batch;
@@ -300,7 +323,8 @@ void note_skew(Attempt& attempt, UserRecord& record, const TotpMatch& match) {
 }
 
 // A code that cannot be right by its shape alone: neither the enrollment's
-// digits nor a recovery code. Such a slip of the finger is refused without
+// digits nor a recovery code (nor 8 digits, which may be an imported
+// scratch code: is_recovery_attempt). Such a slip of the finger is refused without
 // counting toward lockout: no secret was compared, and the shape of a code is
 // public anyway.
 bool malformed_code(const Code& code, unsigned digits) noexcept {
@@ -308,7 +332,7 @@ bool malformed_code(const Code& code, unsigned digits) noexcept {
     case Code::Kind::recovery:
       return false;
     case Code::Kind::totp:
-      return code.digits().size() != digits;
+      return code.digits().size() != digits && !code.may_be_scratch_code();
     case Code::Kind::malformed:
       break;
   }

@@ -105,6 +105,14 @@ TotpMatch match_totp(std::span<const std::uint8_t> key, const common::TotpParams
 
 // ---- recovery codes ------------------------------------------------------------
 std::uint32_t recovery_codes_left(const UserRecord& record);
+// Whether `code` is checked against the recovery codes: a recovery code, or 8
+// digits (an imported google-authenticator scratch code) when the active
+// enrollment's own codes are not 8 digits long. An 8-digit enrollment's
+// 8-digit code is only ever a TOTP code; its recovery codes are ours.
+bool is_recovery_attempt(const UserRecord& record, const Code& code) noexcept;
+// One code's stored form: every recovery code (made here or imported) is
+// hashed through this, the same way.
+std::optional<RecoveryCodeRecord> recovery_code_record(std::string_view normalized);
 // The stored hash of the unused recovery code `code` is, if any. Slow (one
 // scrypt per unused code), so it runs before the store update; the update
 // then marks that hash used only if it still is unused, so two requests with

@@ -123,16 +123,18 @@ Response Rules::verify(const Caller& caller, const std::string& user,
     const TimePoint now = clock_.now();
     AuditEvent event = make_event(AuditEventKind::verify, caller, user, request.service,
                                   request.rhost, request.tty);
-    // Only a typed recovery code needs the record ahead of the update (to
-    // hash outside it); a TOTP code, the usual case, goes straight to it.
+    // Only a typed recovery code (or an 8-digit code, which may be an
+    // imported scratch code) needs the record ahead of the update (to hash
+    // outside it); a TOTP code, the usual case, goes straight to it.
     std::optional<std::string> recovery_hash;
     std::optional<SlowCheckReservations::Reservation> reservation;  // held until counted
-    if (request.code.kind() == Code::Kind::recovery) {
+    if (request.code.kind() == Code::Kind::recovery || request.code.may_be_scratch_code()) {
       const auto loaded = store_.load(user);
       if (!loaded) {
         return store_failed(audit_, event, loaded.error());
       }
-      if (const auto& record = *loaded; record && record->active && !is_locked(*record, now)) {
+      if (const auto& record = *loaded; record && record->active && !is_locked(*record, now) &&
+                                        is_recovery_attempt(*record, request.code)) {
         reservation = slow_checks_.reserve(user, *record, *policy);
         if (!reservation) {
           return refuse(audit_, event, Status::busy);

@@ -112,6 +112,11 @@ class Rules {
   // start) and the gauges now.
   common::protocol::Response admin_stats(
       const Caller& caller, const common::protocol::AdminStatsRequest& request) noexcept;
+  // Root only: a google-authenticator secret becomes the user's enrollment
+  // (rules_import.cpp). AdminImportResult: imported, or skipped and why.
+  common::protocol::Response admin_import(
+      const Caller& caller, const std::string& user,
+      const common::protocol::AdminImportRequest& request) noexcept;
 
   // The Dispatcher refused a request (forbidden, no_such_user): logged like
   // the operation it asked for, with the request's service, rhost and tty.

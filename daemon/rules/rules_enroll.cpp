@@ -69,7 +69,7 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
     }
     std::optional<SlowCheckReservations::Reservation> reservation;  // held until counted
     if (request.replace && record && record->active && !is_locked(*record, now) &&
-        request.proof.kind() == Code::Kind::recovery) {
+        is_recovery_attempt(*record, request.proof)) {
       reservation = slow_checks_.reserve(user, *record, *policy);
       if (!reservation) {
         return refuse(audit_, event, Status::busy);

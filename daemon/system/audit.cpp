@@ -105,6 +105,7 @@ constexpr std::array kOpKinds{
     AuditEventKind::reset,
     AuditEventKind::unlock,
     AuditEventKind::admin_stats,
+    AuditEventKind::import,
 };
 static_assert(kOpKinds.size() == common::protocol::kOps.size(), "one kind per op");
 

@@ -45,9 +45,9 @@ enum class AuditEventKind : std::uint8_t {
   clock_skew,   // a refused code matched a step outside the window (see skew_seconds)
   clock_moved,  // the last accepted step lies ahead of this host's clock (see clock_moved_seconds)
   audit_suppressed,  // one uid's refused requests over its budget, counted (see suppressed)
-  fence,  // at start after an unclean host stop or a restore: TOTP codes up to fence_time refused
-  import,
-  remembered_login,
+  fence,   // at start after an unclean host stop or a restore: TOTP codes up to fence_time refused
+  import,  // admin_import: a google-authenticator file's secret imported (or skipped: see cause)
+  remembered_login,  // a login let through without a code inside a remembered-login window
   admin_stats,
 };
 // The kinds that are ops are named by protocol::kOps' audit column.

@@ -111,6 +111,9 @@ TEST_USERS = {
     "kpt_st_alice": (None, []), "kpt_st_bob": (None, []),
     "kpt_st_glass": (None, ["kpt_st_exempt"]), "kpt_st_admin": (None, ["kpt_st_admins"]),
     "kpt_st_eve": (None, []), "kpt_st_daemon": (None, []),
+    # import of google-authenticator files
+    **{f"kpt_i_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "frank",
+                                                "gina", "hank")},
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.

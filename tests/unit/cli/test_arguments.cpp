@@ -131,7 +131,8 @@ BOOST_AUTO_TEST_CASE(usage_errors) {
   BOOST_TEST(parse_error({"--user", "a:b", "status"}).starts_with("--user: "));
   BOOST_TEST(parse_error({"--user=", "status"}) == "--user needs NAME");
   BOOST_TEST(parse_error({"admin"}) ==
-             "admin needs one of: list, reset USER, unlock USER, doctor, backup FILE, stats");
+             "admin needs one of: list, reset USER, unlock USER, doctor, "
+             "import-google-authenticator USER..., backup FILE, stats");
   BOOST_TEST(parse_error({"admin", "bogus"}).starts_with("unknown command 'admin bogus'"));
   BOOST_TEST(parse_error({"admin", "reset"}) == "admin reset needs USER");
   BOOST_TEST(parse_error({"admin", "reset", "a", "b"}) == "unexpected argument 'b'");
@@ -200,4 +201,17 @@ BOOST_AUTO_TEST_CASE(user_names_are_checked_like_the_protocol_does) {
   BOOST_TEST(!check_user_name("a\xc2").has_value());       // cut sequence
   BOOST_TEST(!check_user_name("\xc0\xaf").has_value());    // overlong '/'
   BOOST_TEST(!check_user_name("\xff").has_value());
+}
+
+// "USER...": any number of names, none included (the command wants names or --all).
+BOOST_AUTO_TEST_CASE(import_takes_any_number_of_users) {
+  const auto some = parse_ok({"admin", "import-google-authenticator", "alice", "bob", "--remove"});
+  BOOST_TEST(command_of(some) == "admin import-google-authenticator");
+  BOOST_TEST((some.line.positionals == std::vector<std::string>{"alice", "bob"}));
+  BOOST_TEST(some.line.has("remove"));
+  const auto all = parse_ok({"--json", "admin", "import-google-authenticator", "--all"});
+  BOOST_TEST(all.line.positionals.empty());
+  BOOST_TEST(all.line.has("all"));
+  BOOST_TEST(parse_error({"admin", "import-google-authenticator", "--bogus"}).find("--bogus") !=
+             std::string::npos);
 }

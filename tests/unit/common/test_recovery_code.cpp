@@ -259,3 +259,24 @@ BOOST_AUTO_TEST_CASE(report_hash_cost) {
   BOOST_TEST_MESSAGE("scrypt verify: " << per_hash << " us per hash");
   BOOST_TEST(per_hash < 2'000'000);  // a sanity ceiling: not an accidentally huge cost
 }
+
+// google-authenticator's scratch codes: 8 digits, the first not 0, hashed and
+// checked exactly like a recovery code and never equal to one.
+BOOST_AUTO_TEST_CASE(scratch_codes_normalize_hash_and_verify_like_recovery_codes) {
+  const auto typed = normalize_scratch_code("1234 5678");
+  BOOST_TEST_REQUIRE(typed.has_value());
+  BOOST_TEST(typed->view() == "12345678");
+  BOOST_TEST(normalize_scratch_code("1234-5678").has_value());
+  BOOST_TEST((normalize_scratch_code("01234567").error() == RecoveryCodeError::bad_character));
+  BOOST_TEST((normalize_scratch_code("1234567").error() == RecoveryCodeError::bad_length));
+  BOOST_TEST((normalize_scratch_code("123456789").error() == RecoveryCodeError::bad_length));
+  BOOST_TEST((normalize_scratch_code("1234567A").error() == RecoveryCodeError::bad_character));
+  const auto stored = hash_recovery_code("12345678");
+  BOOST_TEST_REQUIRE(stored.has_value());
+  BOOST_TEST(stored->starts_with("scrypt$ln=12,r=8,p=1$"));
+  BOOST_TEST(verify_recovery_code("12345678", *stored));
+  BOOST_TEST(!verify_recovery_code("12345679", *stored));
+  BOOST_TEST(!hash_recovery_code("01234567").has_value());
+  BOOST_TEST(!hash_recovery_code("1234567").has_value());
+  BOOST_TEST(!verify_recovery_code("7KQ29MXD4T", *stored));
+}

@@ -44,6 +44,9 @@ std::vector<Request> every_operation(const std::string& user) {
   reset.user = user;
   protocol::AdminUnlockRequest unlock;
   unlock.user = user;
+  protocol::AdminImportRequest import;
+  import.user = user;
+  import.secret_base32 = common::SecureString("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
   return {login_check,
           verify,
           status,
@@ -54,7 +57,8 @@ std::vector<Request> every_operation(const std::string& user) {
           protocol::AdminListRequest{},
           reset,
           unlock,
-          protocol::AdminStatsRequest{}};
+          protocol::AdminStatsRequest{},
+          import};
 }
 
 // Expected: true = allowed (anything but forbidden), false = forbidden.
@@ -83,6 +87,8 @@ const std::vector<Row> kExpected{
   {"admin_reset",            true,  false, false, false, true,  false, false},
   {"admin_unlock",           true,  false, false, false, true,  false, false},
   {"admin_stats",            true,  false, false, false, true,  false, false},
+  // Sets a user's secret from a file only root can read: not even admin_group.
+  {"admin_import",           true,  false, false, false, false, false, false},
 };
 // clang-format on
 
@@ -129,6 +135,24 @@ BOOST_AUTO_TEST_CASE(the_table_is_the_documented_permission) {
   for (std::size_t i = 7; i <= 10; ++i) {
     BOOST_TEST((Dispatcher::permit(requests[i]) == Permit::admin));
   }
+  BOOST_TEST((Dispatcher::permit(requests[11]) == Permit::root));
+}
+
+// scrypt work belongs to the slow lane: a recovery code, and 8 digits, which
+// may be an imported scratch code; a 6-digit code and the import's hashing
+// of scratch codes as they say.
+BOOST_AUTO_TEST_CASE(a_code_that_may_be_hashed_takes_the_slow_lane) {
+  const auto lane_of = [](const char* code) {
+    protocol::VerifyRequest verify;
+    verify.user = "alice";
+    verify.code = common::SecureString(code);
+    return Dispatcher::lane(verify);
+  };
+  BOOST_TEST((lane_of("123456") == Lane::fast));
+  BOOST_TEST((lane_of("1234567") == Lane::fast));
+  BOOST_TEST((lane_of("1234 5678") == Lane::slow));
+  BOOST_TEST((lane_of("7KQ2-9MXD-4T") == Lane::slow));
+  BOOST_TEST((Dispatcher::lane(every_operation("alice")[11]) == Lane::slow));
 }
 
 // Listing every account enumerates NSS, which may be a directory server

@@ -348,4 +348,43 @@ BOOST_AUTO_TEST_CASE(twice_in_one_stack_is_a_warning) {
   BOOST_TEST((finding.severity == Severity::warning));
 }
 
+// A pam_google_authenticator line left next to ours after the switch.
+BOOST_AUTO_TEST_CASE(a_google_authenticator_line_next_to_ours_is_flagged) {
+  FakeRoot root;
+  write_good_tree(root);
+  // With nullok, after ours: users asked twice, no way around, no lockout.
+  root.write("/etc/pam.d/sshd",
+             "@include common-auth\nauth required pam_google_authenticator.so nullok\n");
+  Report report = check_service(root, "sshd");
+  BOOST_REQUIRE_EQUAL(report.findings().size(), 1U);
+  auto finding = the_finding(report, "pam_google_authenticator.so required at");
+  BOOST_TEST((finding.severity == Severity::warning));
+  BOOST_TEST(contains(finding.message, "asked for two codes"));
+  BOOST_TEST(contains(finding.message, "import-google-authenticator"));
+  BOOST_TEST(finding.line == 2U);
+
+  // Without nullok: everyone without a file is refused.
+  root.write("/etc/pam.d/sshd",
+             "@include common-auth\nauth required pam_google_authenticator.so\n");
+  report = check_service(root, "sshd");
+  finding = the_finding(report, "pam_google_authenticator.so");
+  BOOST_TEST((finding.severity == Severity::error));
+  BOOST_TEST(contains(finding.message, "refuses everyone who has no ~/.google_authenticator"));
+
+  // sufficient before ours: its code alone logs in.
+  root.write("/etc/pam.d/sshd",
+             "auth sufficient pam_google_authenticator.so nullok\n@include common-auth\n");
+  report = check_service(root, "sshd");
+  finding = the_finding(report, "a way around it");
+  BOOST_TEST((finding.severity == Severity::error));
+  BOOST_TEST(contains(finding.message, "sshd:1"));
+
+  // A stack without ours (before the switch) is not this check's business.
+  root.write("/etc/pam.d/common-auth", "auth required pam_unix.so\n");
+  root.write("/etc/pam.d/sshd",
+             "@include common-auth\nauth required pam_google_authenticator.so\n");
+  report = check_service(root, "sshd");
+  BOOST_TEST(report.findings().empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
