@@ -42,11 +42,10 @@ std::string utmp_remote_host(const std::string& utmp_path, std::string_view line
   std::string host;
   struct utmpx entry {};
   for (std::size_t i = 0; i < kMaxUtmpEntries; ++i) {
-    const ssize_t got = ::read(fd, &entry, sizeof entry);
-    if (got < 0 && errno == EINTR) {
-      --i;
-      continue;
-    }
+    ssize_t got = 0;
+    do {
+      got = ::read(fd, &entry, sizeof entry);
+    } while (got < 0 && errno == EINTR);
     if (got != static_cast<ssize_t>(sizeof entry)) break;  // end of file (or a torn entry)
     if (entry.ut_type == USER_PROCESS && field(entry.ut_line) == line) {
       host = std::string(field(entry.ut_host));  // the last one for the line is current
