@@ -74,7 +74,7 @@ class Pam:
 
 
 class Remembering(unittest.TestCase):
-    """A daemon with remember_seconds = 60 (lockout after 3 failures, for 1 s)
+    """A daemon with remember_seconds = 60 (lockout after 3 failures, for 3 s)
     and two stacks: `remember` and one without the option."""
 
     REMEMBER_SECONDS = 60
@@ -83,7 +83,7 @@ class Remembering(unittest.TestCase):
     def setUpClass(cls):
         cls.d = h.Daemon(pam_services={"kpanel-totp": PASSWORD_SERVICE},
                          remember_seconds=cls.REMEMBER_SECONDS, max_failures=3,
-                         lockout_seconds=1).start()
+                         lockout_seconds=3).start()
         cls.pam = Pam(cls.d)
         cls.remember = cls.pam.service("kp-remember", "remember")
         cls.plain = cls.pam.service("kp-plain")
@@ -194,7 +194,7 @@ class Remembering(unittest.TestCase):
             self.assertFalse(ok)
         ok, asked, out = self.pam.login(self.remember, ALICE, rhost=HOST_A)
         self.assertFalse(ok or asked, "a locked user was let through: " + out)
-        time.sleep(1.5)  # the lockout is over; the window is not back
+        time.sleep(3.5)  # the lockout is over; the window is not back
         self.assert_asks(rhost=HOST_A)
 
     def test_reset_ends_the_windows(self):
@@ -255,12 +255,12 @@ class Remembering(unittest.TestCase):
 
 
 class ShortWindow(unittest.TestCase):
-    """remember_seconds = 3: a window ends 3 s after the login with a code,
+    """remember_seconds = 4: a window ends 4 s after the login with a code,
     however often it was used meanwhile."""
 
     @classmethod
     def setUpClass(cls):
-        cls.d = h.Daemon(remember_seconds=3).start()
+        cls.d = h.Daemon(remember_seconds=4).start()
         cls.pam = Pam(cls.d)
         cls.remember = cls.pam.service("kp-remember", "remember")
 
@@ -277,8 +277,8 @@ class ShortWindow(unittest.TestCase):
         for _ in range(2):
             ok, asked, out = self.pam.login(self.remember, ALICE, rhost=HOST_A)
             self.assertTrue(ok and not asked, out)
-            time.sleep(1)
-        time.sleep(max(0.0, opened + 3.3 - time.time()))
+            time.sleep(1.5)
+        time.sleep(max(0.0, opened + 4.3 - time.time()))
         ok, asked, out = self.pam.login(self.remember, ALICE, rhost=HOST_A)
         self.assertTrue(asked and not ok, "skipped after the window: " + out)
         # The next login with a code opens a new one.
