@@ -202,8 +202,8 @@ Response Rules::verify(const Caller& caller, const std::string& user,
 
 // ---- status ------------------------------------------------------------------------------
 
-// Status shows this host's open windows to the user and admins, never to
-// another host's status: each host honours only its own.
+// Status lists this host's open remembered-login windows only: each host
+// honours only its own.
 Response Rules::status(const Caller& caller, const std::string& user,
                        const protocol::StatusRequest& /*request*/) noexcept {
   return guarded(audit_, protocol::Op::status, [&] {
