@@ -130,6 +130,10 @@ class Remembering(unittest.TestCase):
         self.assertIn(f"source={HOST_A}", lines[0])
         self.assertIn(f"rhost={HOST_A}", lines[0])
         self.assertIn("remembered_until=", lines[0])
+        # admin stats counts the skips (this class's daemon: at least these two).
+        rc, stats, result = self.d.tool_json("admin", "stats")
+        self.assertEqual(rc, 0, result.stderr)
+        self.assertGreaterEqual(stats["logins_without_code"]["remembered"], 2, stats)
 
     def test_a_totp_code_opens_a_window(self):
         h.wait_for_next_step()
