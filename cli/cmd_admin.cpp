@@ -1,5 +1,6 @@
-// kpanel-totp admin list [--all] | stats [--prometheus] | reset USER | unlock USER: for root and
-// members of the daemon's admin_group (the daemon decides from the socket's peer credentials).
+// kpanel-totp admin list [--all] | stats [--prometheus] | reset USER | unlock USER |
+// forget USER: for root and members of the daemon's admin_group (the daemon
+// decides from the socket's peer credentials).
 #include <ostream>
 
 #include "cli/commands.hpp"
@@ -127,6 +128,24 @@ int run_admin_unlock(Context& context, const CommandLine& line) {
     context.out() << *user
                   << " is not locked; nothing to unlock (its count of failed codes "
                      "starts again from zero).\n";
+  }
+  return kExitOk;
+}
+
+int run_admin_forget(Context& context, const CommandLine& line) {
+  auto user = user_argument(context, line);
+  if (!user) {
+    return user.error();
+  }
+  auto result = context.request<protocol::EmptyResult>(protocol::ForgetRequest{*user}, *user);
+  if (!result) {
+    return context.fail(result.error());
+  }
+  if (context.global().json) {
+    context.out() << kEmptyJsonObject << '\n';
+  } else {
+    context.out() << "Ended the remembered logins of " << *user
+                  << "; their next login asks for a code.\n";
   }
   return kExitOk;
 }

@@ -1,4 +1,5 @@
-// kpanel-totp status: enrolled or not, since when, recovery codes left, lockout.
+// kpanel-totp status: enrolled or not, since when, recovery codes left, lockout,
+// remembered logins.
 #include <ostream>
 
 #include "cli/commands.hpp"
@@ -15,9 +16,10 @@ int run_status(Context& context, const CommandLine& /*line*/) {
     return context.fail(result.error());
   }
   if (context.global().json) {
-    context.out() << status_json(result->status) << '\n';
+    context.out() << status_json(result->status, result->remembered) << '\n';
   } else {
-    print_status(context.out(), result->status, context.now(), context.suggest(""));
+    print_status(context.out(), result->status, context.now(), context.suggest(""),
+                 result->remembered);
   }
   return kExitOk;
 }

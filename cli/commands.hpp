@@ -117,6 +117,8 @@ int run_admin_doctor(Context& context, const CommandLine& line);
 int run_admin_backup(Context& context, const CommandLine& line);
 int run_admin_stats(Context& context, const CommandLine& line);
 int run_admin_import(Context& context, const CommandLine& line);
+int run_forget(Context& context, const CommandLine& line);
+int run_admin_forget(Context& context, const CommandLine& line);
 
 // --help: every command with its options.
 void print_help(std::ostream& out);

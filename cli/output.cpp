@@ -90,7 +90,19 @@ std::string iso8601(std::int64_t unix_seconds) {
   return common::format_iso8601(common::from_unix(unix_seconds));
 }
 
-std::string status_json(const protocol::UserStatus& status) { return dump(status_object(status)); }
+std::string status_json(const protocol::UserStatus& status,
+                        std::span<const protocol::RememberedWindow> remembered) {
+  Json object = status_object(status);
+  Json windows = Json::array();
+  for (const protocol::RememberedWindow& window : remembered) {
+    Json item;
+    item["source"] = window.source;
+    item["until"] = iso8601(window.until);
+    windows.push_back(std::move(item));
+  }
+  object["remembered"] = std::move(windows);
+  return dump(object);
+}
 
 std::string error_json(std::string_view reason, std::string_view message) {
   Json object;
@@ -148,7 +160,7 @@ common::SecureString enroll_begin_json(std::string_view uri, std::string_view se
 }
 
 void print_status(std::ostream& out, const protocol::UserStatus& status, common::TimePoint now,
-                  std::string_view tool) {
+                  std::string_view tool, std::span<const protocol::RememberedWindow> remembered) {
   out << "User:                " << status.user << '\n'
       << "Enrolled:            " << enrolled_text(status) << '\n';
   if (status.enrolled) {
@@ -171,6 +183,10 @@ void print_status(std::ostream& out, const protocol::UserStatus& status, common:
         << " s " << (skew < 0 ? "behind" : "ahead")
         << " of this host's clock (a refused code matched outside the window): check "
            "this host's time sync (timedatectl) and the phone's automatic time\n";
+  }
+  for (const protocol::RememberedWindow& window : remembered) {
+    out << "Remembered:          no code asked from " << window.source << " until "
+        << iso8601(window.until) << " (end it: " << tool << "forget)\n";
   }
   if (!status.enrolled) {
     out << "Set up a code app with: " << tool << "enroll\n";

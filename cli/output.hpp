@@ -15,11 +15,15 @@
 namespace kpanel::cli {
 
 // ---- JSON: one object, one line, no trailing newline ------------------------
-// {"user","enrolled","enrolled_at","recovery_codes_left","locked_until","clock_offset_seconds"}
+// {"user","enrolled","enrolled_at","recovery_codes_left","locked_until","clock_offset_seconds",
+//  "remembered"}
 // clock_offset_seconds: how far the phone's clock seemed off (positive: ahead)
 // when a refused code matched outside the window; null when not known (or
-// not told: the daemon tells only root and admins).
-[[nodiscard]] std::string status_json(const common::protocol::UserStatus& status);
+// not told: the daemon tells only root and admins). remembered: this host's
+// open remembered-login windows, [{"source":...,"until":ISO 8601}].
+[[nodiscard]] std::string status_json(
+    const common::protocol::UserStatus& status,
+    std::span<const common::protocol::RememberedWindow> remembered = {});
 // {"users":[status objects]}; `with_exempt` (admin list --all): each object
 // also has "exempt", and "truncated":true follows when the daemon's account
 // enumeration stopped at its bound.
@@ -35,7 +39,7 @@ namespace kpanel::cli {
                                                      std::int64_t expires_at);
 // A refusal or error: {"error":REASON,"message":MESSAGE}.
 [[nodiscard]] std::string error_json(std::string_view reason, std::string_view message);
-// Commands with nothing to report (disable, admin reset, admin unlock).
+// Commands with nothing to report (disable, admin reset, admin unlock, forget).
 inline constexpr std::string_view kEmptyJsonObject = "{}";
 
 // ---- human -------------------------------------------------------------------
@@ -44,7 +48,8 @@ inline constexpr std::string_view kEmptyJsonObject = "{}";
 // `tool` starts the commands it suggests: "kpanel-totp " or, for another
 // user, "kpanel-totp --user NAME ".
 void print_status(std::ostream& out, const common::protocol::UserStatus& status,
-                  common::TimePoint now, std::string_view tool = "kpanel-totp ");
+                  common::TimePoint now, std::string_view tool = "kpanel-totp ",
+                  std::span<const common::protocol::RememberedWindow> remembered = {});
 // `with_exempt` (admin list --all): an EXEMPT column, and the rollout's
 // counts at the end.
 void print_user_table(std::ostream& out, std::span<const common::protocol::UserStatus> users,

@@ -84,13 +84,15 @@ std::expected<Options, std::vector<OptionError>> parse_options(
     const bool has_value = equals != std::string_view::npos;
     const std::string_view value = has_value ? argument.substr(equals + 1) : std::string_view{};
 
-    if (name == "nullok" || name == "debug" || name == "enroll") {
+    if (name == "nullok" || name == "debug" || name == "enroll" || name == "remember") {
       if (has_value) {
         fail(argument, "takes no value");
       } else if (name == "nullok") {
         options.nullok = true;
       } else if (name == "debug") {
         options.debug = true;
+      } else if (name == "remember") {
+        options.remember = true;
       } else {
         options.enroll = true;
       }

@@ -36,6 +36,9 @@ struct Options {
   std::string prompt{kDefaultPrompt};
   bool debug = false;
   bool enroll = false;
+  // This stack may skip the code inside the daemon's remember_seconds window
+  // (pam_module/login_source.hpp says what a login's source is).
+  bool remember = false;
 };
 
 struct OptionError {

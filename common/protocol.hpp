@@ -44,6 +44,11 @@ inline constexpr std::size_t kMaxPasswordLength = 512;  // PAM_MAX_RESP_SIZE
 inline constexpr std::size_t kMaxFieldLength = 1024;    // service, rhost, tty, notices
 inline constexpr std::size_t kMaxUriLength = 4096;      // otpauth:// URI
 inline constexpr std::size_t kMaxQrTextLength = std::size_t{64} * 1024;  // QR code rendered as text
+// A remembered login's source (version 3): a host name or address, or a
+// terminal and the user who ran the program.
+inline constexpr std::size_t kMaxSourceLength = 300;
+// Open remembered-login windows one status reply may list (the daemon keeps fewer).
+inline constexpr std::size_t kMaxRememberedWindows = 64;
 
 enum class DecodeError : std::uint8_t {
   truncated,  // fewer bytes than the header or the declared length
@@ -88,13 +93,14 @@ enum class Op : std::uint8_t {
   admin_unlock,
   admin_stats,  // version 3
   admin_import,
+  forget,  // version 3
 };
 struct OpNames {
   Op op;
   std::string_view wire;
   std::string_view audit;
 };
-inline constexpr std::array<OpNames, 12> kOps{{
+inline constexpr std::array<OpNames, 13> kOps{{
     {Op::login_check, "login_check", "login_check"},
     {Op::verify, "verify", "verify"},
     {Op::status, "status", "status"},
@@ -107,6 +113,7 @@ inline constexpr std::array<OpNames, 12> kOps{{
     {Op::admin_unlock, "admin_unlock", "unlock"},
     {Op::admin_stats, "admin_stats", "admin_stats"},
     {Op::admin_import, "admin_import", "import"},
+    {Op::forget, "forget", "forget"},
 }};
 [[nodiscard]] constexpr std::string_view op_name(Op op) noexcept {
   const auto index = static_cast<std::size_t>(op);
@@ -165,11 +172,17 @@ struct LoginCheckRequest {
   std::string user{}, service{}, rhost{}, tty{};
   bool nullok = false;  // module option nullok
   bool enroll = false;  // module option enroll
+  // Version 3: module option remember, and where the login comes from (see
+  // pam_module/login_source.hpp). The daemon honours them from root only.
+  bool remember = false;
+  std::string source{};
   friend bool operator==(const LoginCheckRequest&, const LoginCheckRequest&) = default;
 };
 struct VerifyRequest {
   std::string user{}, service{}, rhost{}, tty{};
-  Code code{};  // a TOTP code or a recovery code
+  Code code{};            // a TOTP code or a recovery code
+  bool remember = false;  // version 3: a success opens a window for `source`
+  std::string source{};   // version 3
   friend bool operator==(const VerifyRequest&, const VerifyRequest&) = default;
 };
 struct StatusRequest {
@@ -245,11 +258,16 @@ inline constexpr std::int64_t kMaxImportedTimeSkew = 1500;
 inline constexpr std::int64_t kMaxImportedStep = std::int64_t{1} << 40;
 inline constexpr std::size_t kMinImportedSecretBytes = 10;
 inline constexpr std::size_t kMaxImportedSecretBytes = 64;
+// Version 3: ends the user's remembered-login windows (`user` empty: the peer's own).
+struct ForgetRequest {
+  std::string user{};
+  friend bool operator==(const ForgetRequest&, const ForgetRequest&) = default;
+};
 
 using Request = std::variant<LoginCheckRequest, VerifyRequest, StatusRequest, EnrollBeginRequest,
                              EnrollConfirmRequest, DisableRequest, RegenerateRecoveryCodesRequest,
                              AdminListRequest, AdminResetRequest, AdminUnlockRequest,
-                             AdminStatsRequest, AdminImportRequest>;
+                             AdminStatsRequest, AdminImportRequest, ForgetRequest>;
 
 // The request's row of kOps (the variant's index) and its wire name.
 [[nodiscard]] Op op_of(const Request& request) noexcept;
@@ -286,6 +304,9 @@ enum class LoginDecision : std::uint8_t {
   enroll = 3,  // not enrolled, must enroll now inside the login (module option enroll)
   refuse = 4,  // not enrolled and must be: PAM_AUTH_ERR
   locked = 5,  // locked out: refuse without prompting (see locked_until)
+  // Version 3: inside a remembered-login window: PAM_SUCCESS without a code
+  // (logged). Never encoded into an older frame (it becomes prompt there).
+  remembered = 6,
 };
 [[nodiscard]] std::string_view to_string(LoginDecision d) noexcept;
 
@@ -303,6 +324,13 @@ struct UserStatus {
   friend bool operator==(const UserStatus&, const UserStatus&) = default;
 };
 
+// An open remembered-login window (version 3, in StatusResult).
+struct RememberedWindow {
+  std::string source{};
+  std::int64_t until = 0;  // unix seconds
+  friend bool operator==(const RememberedWindow&, const RememberedWindow&) = default;
+};
+
 struct EmptyResult {
   friend bool operator==(const EmptyResult&, const EmptyResult&) = default;
 };
@@ -318,7 +346,8 @@ struct VerifyResult {
   friend bool operator==(const VerifyResult&, const VerifyResult&) = default;
 };
 struct StatusResult {
-  UserStatus status{};  // wire key "user_status": the envelope owns "status"
+  UserStatus status{};                         // wire key "user_status": the envelope owns "status"
+  std::vector<RememberedWindow> remembered{};  // version 3: this host's open windows
   friend bool operator==(const StatusResult&, const StatusResult&) = default;
 };
 // The URI and the QR text spell out the secret too: wiped like it.

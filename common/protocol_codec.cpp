@@ -78,6 +78,7 @@ Outcome read(const Json& value, const Rule& rule, UserStatus& out, std::uint8_t 
 Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out,
              std::uint8_t version);
 Outcome read(const Json& value, const Rule& rule, std::vector<std::int64_t>& out);
+Outcome read(const Json& value, const Rule& rule, std::vector<RememberedWindow>& out);
 template <class T>
 Outcome read(const Json& value, const Rule& rule, std::optional<T>& out) {
   T inner{};
@@ -97,6 +98,7 @@ Outcome write(Json& slot, const Rule& rule, LoginDecision value);
 Outcome write(Json& slot, const Rule& rule, TotpAlgorithm value);
 Outcome write(Json& slot, const Rule& rule, const Code& value);
 Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& value);
+Outcome write(Json& slot, const Rule& rule, const std::vector<RememberedWindow>& value);
 Outcome write(Json& slot, const Rule& rule, const UserStatus& value, std::uint8_t version);
 Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value,
               std::uint8_t version);
@@ -182,12 +184,19 @@ Outcome encode_fields(Json& object, const M& message,
             }
             return written;
           };
-          if constexpr (kIsOptional<std::remove_cvref_t<decltype(value)>>) {
+          using Value = std::remove_cvref_t<decltype(value)>;
+          if constexpr (kIsOptional<Value>) {
             if (!value.has_value()) {
               return {};  // absent optionals are left out
             }
             return put(*value);
           } else {
+            // A newer optional field at its default is left out too, so a
+            // message that uses nothing new has the older versions' shape.
+            if (field.since > kOldestVersion && field.rule.need == Need::optional &&
+                value == Value{}) {
+              return {};
+            }
             return put(value);
           }
         },
@@ -318,6 +327,28 @@ Outcome read(const Json& value, const Rule& /*rule*/, std::vector<std::int64_t>&
   return {};
 }
 
+// Version 3's windows: each one a small object, the list bounded.
+Outcome read(const Json& value, const Rule& /*rule*/, std::vector<RememberedWindow>& out) {
+  if (!value.is_array()) {
+    return std::unexpected(DecodeError::wrong_type);
+  }
+  if (value.size() > kMaxRememberedWindows) {
+    return std::unexpected(DecodeError::field_too_long);
+  }
+  out.clear();
+  for (const Json& item : value) {
+    if (!item.is_object()) {
+      return std::unexpected(DecodeError::wrong_type);
+    }
+    Outcome outcome = decode_fields<RememberedWindow>(item, out.emplace_back(),
+                                                      Schema<RememberedWindow>::fields, {}, 3);
+    if (!outcome) {
+      return outcome;
+    }
+  }
+  return {};
+}
+
 Outcome write(Json& slot, const Rule& rule, const std::string& value) {
   Outcome outcome = check_text(value, rule);
   if (outcome) {
@@ -396,6 +427,22 @@ Outcome write(Json& slot, const Rule& /*rule*/, const std::vector<std::int64_t>&
   slot = Json::array();
   for (const std::int64_t item : value) {
     slot.push_back(item);
+  }
+  return {};
+}
+
+Outcome write(Json& slot, const Rule& /*rule*/, const std::vector<RememberedWindow>& value) {
+  if (value.size() > kMaxRememberedWindows) {
+    return std::unexpected(DecodeError::field_too_long);
+  }
+  slot = Json::array();
+  for (const RememberedWindow& item : value) {
+    Json& object = slot.emplace_back(Json::object());
+    Outcome outcome =
+        encode_fields<RememberedWindow>(object, item, Schema<RememberedWindow>::fields, 3);
+    if (!outcome) {
+      return outcome;
+    }
   }
   return {};
 }
@@ -637,6 +684,11 @@ SecureBytes encode_frame(const Json& body, std::size_t max_body, std::uint8_t ve
   return sink.finish();
 }
 
+// LoginDecision::remembered is version 3's.
+bool decision_in_version(LoginDecision decision, std::uint8_t version) noexcept {
+  return decision != LoginDecision::remembered || version >= 3;
+}
+
 bool speaks(std::uint8_t version) noexcept {
   return version >= kOldestVersion && version <= kVersion;
 }
@@ -706,10 +758,23 @@ SecureBytes encode_response(const Response& response, std::uint8_t version) noex
     const WipeOnExit wipe(object);
     object["status"] = status;
     object["result"] = result;
+    // A decision newer than the frame becomes what that client knows: a
+    // remembered login asks for the code.
+    const auto* check = std::get_if<LoginCheckResult>(&response.result);
+    std::optional<LoginCheckResult> older;
+    if (check != nullptr && !decision_in_version(check->decision, version)) {
+      older = *check;
+      older->decision = LoginDecision::prompt;
+    }
     const Outcome outcome =
         ok ? std::visit(
                  [&](const auto& payload) {
                    using M = std::remove_cvref_t<decltype(payload)>;
+                   if constexpr (std::is_same_v<M, LoginCheckResult>) {
+                     if (older) {
+                       return encode_fields<M>(object, *older, Schema<M>::fields, version);
+                     }
+                   }
                    return encode_fields<M>(object, payload, Schema<M>::fields, version);
                  },
                  response.result)
@@ -786,6 +851,10 @@ std::expected<Response, DecodeError> decode_response(std::span<const std::uint8_
     auto result = alternative->decode(object, version, kResponseEnvelope);
     if (!result) {
       return std::unexpected(result.error());
+    }
+    if (const auto* check = std::get_if<LoginCheckResult>(&*result);
+        check != nullptr && !decision_in_version(check->decision, version)) {
+      return std::unexpected(DecodeError::invalid_value);
     }
     response.result = std::move(*result);
     return response;

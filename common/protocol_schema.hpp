@@ -43,8 +43,8 @@ inline constexpr std::array<std::string_view, 16> kStatusNames{"ok",
 // common::to_string(TotpAlgorithm) spells these too (totp.cpp, which the
 // module does not link); the unit test holds the two together.
 inline constexpr std::array<std::string_view, 3> kAlgorithmNames{"SHA1", "SHA256", "SHA512"};
-inline constexpr std::array<std::string_view, 6> kDecisionNames{"prompt", "pass",   "ignore",
-                                                                "enroll", "refuse", "locked"};
+inline constexpr std::array<std::string_view, 7> kDecisionNames{
+    "prompt", "pass", "ignore", "enroll", "refuse", "locked", "remembered"};
 
 template <class E, std::size_t N>
 std::string_view name_of(const std::array<std::string_view, N>& names, E value) noexcept {
@@ -76,12 +76,12 @@ struct Rule {
 };
 
 template <class M>
-using Member = std::variant<std::string M::*, SecureString M::*, bool M::*, std::uint32_t M::*,
-                            std::int64_t M::*, std::optional<std::int64_t> M::*,
-                            std::optional<std::uint32_t> M::*, std::optional<std::string> M::*,
-                            LoginDecision M::*, std::vector<SecureString> M::*, UserStatus M::*,
-                            std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
-                            std::optional<bool> M::*, std::vector<std::int64_t> M::*>;
+using Member = std::variant<
+    std::string M::*, SecureString M::*, bool M::*, std::uint32_t M::*, std::int64_t M::*,
+    std::optional<std::int64_t> M::*, std::optional<std::uint32_t> M::*,
+    std::optional<std::string> M::*, LoginDecision M::*, std::vector<SecureString> M::*,
+    UserStatus M::*, std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
+    std::optional<bool> M::*, std::vector<std::int64_t> M::*, std::vector<RememberedWindow> M::*>;
 
 template <class M>
 struct Field {
@@ -99,9 +99,9 @@ constexpr Field<M> user_field(std::string_view name, std::string M::*member, Nee
 }
 template <class M>
 constexpr Field<M> line_field(std::string_view name, std::string M::*member,
-                              std::size_t max_length = kMaxFieldLength,
-                              Need need = Need::optional) {
-  return {name, member, {need, max_length, Text::line}};
+                              std::size_t max_length = kMaxFieldLength, Need need = Need::optional,
+                              std::uint8_t since = kOldestVersion) {
+  return {name, member, {need, max_length, Text::line}, since};
 }
 template <class M>
 constexpr Field<M> text_field(std::string_view name, std::string M::*member,
@@ -140,12 +140,15 @@ struct Schema<LoginCheckRequest> {
   using M = LoginCheckRequest;
   static constexpr Op op = Op::login_check;
   static constexpr std::string_view name = op_name(op);
-  static constexpr std::array fields{user_field("user", &M::user, Need::required),
-                                     line_field("service", &M::service),
-                                     line_field("rhost", &M::rhost),
-                                     line_field("tty", &M::tty),
-                                     flag_field("nullok", &M::nullok),
-                                     flag_field("enroll", &M::enroll)};
+  static constexpr std::array fields{
+      user_field("user", &M::user, Need::required),
+      line_field("service", &M::service),
+      line_field("rhost", &M::rhost),
+      line_field("tty", &M::tty),
+      flag_field("nullok", &M::nullok),
+      flag_field("enroll", &M::enroll),
+      flag_field("remember", &M::remember, 3),
+      line_field("source", &M::source, kMaxSourceLength, Need::optional, 3)};
 };
 template <>
 struct Schema<VerifyRequest> {
@@ -153,9 +156,13 @@ struct Schema<VerifyRequest> {
   static constexpr Op op = Op::verify;
   static constexpr std::string_view name = op_name(op);
   static constexpr std::array fields{
-      user_field("user", &M::user, Need::required), line_field("service", &M::service),
-      line_field("rhost", &M::rhost), line_field("tty", &M::tty),
-      secret_field("code", &M::code, kMaxCodeLength, Need::required)};
+      user_field("user", &M::user, Need::required),
+      line_field("service", &M::service),
+      line_field("rhost", &M::rhost),
+      line_field("tty", &M::tty),
+      secret_field("code", &M::code, kMaxCodeLength, Need::required),
+      flag_field("remember", &M::remember, 3),
+      line_field("source", &M::source, kMaxSourceLength, Need::optional, 3)};
 };
 template <>
 struct Schema<StatusRequest> {
@@ -250,7 +257,22 @@ struct Schema<AdminImportRequest> {
       value_field("used_steps", &M::used_steps, Need::optional),
       secret_field("scratch_codes", &M::scratch_codes, kMaxCodeLength, Need::optional)};
 };
+template <>
+struct Schema<ForgetRequest> {
+  using M = ForgetRequest;
+  static constexpr Op op = Op::forget;
+  static constexpr std::string_view name = op_name(op);
+  static constexpr std::uint8_t since = 3;
+  static constexpr std::array fields{user_field("user", &M::user, Need::optional)};
+};
 
+template <>
+struct Schema<RememberedWindow> {
+  using M = RememberedWindow;
+  static constexpr std::array fields{
+      line_field("source", &M::source, kMaxSourceLength, Need::required),
+      value_field("until", &M::until, Need::required)};
+};
 template <>
 struct Schema<UserStatus> {
   using M = UserStatus;
@@ -289,7 +311,8 @@ template <>
 struct Schema<StatusResult> {
   using M = StatusResult;
   static constexpr std::string_view name = "status";
-  static constexpr std::array fields{value_field("user_status", &M::status, Need::required)};
+  static constexpr std::array fields{value_field("user_status", &M::status, Need::required),
+                                     value_field("remembered", &M::remembered, Need::optional, 3)};
 };
 template <>
 struct Schema<EnrollBeginResult> {

@@ -97,6 +97,27 @@ std::string kernel_boot_id() {
   return id;
 }
 
+// What tags this host's remembered-login windows (daemon/rules/remember.hpp):
+// /etc/machine-id, which every host of a fleet has its own of (and which a
+// restored backup on another host does not match), else the host name.
+std::string this_host_id() {
+  std::string id;
+  if (std::FILE* file = std::fopen("/etc/machine-id", "re"); file != nullptr) {
+    std::array<char, 128> line{};
+    if (std::fgets(line.data(), static_cast<int>(line.size()), file) != nullptr) {
+      id = line.data();
+    }
+    (void)std::fclose(file);
+  }
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  if (!id.empty()) return "machine-id:" + id;
+  std::array<char, 256> name{};
+  if (::gethostname(name.data(), name.size() - 1) == 0 && name.front() != '\0') {
+    return "host:" + std::string(name.data());
+  }
+  return "host:localhost";
+}
+
 }  // namespace
 
 std::expected<DaemonConfig, ConfigProblems> load_daemon_config(const DaemonOptions& options) {
@@ -161,6 +182,7 @@ std::expected<void, StartError> Daemon::start(const std::function<void()>& befor
     config_ = std::move(*config);
   }
   core_ = std::make_unique<Core>(config_, std::move(*state_lock), std::move(*store));
+  core_->rules.set_host_id(this_host_id());
   start_run();
 
   if (before_listening) before_listening();

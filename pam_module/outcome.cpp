@@ -240,6 +240,13 @@ LoginStep after_login_check(const Answer& answer, const Options& options, std::i
       step.outcome =
           refuse(locked_message(result->locked_until, now), LogLevel::debug, "login_check: locked");
       return step;
+    case protocol::LoginDecision::remembered:
+      // No message: the daemon's audit log has the skip, and a line on every
+      // sudo would only teach users to ignore the module's messages.
+      step.outcome = Outcome{.pam_code = PAM_SUCCESS,
+                             .log_level = LogLevel::debug,
+                             .log = "login_check: remembered (inside a remembered-login window)"};
+      return step;
   }
   step.outcome = refuse(kFailedMessage, LogLevel::error, "login_check: unknown decision");
   return step;

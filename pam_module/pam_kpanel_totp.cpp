@@ -12,6 +12,7 @@
 #include <exception>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -20,6 +21,7 @@
 #include "common/protocol.hpp"
 #include "common/user_name.hpp"
 #include "pam_module/conversation.hpp"
+#include "pam_module/login_source.hpp"
 #include "pam_module/outcome.hpp"
 
 namespace {
@@ -44,6 +46,11 @@ const char* item_text(pam_handle_t* pamh, int type) {
   return static_cast<const char*>(item);
 }
 
+std::string_view raw_item(pam_handle_t* pamh, int type) {
+  const char* text = item_text(pamh, type);
+  return text != nullptr ? std::string_view(text) : std::string_view();
+}
+
 const pam_conv* conversation_of(pam_handle_t* pamh) {
   const void* item = nullptr;
   if (pam_get_item(pamh, PAM_CONV, &item) != PAM_SUCCESS) return nullptr;
@@ -60,20 +67,28 @@ class Login {
         user_(std::move(user)),
         service_(kpanel::pam::audit_field(item_text(pamh, PAM_SERVICE))),
         rhost_(kpanel::pam::audit_field(item_text(pamh, PAM_RHOST))),
-        tty_(kpanel::pam::audit_field(item_text(pamh, PAM_TTY))) {}
+        tty_(kpanel::pam::audit_field(item_text(pamh, PAM_TTY))) {
+    if (options_.remember) {
+      source_ = kpanel::pam::login_source(raw_item(pamh, PAM_RHOST), raw_item(pamh, PAM_TTY),
+                                          raw_item(pamh, PAM_RUSER));
+    }
+  }
 
   int run() {
     if (options_.debug) {  // not built on every login for a line that is dropped
       log(LogLevel::debug, "service=" + service_ + " rhost=" + rhost_ + " tty=" + tty_ +
                                (options_.nullok ? " nullok" : "") +
-                               (options_.enroll ? " enroll" : ""));
+                               (options_.enroll ? " enroll" : "") +
+                               (options_.remember ? " remember source=" + source_ : ""));
     }
     const Answer answer = call(protocol::LoginCheckRequest{.user = user_,
                                                            .service = service_,
                                                            .rhost = rhost_,
                                                            .tty = tty_,
                                                            .nullok = options_.nullok,
-                                                           .enroll = options_.enroll});
+                                                           .enroll = options_.enroll,
+                                                           .remember = !source_.empty(),
+                                                           .source = source_});
     const kpanel::pam::LoginStep step =
         kpanel::pam::after_login_check(answer, options_, now_seconds());
     if (!step.notice.empty() && !silent_) {
@@ -104,7 +119,9 @@ class Login {
                                                        .service = service_,
                                                        .rhost = rhost_,
                                                        .tty = tty_,
-                                                       .code = std::move(*code)});
+                                                       .code = std::move(*code),
+                                                       .remember = !source_.empty(),
+                                                       .source = source_});
     return finish(kpanel::pam::after_verify(answer, options_, now_seconds()));
   }
 
@@ -237,6 +254,7 @@ class Login {
   Conversation conversation_;
   bool silent_;
   std::string user_, service_, rhost_, tty_;
+  std::string source_;  // module option remember: where this login comes from (login_source.hpp)
 };
 
 int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {

@@ -67,6 +67,7 @@ constexpr std::array kTable{
   row<protocol::AdminUnlockRequest,             &Rules::admin_unlock>             (protocol::Op::admin_unlock,        Permit::admin,         Cost::fast),
   row<protocol::AdminStatsRequest,              &Rules::admin_stats>              (protocol::Op::admin_stats,         Permit::admin,         Cost::fast),
   row<protocol::AdminImportRequest,             &Rules::admin_import>             (protocol::Op::admin_import,        Permit::root,          Cost::slow),
+  row<protocol::ForgetRequest,                  &Rules::forget>                   (protocol::Op::forget,              Permit::self_or_admin, Cost::fast),
 };
 // clang-format on
 
@@ -147,7 +148,9 @@ Response Dispatcher::handle(const PeerCredentials& peer, const Request& request)
     const auto policy = rules_.policy();
     const bool admin = root || (self && !policy->admin_group.empty() &&
                                 accounts_.is_member(*self, policy->admin_group));
-    const Caller caller{peer.uid, admin};
+    // Remembered logins: only root's word on where a login comes from counts
+    // (the module in sshd, login, su, sudo); a user's process could name any source.
+    const Caller caller{.uid = peer.uid, .privileged = admin, .may_remember = root};
 
     // One account, one enrollment: a name is resolved to its account's
     // canonical name (the passwd entry of its uid) here and nowhere else,

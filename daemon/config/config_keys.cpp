@@ -16,6 +16,7 @@
 
 #include "common/text.hpp"
 #include "common/totp.hpp"
+#include "daemon/rules/remember.hpp"
 
 // The keys of kpanel-totpd.conf: how each value is parsed and validated, how
 // it is shown, and whether a reload applies it. The file's syntax is
@@ -488,6 +489,11 @@ constexpr auto kKeys = std::to_array<Key>({
     {"exempt_group", true, TakesEffect::on_reload,
      [](std::string_view v, DaemonConfig& c) { return set_group(v, c.policy.exempt_group); },
      [](const DaemonConfig& c) { return c.policy.exempt_group; }},
+    {"remember_seconds", false, TakesEffect::on_reload,
+     [](std::string_view v, DaemonConfig& c) {
+       return set_seconds(v, 0, kMaxRememberSeconds, c.policy.remember);
+     },
+     [](const DaemonConfig& c) { return std::to_string(c.policy.remember.count()); }},
     // Checked against postgresql_dsn once every line is read.
     {"store", false, TakesEffect::on_restart,
      [](std::string_view v, DaemonConfig& c) { return set_store(v, c.store); },

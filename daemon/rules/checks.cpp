@@ -301,6 +301,7 @@ void settle(Attempt& attempt, UserRecord& record, bool accepted, const Policy& p
     register_success(record);
     attempt.status = Status::ok;
   } else if (register_failure(record, policy, now)) {
+    record.remembered.clear();  // a lockout ends every remembered login
     attempt.status = Status::locked;
     attempt.lockout_started = true;
     attempt.locked_until = record.locked_until;
@@ -434,6 +435,21 @@ void audit_attempt(AuditLog& log, AuditEvent event, const Attempt& attempt) {
   }
 }
 
+// ---- remembered logins ----------------------------------------------------------
+
+std::vector<protocol::RememberedWindow> open_windows(const UserRecord& record, const Policy& policy,
+                                                     TimePoint now) {
+  std::vector<protocol::RememberedWindow> open;
+  const std::int64_t at = common::to_unix(now);
+  for (const RememberedLogin& window : record.remembered) {
+    if (window_open(window, policy.host_id, at, policy.remember, policy.fence) &&
+        open.size() < protocol::kMaxRememberedWindows) {
+      open.push_back({window.source, window_end(window, policy.remember)});
+    }
+  }
+  return open;
+}
+
 // ---- status --------------------------------------------------------------------
 
 protocol::UserStatus describe(const UserRecord& record, TimePoint now, bool privileged) {
@@ -465,6 +481,7 @@ void forget_enrollment(UserRecord& record) {
   record.last_step.reset();
   record.used_steps.clear();
   record.last_skew_seconds.reset();
+  record.remembered.clear();
 }
 
 bool has_state(const UserRecord& record) {

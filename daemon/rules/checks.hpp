@@ -20,6 +20,7 @@
 #include "common/protocol.hpp"
 #include "common/totp.hpp"
 #include "daemon/rules/policy.hpp"
+#include "daemon/rules/remember.hpp"
 #include "daemon/rules/replay_steps.hpp"
 #include "daemon/rules/rules.hpp"
 #include "daemon/store/store.hpp"
@@ -162,6 +163,18 @@ Attempt prove(UserRecord& record, const Code& code, const std::optional<std::str
 Response refusal(const Attempt& attempt);
 // The operation's own event, then the lockout and skew it caused.
 void audit_attempt(AuditLog& log, AuditEvent event, const Attempt& attempt);
+
+// ---- remembered logins (remember.hpp) -------------------------------------------
+// Both settings on (the daemon's remember_seconds, the module's remember), a
+// root peer, and a source to remember: `request` may open or use a window.
+template <typename Request>
+bool remembering(const Caller& caller, const Request& request, const Policy& policy) noexcept {
+  return caller.may_remember && request.remember && !request.source.empty() &&
+         policy.remember.count() > 0 && !policy.host_id.empty();
+}
+// This host's open windows, for status.
+std::vector<protocol::RememberedWindow> open_windows(const UserRecord& record, const Policy& policy,
+                                                     TimePoint now);
 
 // ---- status --------------------------------------------------------------------
 protocol::UserStatus describe(const UserRecord& record, TimePoint now, bool privileged);

@@ -25,9 +25,13 @@ struct Policy {
   std::string admin_group;                             // empty: root only
   std::optional<std::chrono::sys_days> enforce_after;  // empty: never
   std::string exempt_group;                            // empty: nobody
+  std::chrono::seconds remember{0};                    // remembered logins; 0: off
   // Not from the config: the crash fence in force (fence.hpp), set by the
   // daemon at start through Rules::set_fence and kept across reloads.
   std::optional<Fence> fence;
+  // Not from the config either: whose remembered-login windows are ours
+  // (remember.hpp), set at start (Rules::set_host_id) and kept across reloads.
+  std::string host_id;
 };
 
 }  // namespace kpanel::daemon

@@ -32,6 +32,7 @@ Rules::Rules(Policy policy, Store& store, const common::Clock& clock, PasswordCh
 void Rules::set_policy(Policy policy) {
   const std::lock_guard lock(policy_mutex_);
   policy.fence = policy_->fence;
+  policy.host_id = policy_->host_id;
   policy_ = std::make_shared<const Policy>(std::move(policy));
 }
 
@@ -39,6 +40,13 @@ void Rules::set_fence(std::optional<Fence> fence) {
   const std::lock_guard lock(policy_mutex_);
   Policy policy = *policy_;
   policy.fence = fence;
+  policy_ = std::make_shared<const Policy>(std::move(policy));
+}
+
+void Rules::set_host_id(std::string host_id) {
+  const std::lock_guard lock(policy_mutex_);
+  Policy policy = *policy_;
+  policy.host_id = std::move(host_id);
   policy_ = std::make_shared<const Policy>(std::move(policy));
 }
 
@@ -108,6 +116,16 @@ Response Rules::login_check(const Caller& caller, const std::string& user,
       event.locked_until = result.locked_until;
       return decide(AuditEventKind::login_check, LoginDecision::locked);
     }
+    // Inside a remembered-login window: no code, but a security event.
+    if (remembering(caller, request, *policy)) {
+      if (const RememberedLogin* window =
+              find_window(record->remembered, policy->host_id, request.source, common::to_unix(now),
+                          policy->remember, policy->fence)) {
+        event.source = request.source;
+        event.remembered_until = window_end(*window, policy->remember);
+        return decide(AuditEventKind::remembered_login, LoginDecision::remembered);
+      }
+    }
     // Not logged: the verify that follows the prompt is.
     result.decision = LoginDecision::prompt;
     return reply_ok(result);
@@ -148,10 +166,19 @@ Response Rules::verify(const Caller& caller, const std::string& user,
     // TOTP step is committed without waiting for the disk (durability_of).
     Attempt attempt;
     std::uint32_t codes_left = 0;
+    bool opened = false;
     const auto updated = store_.update(
         user, durability_of(protocol::Op::verify, request.code), [&](UserRecord& record) {
+          opened = false;
           attempt = prove(record, request.code, recovery_hash, *policy, now);
           codes_left = recovery_codes_left(record);
+          // A code from this source: its window (re)starts now. Deferred like
+          // the step it rides with: losing it only means asking again.
+          if (attempt.status == Status::ok && remembering(caller, request, *policy)) {
+            open_window(record.remembered, policy->host_id, request.source, common::to_unix(now),
+                        policy->remember);
+            opened = true;
+          }
           return attempt.changed;
         });
     if (!updated) {
@@ -163,6 +190,10 @@ Response Rules::verify(const Caller& caller, const std::string& user,
     if (attempt.recovery_code_used) {
       event.recovery_codes_left = codes_left;
     }
+    if (opened) {  // the window this login opened
+      event.source = request.source;
+      event.remembered_until = common::to_unix(now) + policy->remember.count();
+    }
     audit_attempt(audit_, event, attempt);
     if (attempt.status != Status::ok) {
       return refusal(attempt);
@@ -173,6 +204,8 @@ Response Rules::verify(const Caller& caller, const std::string& user,
 
 // ---- status ------------------------------------------------------------------------------
 
+// Status lists this host's open remembered-login windows only: each host
+// honours only its own.
 Response Rules::status(const Caller& caller, const std::string& user,
                        const protocol::StatusRequest& /*request*/) noexcept {
   return guarded(audit_, protocol::Op::status, [&] {
@@ -189,7 +222,9 @@ Response Rules::status(const Caller& caller, const std::string& user,
       status.user = user;
       return reply_ok(protocol::StatusResult{status});
     }
-    return reply_ok(protocol::StatusResult{describe(**loaded, now, caller.privileged)});
+    const auto policy = this->policy();
+    return reply_ok(protocol::StatusResult{describe(**loaded, now, caller.privileged),
+                                           open_windows(**loaded, *policy, now)});
   });
 }
 
@@ -412,6 +447,26 @@ Response Rules::admin_unlock(const Caller& caller, const std::string& user,
     }
     if (!known && !accounts_.exists(user)) {
       return refuse(audit_, event, Status::no_such_user);
+    }
+    audit_.record(event);
+    return reply_ok(protocol::EmptyResult{});
+  });
+}
+
+// Forgetting with no window open is a success (nothing to do); durable, so a
+// window the user ended stays ended whatever stops.
+Response Rules::forget(const Caller& caller, const std::string& user,
+                       const protocol::ForgetRequest& /*request*/) noexcept {
+  return guarded(audit_, protocol::Op::forget, [&] {
+    const AuditEvent event = make_event(AuditEventKind::forget, caller, user);
+    const auto updated =
+        store_.update(user, durability_of(protocol::Op::forget), [&](UserRecord& record) {
+          const bool had = !record.remembered.empty();
+          record.remembered.clear();
+          return had;
+        });
+    if (!updated) {
+      return store_failed(audit_, event, updated.error());
     }
     audit_.record(event);
     return reply_ok(protocol::EmptyResult{});

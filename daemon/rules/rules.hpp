@@ -40,6 +40,10 @@ namespace kpanel::daemon {
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);  // the peer's uid, for the audit log
   bool privileged = false;             // root or admin_group: may see admin-only detail
+  // Root only (the PAM module in sshd, login, su, sudo): may open and use
+  // remembered-login windows. A user's own process must not, or it could
+  // vouch for any source it likes.
+  bool may_remember = false;
 };
 
 // The gauges of admin_stats that the server side knows.
@@ -64,6 +68,8 @@ class Rules {
   void set_policy(Policy policy);
   // At start, before serving: the crash fence from the store's run state.
   void set_fence(std::optional<Fence> fence);
+  // At start: this host's id, which tags its remembered-login windows (remember.hpp).
+  void set_host_id(std::string host_id);
   [[nodiscard]] std::shared_ptr<const Policy> policy() const;
   // Before serving: never changed while requests run.
   void set_stats_sources(StatsSources sources) { stats_ = std::move(sources); }
@@ -107,6 +113,9 @@ class Rules {
   common::protocol::Response admin_unlock(
       const Caller& caller, const std::string& user,
       const common::protocol::AdminUnlockRequest& request) noexcept;
+  // Ends the user's remembered-login windows (every host's); EmptyResult.
+  common::protocol::Response forget(const Caller& caller, const std::string& user,
+                                    const common::protocol::ForgetRequest& request) noexcept;
 
   // AdminStatsResult: the counters since this Rules was made (the daemon's
   // start) and the gauges now.

@@ -100,6 +100,11 @@ Response Rules::enroll_begin(const Caller& caller, const std::string& user,
           }
           attempt.status = Status::ok;
           current.pending = pending;
+          // Changing phones: the old one may be lost, so no login skips a code
+          // any more (remember.hpp); confirming ends any opened meanwhile.
+          if (request.replace) {
+            current.remembered.clear();
+          }
           return true;
         });
     if (!updated) {
@@ -215,6 +220,7 @@ Response Rules::enroll_confirm(const Caller& caller, const std::string& user,
           record.last_skew_seconds.reset();
           record.active = Enrollment{record.pending->secret, record.pending->params, now};
           record.pending.reset();
+          record.remembered.clear();
           // A replace keeps the recovery codes: they are not on the phone.
           if (first) {
             record.recovery_codes = batch->records;

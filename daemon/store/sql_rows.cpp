@@ -183,6 +183,11 @@ std::expected<StoredRow, StoreError> decode_user(const Session& session, const R
     out.record.locked_until = common::from_unix(*until);
   }
   out.record.last_skew_seconds = row.integer(column(store_row::kLastSkewSeconds));
+  if (const auto stored = row.text(column(store_row::kRemembered))) {
+    auto windows = decode_windows(*stored);
+    if (!windows) return std::unexpected(invalid_row(session, user, "bad remembered"));
+    out.record.remembered = std::move(*windows);
+  }
   out.record.user = std::move(user);
   return out;
 }
@@ -233,8 +238,10 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
   // Bound without a copy (SQLite): must outlive the run.
   const std::string used_steps =
       record.used_steps.empty() ? std::string() : encode_step_runs(record.used_steps);
+  const std::string remembered =
+      record.remembered.empty() ? std::string() : encode_windows(record.remembered);
   std::vector<Value> params;
-  params.reserve(17);
+  params.reserve(18);
   params.push_back(Value::of(user));
   bind_slot(params, record.active, *active_sealed);
   bind_slot(params, record.pending, *pending_sealed);
@@ -246,6 +253,8 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
   params.push_back(Value::of(record.last_skew_seconds));
   params.push_back(record.used_steps.empty() ? Value::null()
                                              : Value::of(std::string_view(used_steps)));
+  params.push_back(record.remembered.empty() ? Value::null()
+                                             : Value::of(std::string_view(remembered)));
   if (auto done = session.run(Query::write_user, params, "writing a user"); !done) return done;
   static const std::vector<RecoveryCodeRecord> kNone;
   return write_codes(session, user, record.recovery_codes,

@@ -72,6 +72,10 @@ CREATE TABLE daemon_run (
   CHECK ((fence_time IS NULL) = (fence_window IS NULL))
 ) STRICT;
 )sql"},
+    // Remembered-login windows (daemon/rules/remember.hpp), in the user's row.
+    Migration{4, R"sql(
+ALTER TABLE users ADD COLUMN remembered TEXT;
+)sql"},
 };
 static_assert(kSqliteMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 
@@ -111,6 +115,11 @@ CREATE TABLE kpanel_totp_key_check (
     Migration{2, R"sql(
 ALTER TABLE kpanel_totp_users ADD COLUMN used_steps text;
 )sql"},
+    // Remembered-login windows, each tagged with the host that opened it:
+    // every host of the fleet honours only its own.
+    Migration{3, R"sql(
+ALTER TABLE kpanel_totp_users ADD COLUMN remembered text;
+)sql"},
 };
 static_assert(kPostgresqlMigrations.size() == static_cast<std::size_t>(kPostgresqlSchemaVersion));
 
@@ -121,8 +130,8 @@ constexpr const char* kSqliteUpsertUser = R"sql(
 INSERT INTO users (user, active_secret, active_algorithm, active_digits, active_period,
                    enrolled_at, pending_secret, pending_algorithm, pending_digits,
                    pending_period, pending_expires_at, last_step, failures, lockout_level,
-                   locked_until, last_skew_seconds, used_steps)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                   locked_until, last_skew_seconds, used_steps, remembered)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
 ON CONFLICT (user) DO UPDATE SET
   active_secret = excluded.active_secret, active_algorithm = excluded.active_algorithm,
   active_digits = excluded.active_digits, active_period = excluded.active_period,
@@ -131,7 +140,8 @@ ON CONFLICT (user) DO UPDATE SET
   pending_period = excluded.pending_period, pending_expires_at = excluded.pending_expires_at,
   last_step = excluded.last_step, failures = excluded.failures,
   lockout_level = excluded.lockout_level, locked_until = excluded.locked_until,
-  last_skew_seconds = excluded.last_skew_seconds, used_steps = excluded.used_steps
+  last_skew_seconds = excluded.last_skew_seconds, used_steps = excluded.used_steps,
+  remembered = excluded.remembered
 )sql";
 
 // The row exists when this runs: PostgresqlStore::update() made sure, and locked it.
@@ -140,7 +150,8 @@ UPDATE kpanel_totp_users SET
   active_secret = $2, active_algorithm = $3, active_digits = $4, active_period = $5,
   enrolled_at = $6, pending_secret = $7, pending_algorithm = $8, pending_digits = $9,
   pending_period = $10, pending_expires_at = $11, last_step = $12, failures = $13,
-  lockout_level = $14, locked_until = $15, last_skew_seconds = $16, used_steps = $17
+  lockout_level = $14, locked_until = $15, last_skew_seconds = $16, used_steps = $17,
+  remembered = $18
 WHERE name = $1
 )sql";
 

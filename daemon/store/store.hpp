@@ -16,6 +16,7 @@
 #include "common/clock.hpp"
 #include "common/secure_buffer.hpp"
 #include "common/totp.hpp"
+#include "daemon/rules/remember.hpp"
 #include "daemon/rules/replay_steps.hpp"
 
 namespace kpanel::daemon {
@@ -53,6 +54,9 @@ struct UserRecord {
   std::optional<common::TimePoint> locked_until;
   std::optional<std::int64_t> last_skew_seconds;  // probable phone clock skew, for admins
   std::vector<RecoveryCodeRecord> recovery_codes;
+  // Remembered-login windows (remember.hpp), every host's: each host honours
+  // only its own. Not state worth a record of its own (store_row::is_empty).
+  std::vector<RememberedLogin> remembered;
 };
 
 // How soon an update must be on disk. The rules say which kind each update

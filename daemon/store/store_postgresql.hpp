@@ -35,7 +35,7 @@
 namespace kpanel::daemon {
 
 // The schema version this build writes (table kpanel_totp_schema).
-inline constexpr int kPostgresqlSchemaVersion = 2;
+inline constexpr int kPostgresqlSchemaVersion = 3;
 
 struct PostgresqlOptions {
   std::size_t max_connections = 8;

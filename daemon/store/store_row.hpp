@@ -19,7 +19,7 @@ namespace kpanel::daemon::store_row {
 inline constexpr std::string_view kUserColumns =
     "active_secret, active_algorithm, active_digits, active_period, enrolled_at, "
     "pending_secret, pending_algorithm, pending_digits, pending_period, pending_expires_at, "
-    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps";
+    "last_step, failures, lockout_level, locked_until, last_skew_seconds, used_steps, remembered";
 
 enum Column : int {
   kActiveSecret,
@@ -38,6 +38,7 @@ enum Column : int {
   kLockedUntil,
   kLastSkewSeconds,
   kUsedSteps,
+  kRemembered,
 };
 
 // Where a sealed secret belongs ("active"/"pending", the user): part of its

@@ -48,7 +48,7 @@
 namespace kpanel::daemon {
 
 // PRAGMA user_version of a database this build writes.
-inline constexpr int kSqliteSchemaVersion = 3;
+inline constexpr int kSqliteSchemaVersion = 4;
 
 class SqliteStore final : public Store {
  public:

@@ -79,7 +79,7 @@ bool is_warning(const AuditEvent& event) noexcept {
   return event.outcome != Status::ok || event.kind == AuditEventKind::lockout ||
          event.kind == AuditEventKind::audit_suppressed ||
          event.kind == AuditEventKind::exempt_login || event.kind == AuditEventKind::clock_moved ||
-         event.kind == AuditEventKind::fence ||
+         event.kind == AuditEventKind::fence || event.kind == AuditEventKind::remembered_login ||
          event.decision == common::protocol::LoginDecision::refuse ||
          event.decision == common::protocol::LoginDecision::locked;
 }
@@ -106,6 +106,7 @@ constexpr std::array kOpKinds{
     AuditEventKind::unlock,
     AuditEventKind::admin_stats,
     AuditEventKind::import,
+    AuditEventKind::forget,
 };
 static_assert(kOpKinds.size() == common::protocol::kOps.size(), "one kind per op");
 
@@ -191,6 +192,9 @@ std::string format_audit_event(const AuditEvent& event) {
   if (!event.tty.empty()) {
     field(line, "tty", sanitize(event.tty));
   }
+  if (!event.source.empty()) {
+    field(line, "source", sanitize(event.source));
+  }
   field(line, "outcome", common::protocol::to_string(event.outcome));
   if (event.decision) {
     field(line, "decision", common::protocol::to_string(*event.decision));
@@ -212,6 +216,10 @@ std::string format_audit_event(const AuditEvent& event) {
   }
   if (event.clock_moved_seconds) {
     field(line, "clock_moved_seconds", std::to_string(*event.clock_moved_seconds));
+  }
+  if (event.remembered_until) {
+    field(line, "remembered_until",
+          common::format_iso8601(common::from_unix(*event.remembered_until)));
   }
   if (event.days_left) {
     field(line, "days_left", std::to_string(*event.days_left));
@@ -311,6 +319,7 @@ bool RateLimitedAuditLog::may_suppress(const AuditEvent& event) noexcept {
     case AuditEventKind::unlock:
     case AuditEventKind::import:
     case AuditEventKind::remembered_login:
+    case AuditEventKind::forget:
       return event.outcome != Status::ok;
     case AuditEventKind::login_check:
     case AuditEventKind::exempt_login:

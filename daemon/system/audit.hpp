@@ -49,6 +49,7 @@ enum class AuditEventKind : std::uint8_t {
   import,  // admin_import: a google-authenticator file's secret imported (or skipped: see cause)
   remembered_login,  // a login let through without a code inside a remembered-login window
   admin_stats,
+  forget,  // the op: a user's remembered-login windows ended
 };
 // The kinds that are ops are named by protocol::kOps' audit column.
 [[nodiscard]] std::string_view to_string(AuditEventKind kind) noexcept;
@@ -64,9 +65,11 @@ struct SuppressedCount {
 
 struct AuditEvent {
   AuditEventKind kind = AuditEventKind::verify;
-  std::string user;                 // the account acted on
-  std::optional<uid_t> peer_uid;    // who asked (SO_PEERCRED)
-  std::string service, rhost, tty;  // from the PAM module, for logins
+  std::string user;                              // the account acted on
+  std::optional<uid_t> peer_uid;                 // who asked (SO_PEERCRED)
+  std::string service, rhost, tty;               // from the PAM module, for logins
+  std::string source;                            // remembered logins: the window's source
+  std::optional<std::int64_t> remembered_until;  // remembered_login: the window's end
   common::protocol::Status outcome = common::protocol::Status::ok;
   std::optional<common::protocol::LoginDecision> decision;
   bool recovery_code_used = false;

@@ -114,6 +114,9 @@ TEST_USERS = {
     # import of google-authenticator files
     **{f"kpt_i_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "frank",
                                                 "gina", "hank")},
+    # remembered logins (one with a password: the sshd test)
+    "kpt_rm_alice": (None, []), "kpt_rm_bob": (None, []),
+    "kpt_rm_ssh": ("Kpanel-remember-4", []),
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.
@@ -271,11 +274,11 @@ def call_raw(socket_path, payload: bytes, timeout=10.0):
             return None
 
 
-def call(socket_path, request, as_user=None, timeout=10.0):
+def call(socket_path, request, as_user=None, timeout=10.0, version=VERSION):
     """One request as root, or as `as_user` (a forked child drops to that uid,
-    so the daemon sees it in SO_PEERCRED)."""
+    so the daemon sees it in SO_PEERCRED), in a frame of `version`."""
     if as_user is None:
-        return call_raw(socket_path, encode_frame(request), timeout)
+        return call_raw(socket_path, encode_frame(request, version), timeout)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -285,7 +288,7 @@ def call(socket_path, request, as_user=None, timeout=10.0):
             os.setgroups(os.getgrouplist(as_user, entry.pw_gid))
             os.setgid(entry.pw_gid)
             os.setuid(entry.pw_uid)
-            reply = call_raw(socket_path, encode_frame(request), timeout)
+            reply = call_raw(socket_path, encode_frame(request, version), timeout)
             os.write(write_end, json.dumps(reply).encode())
         finally:
             os._exit(0)
@@ -431,8 +434,8 @@ class Daemon:
             text = again
         return text
 
-    def call(self, request, as_user=None, timeout=10.0):
-        return call(self.socket, request, as_user, timeout)
+    def call(self, request, as_user=None, timeout=10.0, version=VERSION):
+        return call(self.socket, request, as_user, timeout, version)
 
     def tool(self, *args, as_user=None, input_text=None, timeout=30):
         """Runs kpanel-totp against this daemon; returns CompletedProcess."""

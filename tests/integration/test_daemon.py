@@ -373,11 +373,11 @@ class Verification(unittest.TestCase):
         self.assertEqual(self.d.call(h.verify_request(BOB, "123456"))["status"], "not_enrolled")
         rc, status, _ = self.d.tool_json("status", as_user=BOB)
         self.assertEqual(rc, 0)
-        # The documented keys, and the clock offset (null: nothing seen, and
-        # the daemon tells it only to root and admins).
+        # The documented keys, the clock offset (null: nothing seen, and
+        # the daemon tells it only to root and admins) and no remembered logins.
         self.assertEqual(status, {"user": BOB, "enrolled": False, "enrolled_at": None,
                                   "recovery_codes_left": 0, "locked_until": None,
-                                  "clock_offset_seconds": None})
+                                  "clock_offset_seconds": None, "remembered": []})
 
 
 class ProtocolVersions(unittest.TestCase):

@@ -33,12 +33,13 @@ BOOST_AUTO_TEST_CASE(no_arguments_give_the_spec_defaults) {
   BOOST_TEST(parsed->prompt == "Verification code: ");
   BOOST_TEST(!parsed->debug);
   BOOST_TEST(!parsed->enroll);
+  BOOST_TEST(!parsed->remember);
   BOOST_TEST(parse_options({}).has_value());  // argc 0, argv null
 }
 
 BOOST_AUTO_TEST_CASE(every_option_is_read) {
   const auto parsed = parse({"socket=/tmp/x.sock", "nullok", "timeout=300", "unavailable=ignore",
-                             "prompt=Code from your phone: ", "debug", "enroll"});
+                             "prompt=Code from your phone: ", "debug", "enroll", "remember"});
   BOOST_REQUIRE(parsed);
   BOOST_TEST(parsed->socket_path == "/tmp/x.sock");
   BOOST_TEST(parsed->nullok);
@@ -47,6 +48,7 @@ BOOST_AUTO_TEST_CASE(every_option_is_read) {
   BOOST_TEST(parsed->prompt == "Code from your phone: ");
   BOOST_TEST(parsed->debug);
   BOOST_TEST(parsed->enroll);
+  BOOST_TEST(parsed->remember);
 }
 
 BOOST_AUTO_TEST_CASE(later_duplicates_win) {
@@ -72,6 +74,7 @@ BOOST_AUTO_TEST_CASE(unknown_and_malformed_options_are_refused) {
   BOOST_TEST(refused("use_first_pass") == "unknown option");
   BOOST_TEST(refused("nullok=1") == "takes no value");
   BOOST_TEST(refused("debug=yes") == "takes no value");
+  BOOST_TEST(refused("remember=1") == "takes no value");
   BOOST_TEST(refused("unavailable=allow") == "must be deny or ignore");
   BOOST_TEST(refused("unavailable=") == "must be deny or ignore");
   BOOST_TEST(refused("socket=relative.sock") == "needs an absolute path");

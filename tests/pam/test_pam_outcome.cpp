@@ -173,6 +173,12 @@ BOOST_AUTO_TEST_CASE(decisions) {
   BOOST_TEST(pass.outcome.pam_code == PAM_SUCCESS);
   BOOST_TEST(pass.outcome.message.empty());
 
+  // Inside a remembered-login window: success, no code, no message.
+  const auto remembered = after_login_check(decided(LoginDecision::remembered), options, kNow);
+  BOOST_TEST((remembered.next == Next::finish));
+  BOOST_TEST(remembered.outcome.pam_code == PAM_SUCCESS);
+  BOOST_TEST(remembered.outcome.message.empty());
+
   const auto ignore =
       after_login_check(decided(LoginDecision::ignore, "enroll soon"), options, kNow);
   BOOST_TEST((ignore.next == Next::finish));

@@ -131,7 +131,7 @@ BOOST_AUTO_TEST_CASE(usage_errors) {
   BOOST_TEST(parse_error({"--user", "a:b", "status"}).starts_with("--user: "));
   BOOST_TEST(parse_error({"--user=", "status"}) == "--user needs NAME");
   BOOST_TEST(parse_error({"admin"}) ==
-             "admin needs one of: list, reset USER, unlock USER, doctor, "
+             "admin needs one of: list, reset USER, unlock USER, forget USER, doctor, "
              "import-google-authenticator USER..., backup FILE, stats");
   BOOST_TEST(parse_error({"admin", "bogus"}).starts_with("unknown command 'admin bogus'"));
   BOOST_TEST(parse_error({"admin", "reset"}) == "admin reset needs USER");

@@ -95,7 +95,7 @@ BOOST_AUTO_TEST_CASE(json_for_another_user) {
   BOOST_TEST(request_as<protocol::StatusRequest>(world.requests[0]).user == "bob");
   BOOST_TEST(world.out() == R"({"user":"bob","enrolled":true,"enrolled_at":"2026-11-27T19:27:28Z",)"
                             R"("recovery_codes_left":10,"locked_until":null,)"
-                            R"("clock_offset_seconds":null})"
+                            R"("clock_offset_seconds":null,"remembered":[]})"
                             "\n");
 }
 
@@ -618,6 +618,28 @@ BOOST_AUTO_TEST_CASE(reset_and_unlock_name_their_user) {
   BOOST_TEST(request_as<protocol::AdminUnlockRequest>(world.requests.at(2)).user == "dave");
   BOOST_TEST(contains(world.out(), "carol"));
   BOOST_TEST(world.out().ends_with("{}\n"));
+}
+
+BOOST_AUTO_TEST_CASE(forget_ends_ones_own_or_a_named_users_remembered_logins) {
+  FakeWorld world;
+  world.reply(protocol::EmptyResult{});
+  world.reply(protocol::EmptyResult{});
+  world.reply(protocol::EmptyResult{});
+  BOOST_TEST(world.run({"forget"}) == 0);
+  BOOST_TEST(world.run({"--json", "admin", "forget", "carol"}) == 0);
+  BOOST_TEST(world.run({"--user", "dave", "forget"}) == 0);
+  BOOST_TEST(request_as<protocol::ForgetRequest>(world.requests.at(0)).user.empty());
+  BOOST_TEST(request_as<protocol::ForgetRequest>(world.requests.at(1)).user == "carol");
+  BOOST_TEST(request_as<protocol::ForgetRequest>(world.requests.at(2)).user == "dave");
+  BOOST_TEST(contains(world.out(), "Ended the remembered logins of"));
+  BOOST_TEST(contains(world.out(), "{}\n"));
+  FakeWorld refused;
+  refused.reply_status(protocol::Status::forbidden);
+  BOOST_TEST(refused.run({"admin", "forget", "carol"}) == 1);
+  check_one_line_error(refused);
+  FakeWorld usage;
+  BOOST_TEST(usage.run({"admin", "forget"}) == 2);
+  BOOST_TEST(usage.requests.empty());
 }
 
 BOOST_AUTO_TEST_CASE(unknown_user_and_forbidden_exit_1) {

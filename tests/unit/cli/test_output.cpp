@@ -54,7 +54,23 @@ const std::set<std::string> kStatusKeys{"user",         "enrolled",
 BOOST_AUTO_TEST_CASE(status_json_of_an_enrolled_user) {
   BOOST_TEST(kpanel::cli::status_json(enrolled_alice()) ==
              R"({"user":"alice","enrolled":true,"enrolled_at":"2026-11-28T19:27:28Z",)"
-             R"("recovery_codes_left":7,"locked_until":null,"clock_offset_seconds":-60})");
+             R"("recovery_codes_left":7,"locked_until":null,"clock_offset_seconds":-60,)"
+             R"("remembered":[]})");
+}
+
+BOOST_AUTO_TEST_CASE(status_json_lists_remembered_logins) {
+  const std::vector<protocol::RememberedWindow> windows{
+      {.source = "192.0.2.7", .until = 1'800'000'000}, {.source = "tty=pts/1 ruser=a", .until = 5}};
+  const auto json = nlohmann::json::parse(kpanel::cli::status_json(enrolled_alice(), windows));
+  BOOST_TEST(json["remembered"].dump() ==
+             R"([{"source":"192.0.2.7","until":"2027-01-15T08:00:00Z"},)"
+             R"({"source":"tty=pts/1 ruser=a","until":"1970-01-01T00:00:05Z"}])");
+  std::ostringstream human;
+  kpanel::cli::print_status(human, enrolled_alice(), kpanel::common::from_unix(1'700'000'000),
+                            "kpanel-totp ", windows);
+  BOOST_TEST(human.str().find("Remembered:          no code asked from 192.0.2.7 until "
+                              "2027-01-15T08:00:00Z (end it: kpanel-totp forget)") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(status_json_of_a_user_without_enrollment) {
@@ -62,12 +78,15 @@ BOOST_AUTO_TEST_CASE(status_json_of_a_user_without_enrollment) {
   status.user = "carol";
   BOOST_TEST(kpanel::cli::status_json(status) ==
              R"({"user":"carol","enrolled":false,"enrolled_at":null,)"
-             R"("recovery_codes_left":0,"locked_until":null,"clock_offset_seconds":null})");
+             R"("recovery_codes_left":0,"locked_until":null,"clock_offset_seconds":null,)"
+             R"("remembered":[]})");
 }
 
 BOOST_AUTO_TEST_CASE(status_json_of_a_locked_user) {
   const auto json = nlohmann::json::parse(kpanel::cli::status_json(locked_bob()));
-  BOOST_TEST(keys_of(json) == kStatusKeys);
+  std::set<std::string> keys = kStatusKeys;
+  keys.insert("remembered");  // status only: admin list's objects have none
+  BOOST_TEST(keys_of(json) == keys);
   BOOST_TEST(json["locked_until"] == "2026-11-28T19:32:28Z");
   BOOST_TEST(json["enrolled_at"].is_null());
 }

@@ -274,6 +274,12 @@ BOOST_AUTO_TEST_CASE(bad_numbers) {
              "t.conf:1: window: \"99999999999999999999999\" is out of range (0 to 10)");
 }
 
+BOOST_AUTO_TEST_CASE(remembered_logins_are_off_unless_set_and_at_most_a_day) {
+  BOOST_TEST(DaemonConfig{}.policy.remember.count() == 0);
+  BOOST_TEST(parse_ok("remember_seconds = 86400").policy.remember.count() == 86400);
+  BOOST_TEST(parse_ok("remember_seconds = 0").policy.remember.count() == 0);
+}
+
 BOOST_AUTO_TEST_CASE(numbers_out_of_range) {
   const std::vector<std::pair<std::string, std::string>> cases{
       {"digits = 5", "digits: 5 is out of range (6 to 8)"},
@@ -292,6 +298,7 @@ BOOST_AUTO_TEST_CASE(numbers_out_of_range) {
       {"recovery_codes = 101", "recovery_codes: 101 is out of range (1 to 100)"},
       {"enrollment_timeout = 59", "enrollment_timeout: 59 is out of range (60 to 86400)"},
       {"enrollment_timeout = 86401", "enrollment_timeout: 86401 is out of range (60 to 86400)"},
+      {"remember_seconds = 86401", "remember_seconds: 86401 is out of range (0 to 86400)"},
   };
   for (const auto& [text, message] : cases) {
     BOOST_TEST(problem(text) == "t.conf:1: " + message);
@@ -466,6 +473,7 @@ BOOST_AUTO_TEST_CASE(describe_lists_every_key_in_table_order) {
              "admin_group =\n"
              "enforce_after =\n"
              "exempt_group =\n"
+             "remember_seconds = 0\n"
              "store = sqlite\n"
              "postgresql_dsn =\n");
 }

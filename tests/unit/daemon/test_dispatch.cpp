@@ -47,6 +47,8 @@ std::vector<Request> every_operation(const std::string& user) {
   protocol::AdminImportRequest import;
   import.user = user;
   import.secret_base32 = common::SecureString("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+  protocol::ForgetRequest forget;
+  forget.user = user;
   return {login_check,
           verify,
           status,
@@ -58,7 +60,8 @@ std::vector<Request> every_operation(const std::string& user) {
           reset,
           unlock,
           protocol::AdminStatsRequest{},
-          import};
+          import,
+          forget};
 }
 
 // Expected: true = allowed (anything but forbidden), false = forbidden.
@@ -89,6 +92,7 @@ const std::vector<Row> kExpected{
   {"admin_stats",            true,  false, false, false, true,  false, false},
   // Sets a user's secret from a file only root can read: not even admin_group.
   {"admin_import",           true,  false, false, false, false, false, false},
+  {"forget",                 true,  true,  true,  false, true,  false, false},
 };
 // clang-format on
 
@@ -136,6 +140,7 @@ BOOST_AUTO_TEST_CASE(the_table_is_the_documented_permission) {
     BOOST_TEST((Dispatcher::permit(requests[i]) == Permit::admin));
   }
   BOOST_TEST((Dispatcher::permit(requests[11]) == Permit::root));
+  BOOST_TEST((Dispatcher::permit(requests[12]) == Permit::self_or_admin));  // forget
 }
 
 // scrypt work belongs to the slow lane: a recovery code, and 8 digits, which
@@ -308,6 +313,46 @@ protocol::Response login_check_as_root(Dispatcher& dispatcher, const std::string
 protocol::LoginDecision decision_of(const protocol::Response& response) {
   BOOST_REQUIRE_EQUAL(response.status, Status::ok);
   return std::get<protocol::LoginCheckResult>(response.result).decision;
+}
+
+// Remembered logins: only root's word on where a login comes from counts.
+BOOST_AUTO_TEST_CASE(only_root_may_open_or_use_a_remembered_login) {
+  Policy policy = test_policy();
+  policy.remember = 60s;
+  policy.host_id = "machine-id:one";
+  Harness h(std::make_unique<MemoryBackend>(), policy);
+  Dispatcher dispatcher(h.rules(), h.accounts);
+  const auto secret = enroll_as_root(h, dispatcher, "alice");
+  const auto code = [&](std::int64_t offset) {
+    const auto typed = common::totp_code(
+        secret.view(), common::totp_step(h.clock.now(), 30) + offset, common::TotpParams{});
+    BOOST_REQUIRE(typed.has_value());
+    return common::SecureString(typed->view());
+  };
+  const auto check = [&](uid_t uid) {
+    protocol::LoginCheckRequest request;
+    request.user = "alice";
+    request.remember = true;
+    request.source = "192.0.2.7";
+    return decision_of(dispatcher.handle(peer(uid), request));
+  };
+  protocol::VerifyRequest verify;
+  verify.user = "alice";
+  verify.remember = true;
+  verify.source = "192.0.2.7";
+  verify.code = code(0);
+  BOOST_TEST(dispatcher.handle(peer(kAlice), verify).status == Status::ok);  // her own process
+  BOOST_TEST((check(0) == protocol::LoginDecision::prompt));
+  verify.code = code(1);
+  BOOST_TEST(dispatcher.handle(peer(0), verify).status == Status::ok);  // the module, as root
+  BOOST_TEST((check(0) == protocol::LoginDecision::remembered));
+  BOOST_TEST((check(kAlice) == protocol::LoginDecision::prompt));
+  // She may end her own windows; another user may not.
+  BOOST_TEST(dispatcher.handle(peer(kBob), protocol::ForgetRequest{"alice"}).status ==
+             Status::forbidden);
+  BOOST_TEST((check(0) == protocol::LoginDecision::remembered));
+  BOOST_TEST(dispatcher.handle(peer(kAlice), protocol::ForgetRequest{}).status == Status::ok);
+  BOOST_TEST((check(0) == protocol::LoginDecision::prompt));
 }
 
 BOOST_AUTO_TEST_CASE(an_alias_and_another_spelling_reach_the_accounts_enrollment) {

@@ -117,7 +117,7 @@ class MemorySession final : public sql::Session {
         }
         return {};
       case Query::write_user: {
-        BOOST_TEST_REQUIRE(params.size() == 17U);
+        BOOST_TEST_REQUIRE(params.size() == 18U);
         Cells cells;
         for (const auto& value : params.subspan(1)) cells.push_back(owned(value));
         users[name()] = std::move(cells);
@@ -337,8 +337,9 @@ class RecordedSteps final : public sql::SchemaSteps {
   std::expected<void, StoreError> lock() override { return step("lock"); }
   std::expected<std::int64_t, StoreError> locked_version() override { return locked; }
   std::expected<void, StoreError> exec(const char* sql) override {
-    return step(std::string(sql).find("used_steps") != std::string::npos ? "migration 2"
-                                                                         : "migration 1");
+    const std::string text(sql);
+    if (text.find("remembered") != std::string::npos) return step("migration 3");
+    return step(text.find("used_steps") != std::string::npos ? "migration 2" : "migration 1");
   }
   std::expected<void, StoreError> set_version(int version) override {
     return step("version " + std::to_string(version));
@@ -364,8 +365,8 @@ BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
   {
     RecordedSteps steps;  // a new database
     BOOST_TEST(sql::migrate(fleet, steps).has_value());
-    BOOST_TEST((steps.done ==
-                Steps{"lock", "migration 1", "migration 2", "version 2", "checks", "commit"}));
+    BOOST_TEST((steps.done == Steps{"lock", "migration 1", "migration 2", "migration 3",
+                                    "version 3", "checks", "commit"}));
   }
   {
     RecordedSteps steps;  // current, seen without the lock
@@ -391,12 +392,12 @@ BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
   }
   {
     RecordedSteps steps;
-    steps.locked = 3;
+    steps.locked = 4;
     auto migrated = sql::migrate(fleet, steps);
     BOOST_TEST_REQUIRE(!migrated.has_value());
     BOOST_TEST((migrated.error().kind == StoreErrorKind::corrupt));
     BOOST_TEST(migrated.error().message ==
-               "memory: written by a newer kpanel-totpd (schema version 3, this one knows 2): "
+               "memory: written by a newer kpanel-totpd (schema version 4, this one knows 3): "
                "upgrade kpanel-totp on this host");
     BOOST_TEST((steps.done == Steps{"lock", "roll back"}));
   }
@@ -406,7 +407,7 @@ BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
     auto migrated = sql::migrate(sqlite, steps);
     BOOST_TEST_REQUIRE(!migrated.has_value());
     BOOST_TEST(migrated.error().message ==
-               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 3): "
+               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 4): "
                "upgrade kpanel-totp");
     BOOST_TEST(steps.done.empty());
   }

@@ -317,7 +317,8 @@ BOOST_AUTO_TEST_CASE(a_database_of_schema_1_is_migrated_and_its_rows_keep_workin
   open_store(dir.path()).reset();
   {
     RawDatabase raw(dir.path() / "state.db");
-    raw.exec("DROP TABLE daemon_run");  // schema 3
+    raw.exec("ALTER TABLE users DROP COLUMN remembered");  // schema 4
+    raw.exec("DROP TABLE daemon_run");                     // schema 3
     raw.exec("ALTER TABLE users DROP COLUMN used_steps");
     raw.exec("INSERT INTO users (user, last_step, failures) VALUES ('alice', 1000, 2)");
     raw.exec("PRAGMA user_version = 1");
@@ -350,6 +351,27 @@ BOOST_AUTO_TEST_CASE(a_last_step_missing_from_used_steps_makes_every_step_up_to_
     raw.exec("UPDATE users SET last_step = 70 WHERE user = 'alice'");
   }
   BOOST_TEST((get(*store, "alice").used_steps == std::vector<StepRun>{{INT64_MIN, 70}, {90, 90}}));
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_remembered_value_is_refused_as_corrupt) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  UserRecord record;
+  record.user = "alice";
+  record.failures = 1;
+  record.remembered = {{"h", "192.0.2.7", 10, 70}};
+  put(*store, record);
+  BOOST_TEST((get(*store, "alice").remembered == record.remembered));
+  for (const char* bad : {"'10 70 h'", "'70 10 h s\n'", "'x 70 h s\n'", "'10 70 h s'"}) {
+    {
+      RawDatabase raw(dir.path() / "state.db");
+      raw.exec(std::string("UPDATE users SET remembered = ") + bad + " WHERE user = 'alice'");
+    }
+    const auto loaded = store->load("alice");
+    BOOST_TEST_REQUIRE(!loaded.has_value(), bad);
+    BOOST_TEST((loaded.error().kind == StoreErrorKind::corrupt), bad);
+    BOOST_TEST(loaded.error().message.find("bad remembered") != std::string::npos);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_used_steps_value_is_refused_as_corrupt) {

@@ -52,6 +52,7 @@ const std::map<std::string_view, Sample>& samples() {
       {"admin_group", {"admin_group = wheel\n", {"-x", "1234"}, {}}},
       {"enforce_after", {"enforce_after = 2030-01-01\n", {"2030-13-01", "soon"}, {}}},
       {"exempt_group", {"exempt_group = ops\n", {"a b", "123"}, {}}},
+      {"remember_seconds", {"remember_seconds = 3600\n", {"86401", "-1", "1h"}, {}}},
       {"store",
        {"store = postgresql\npostgresql_dsn = host=db\n",
         {"mysql", ""},

@@ -33,6 +33,9 @@ UserRecord full_record(const std::string& user) {
   record.lockout_level = 2;
   record.locked_until = kEnrolled + 1200s;
   record.last_skew_seconds = -31;
+  // Two hosts' windows (a fleet), a source with a space and a percent sign.
+  record.remembered = {{"machine-id:one", "192.0.2.7", 1'800'000'000, 1'800'000'060},
+                       {"machine-id:two", "tty=pts/3 ruser=100%", 1'800'000'001, 1'800'086'401}};
   record.recovery_codes = {
       {"$scrypt$hash-a", false}, {"$scrypt$hash-b", true}, {"$scrypt$hash-c", false}};
   return record;
@@ -62,6 +65,7 @@ void check_same(const UserRecord& got, const UserRecord& want) {
   BOOST_TEST(got.lockout_level == want.lockout_level);
   BOOST_TEST((got.locked_until == want.locked_until));
   BOOST_TEST((got.last_skew_seconds == want.last_skew_seconds));
+  BOOST_TEST((got.remembered == want.remembered));
   BOOST_TEST_REQUIRE(got.recovery_codes.size() == want.recovery_codes.size());
   for (std::size_t i = 0; i < want.recovery_codes.size(); ++i) {
     BOOST_TEST(got.recovery_codes[i].hash == want.recovery_codes[i].hash);
