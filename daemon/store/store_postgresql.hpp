@@ -12,10 +12,10 @@
 //
 // Connections: a small pool, one libpq connection per caller at a time (libpq
 // connections are not thread-safe). The daemon's worker threads block in it,
-// never the io thread. A lost database makes every call fail fast with
-// StoreErrorKind::unavailable (so logins are refused, never let through)
-// while reconnect attempts back off; the first call after the database is
-// back reconnects.
+// never the io thread, and never longer than request_timeout: every wait
+// (pool, connect, statement, COMMIT) has that deadline (pg_async.hpp). A lost database makes every
+// call fail fast with StoreErrorKind::unavailable (so logins are refused, never let through) while
+// reconnect attempts back off; the first call after the database is back reconnects.
 //
 // TOTP secrets are sealed with the SecretBox (AAD "kpanel-totp/v1/<slot>/<user>",
 // as in SQLite), so every host needs the same key_file.
@@ -39,9 +39,18 @@ inline constexpr int kPostgresqlSchemaVersion = 2;
 
 struct PostgresqlOptions {
   std::size_t max_connections = 8;
+  // Connecting at start, and the schema and key checks after it.
   std::chrono::seconds connect_timeout{5};
+  // One call (load, update, list) from its start to its answer: the wait for
+  // a pooled connection, a new connection, every statement, the COMMIT. Past
+  // it the statement is cancelled and the call refused (unavailable), well
+  // within the PAM module's timeout (10 s by default).
+  std::chrono::milliseconds request_timeout{1500};
+  // How long a cancelled statement may take to answer the cancel before its
+  // connection is closed; also the budget of a ROLLBACK after a failure.
+  std::chrono::milliseconds cancel_grace{300};
   // Server side: a statement (a lock wait included) that takes longer fails.
-  std::chrono::milliseconds statement_timeout{5000};
+  std::chrono::milliseconds statement_timeout{1000};
   // Reconnect attempts after a failure wait this long, doubling up to the max.
   std::chrono::milliseconds retry_initial{250};
   std::chrono::milliseconds retry_max{4000};
@@ -86,8 +95,9 @@ class PostgresqlStore final : public Store {
  private:
   PostgresqlStore(std::string dsn, SecretBox box, PostgresqlOptions options);
 
-  // A connected connection, or unavailable (fast, while backing off).
-  std::expected<std::unique_ptr<Connection>, StoreError> acquire();
+  // A connected connection by `deadline`, or unavailable (fast, while backing off).
+  std::expected<std::unique_ptr<Connection>, StoreError> acquire(
+      std::chrono::steady_clock::time_point deadline);
   // Back to the pool when still healthy; a broken one is dropped.
   void release(std::unique_ptr<Connection> connection) noexcept;
   // Records a lost database: logs once, starts backing off.

@@ -21,9 +21,10 @@ import kpanel_harness as h
 import pg_cluster
 from test_pam import MODULE, Pam
 
-ALICE, BOB, CAROL, DAVE, ERIN, RACE = (
-    "kpt_fl_alice", "kpt_fl_bob", "kpt_fl_carol", "kpt_fl_dave", "kpt_fl_erin", "kpt_fl_race")
-USERS = (ALICE, BOB, CAROL, DAVE, ERIN, RACE)
+ALICE, BOB, CAROL, DAVE, ERIN, RACE, FRANK, GRACE = (
+    "kpt_fl_alice", "kpt_fl_bob", "kpt_fl_carol", "kpt_fl_dave", "kpt_fl_erin", "kpt_fl_race",
+    "kpt_fl_frank", "kpt_fl_grace")
+USERS = (ALICE, BOB, CAROL, DAVE, ERIN, RACE, FRANK, GRACE)
 RACE_ROUNDS = 100
 DSN = None
 
@@ -267,6 +268,71 @@ class Outage(unittest.TestCase):
                              "wrong_code")
         finally:
             c.cleanup()
+
+
+class LostSynchronousStandby(unittest.TestCase):
+    """A primary whose one synchronous standby goes away: every COMMIT waits
+    for an acknowledgement that never comes, which statement_timeout does not
+    end. The daemon must refuse within its own budget, not hang."""
+
+    def setUp(self):
+        self.cluster = pg_cluster.Cluster().init().start().create_role_and_database()
+        self.standby = None
+        self.a = self.pam = None
+        try:
+            self.standby = self.cluster.add_standby("s1")
+            self.a = h.Daemon(store="postgresql", postgresql_dsn=self.cluster.dsn(),
+                              max_failures=10).start()
+            self.pam = Pam()
+            # unavailable=ignore, and a permissive line after the module: only
+            # PAM_IGNORE from the module would let a login through here.
+            self.svc = self.pam.service("kp-fleet-sync", f"socket={self.a.socket} "
+                                        "unavailable=ignore", then_permit=True)
+        except Exception:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        for part in (self.a, self.pam):
+            if part is not None:
+                part.cleanup()
+        if self.standby is not None:
+            self.standby.destroy()
+        self.cluster.destroy()
+
+    def test_a_lost_standby_is_a_quick_refusal_logged_once_never_an_open_door(self):
+        secret, _, step = enroll_root(self.a, FRANK)
+        self.standby.stop(mode="immediate")
+        # Each wrong code is counted, so each verify COMMITs.
+        for attempt in range(3):
+            started = time.monotonic()
+            reply = self.a.call(h.verify_request(FRANK, wrong_code(secret)))
+            waited = time.monotonic() - started
+            self.assertEqual(reply["status"], "store_unavailable", reply)
+            self.assertLess(waited, 2.0, f"attempt {attempt}: refused after {waited:.2f}s")
+        started = time.monotonic()
+        ok, out = self.pam.authenticate(self.svc, FRANK, code_after(secret, step))
+        self.assertFalse(ok, "login through with the standby gone: " + out)
+        self.assertIn("two-factor authentication store is unavailable", out)
+        self.assertIn("Authentication failure", out)  # PAM_AUTH_ERR, not PAM_IGNORE
+        self.assertLess(time.monotonic() - started, 5.0)
+        # Reads do not wait for the standby: the login got as far as the prompt.
+        self.assertEqual(self.a.call({"op": "login_check", "user": FRANK})["status"], "ok")
+        log = self.a.log()
+        failed = [line for line in log.splitlines() if "state store failed" in line]
+        self.assertEqual(len(failed), 1, log)
+        self.assertIn("synchronous standby", failed[0])
+        self.assertNotIn(secret, log)
+        # The cancelled COMMITs released their row locks: the standby back,
+        # the user logs in again.
+        self.standby.start()
+        deadline = time.time() + 30
+        while True:
+            reply = self.a.call(h.verify_request(FRANK, code_after(secret, h.step_of())))
+            if reply["status"] in ("ok", "replayed") or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertIn(reply["status"], ("ok", "replayed"), self.a.log())
 
 
 class Migration(unittest.TestCase):
