@@ -72,6 +72,10 @@ CREATE TABLE daemon_run (
   CHECK ((fence_time IS NULL) = (fence_window IS NULL))
 ) STRICT;
 )sql"},
+    // Rows bound to key_file (store_row.hpp): sealed secrets to their
+    // enrollment, recovery codes by a MAC. No DDL: migrate() binds the rows
+    // written before, in this migration's transaction.
+    Migration{4, "SELECT 1"},
 };
 static_assert(kSqliteMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 
@@ -111,6 +115,8 @@ CREATE TABLE kpanel_totp_key_check (
     Migration{2, R"sql(
 ALTER TABLE kpanel_totp_users ADD COLUMN used_steps text;
 )sql"},
+    // Rows bound to key_file, as SQLite's version 4.
+    Migration{3, "SELECT 1"},
 };
 static_assert(kPostgresqlMigrations.size() == static_cast<std::size_t>(kPostgresqlSchemaVersion));
 
@@ -164,7 +170,7 @@ Texts sqlite_texts() {
       "INSERT INTO recovery_codes (user, idx, hash, used) VALUES (?1, ?2, ?3, ?4)");
   set(Query::update_code_used, "UPDATE recovery_codes SET used = ?3 WHERE user = ?1 AND idx = ?2");
   set(Query::first_sealed,
-      "SELECT user, active_secret, pending_secret FROM users"
+      "SELECT user, active_secret, pending_secret, enrolled_at, pending_expires_at FROM users"
       " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1");
   return texts;
 }
@@ -193,7 +199,8 @@ Texts postgresql_texts() {
   set(Query::update_code_used,
       "UPDATE kpanel_totp_recovery_codes SET used = $3 WHERE name = $1 AND idx = $2");
   set(Query::first_sealed,
-      "SELECT name, active_secret, pending_secret FROM kpanel_totp_users"
+      "SELECT name, active_secret, pending_secret, enrolled_at, pending_expires_at"
+      " FROM kpanel_totp_users"
       " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1");
   return texts;
 }
@@ -205,6 +212,8 @@ const std::string& query_text(Dialect dialect, Query query) {
   static const Texts postgresql = postgresql_texts();
   return (dialect == Dialect::sqlite ? sqlite : postgresql).at(static_cast<std::size_t>(query));
 }
+
+int bound_schema_version(Dialect dialect) noexcept { return dialect == Dialect::sqlite ? 4 : 3; }
 
 std::span<const Migration> migrations(Dialect dialect) {
   if (dialect == Dialect::sqlite) return kSqliteMigrations;

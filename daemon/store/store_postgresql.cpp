@@ -458,7 +458,7 @@ std::expected<void, StoreError> PostgresqlStore::prepare(Connection& connection)
   // Once per store, and other hosts may be migrating: a budget of its own.
   connection.set_deadline(pg::Clock::now() + options_.connect_timeout);
   SchemaSteps steps(connection, box_);
-  if (auto migrated = sql::migrate(connection, steps); !migrated) {
+  if (auto migrated = sql::migrate(connection, steps, box_); !migrated) {
     return std::unexpected(migrated.error());
   }
   if (auto checked = sql::check_key(connection, box_); !checked) {

@@ -17,8 +17,8 @@
 // call fail fast with StoreErrorKind::unavailable (so logins are refused, never let through) while
 // reconnect attempts back off; the first call after the database is back reconnects.
 //
-// TOTP secrets are sealed with the SecretBox (AAD "kpanel-totp/v1/<slot>/<user>",
-// as in SQLite), so every host needs the same key_file.
+// TOTP secrets are sealed with the SecretBox and recovery codes bound by a
+// MAC under it, as in SQLite (store_row.hpp), so every host needs the same key_file.
 
 #include <chrono>
 #include <condition_variable>
@@ -35,7 +35,7 @@
 namespace kpanel::daemon {
 
 // The schema version this build writes (table kpanel_totp_schema).
-inline constexpr int kPostgresqlSchemaVersion = 2;
+inline constexpr int kPostgresqlSchemaVersion = 3;
 
 struct PostgresqlOptions {
   std::size_t max_connections = 8;

@@ -199,7 +199,7 @@ std::expected<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(
   }
   auto writer = Connection::open(path, Connection::Role::writer);
   if (!writer) return std::unexpected(writer.error());
-  if (auto migrated = (*writer)->migrate(); !migrated) return std::unexpected(migrated.error());
+  if (auto migrated = (*writer)->migrate(box); !migrated) return std::unexpected(migrated.error());
   auto reader = Connection::open(path, Connection::Role::reader);
   if (!reader) return std::unexpected(reader.error());
   for (auto* connection : {writer->get(), reader->get()}) {

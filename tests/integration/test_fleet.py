@@ -8,6 +8,8 @@ Runs against the CTest fixture's cluster (tests/CMakeLists.txt:
 postgresql_setup); the outage test starts a cluster of its own, so stopping
 it disturbs no other test."""
 
+import base64
+import hashlib
 import os
 import secrets
 import shutil
@@ -333,6 +335,85 @@ class LostSynchronousStandby(unittest.TestCase):
                 break
             time.sleep(0.5)
         self.assertIn(reply["status"], ("ok", "replayed"), self.a.log())
+
+
+def b64(data):
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def normalized(code):
+    return code.upper().replace("-", "").replace(" ", "").replace("O", "0")
+
+
+class DatabaseWriter(unittest.TestCase):
+    """Someone who can write to the database but has no key_file: recovery-code
+    rows are bound to user, enrollment and position by a MAC under the key,
+    sealed secrets to their enrollment. Nothing they write logs anyone in."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dsn = fresh_schema(DSN)
+        cls.a = h.Daemon(store="postgresql", postgresql_dsn=cls.dsn, recovery_codes=3,
+                         max_failures=10).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.cleanup()
+
+    def setUp(self):
+        # Not admin reset: it reads the row first, which a forged one fails.
+        self.sql(f"DELETE FROM kpanel_totp_users WHERE name IN ('{FRANK}', '{GRACE}')")
+
+    def sql(self, statement):
+        return psql(self.dsn, statement).strip()
+
+    def refused(self, user, code):
+        reply = self.a.call(h.verify_request(user, code))
+        self.assertNotEqual(reply["status"], "ok", f"{user} logged in with {code}: {reply}")
+        return reply
+
+    def test_copied_or_forged_recovery_code_rows_are_refused(self):
+        _, frank_codes, _ = enroll_root(self.a, FRANK)
+        _, grace_codes, _ = enroll_root(self.a, GRACE)
+        # Frank's rows copied over Grace's: Frank's codes do not log Grace in.
+        self.sql(f"DELETE FROM kpanel_totp_recovery_codes WHERE name = '{GRACE}'; "
+                 "INSERT INTO kpanel_totp_recovery_codes (name, idx, hash, used) "
+                 f"SELECT '{GRACE}', idx, hash, used FROM kpanel_totp_recovery_codes "
+                 f"WHERE name = '{FRANK}'")
+        self.refused(GRACE, frank_codes[0])
+        # A hash computed without the daemon, in the stored format (checked
+        # first against a stored one: same salt, same code, same hash).
+        stored = self.sql(f"SELECT hash FROM kpanel_totp_recovery_codes WHERE name = '{FRANK}'"
+                          " AND idx = 0")
+        scheme, params, salt, digest = stored.split("$mac=")[0].split("$")
+        self.assertEqual((scheme, params), ("scrypt", "ln=12,r=8,p=1"))
+        raw_salt = base64.b64decode(salt + "=" * (-len(salt) % 4))
+        ours = hashlib.scrypt(normalized(frank_codes[0]).encode(), salt=raw_salt, n=1 << 12,
+                              r=8, p=1, dklen=32)
+        self.assertEqual(b64(ours), digest)
+        chosen = normalized(frank_codes[1])
+        forged = hashlib.scrypt(chosen.encode(), salt=raw_salt, n=1 << 12, r=8, p=1, dklen=32)
+        for row in (f"scrypt$ln=12,r=8,p=1${salt}${b64(forged)}",
+                    f"scrypt$ln=12,r=8,p=1${salt}${b64(forged)}$mac=" + "0" * 64):
+            self.sql(f"DELETE FROM kpanel_totp_recovery_codes WHERE name = '{GRACE}'; "
+                     "INSERT INTO kpanel_totp_recovery_codes (name, idx, hash, used) "
+                     f"VALUES ('{GRACE}', 0, '{row}', false)")
+            self.refused(GRACE, chosen)
+        self.assertIn("not bound to it by key_file", self.a.log())
+        # Frank, untouched, still logs in with his own code.
+        self.assertEqual(self.a.call(h.verify_request(FRANK, frank_codes[2]))["status"], "ok")
+        del grace_codes
+
+    def test_an_old_sealed_secret_written_back_after_a_reset_is_refused(self):
+        old_secret, _, step = enroll_root(self.a, GRACE)
+        old_sealed = self.sql(f"SELECT encode(active_secret, 'hex') FROM kpanel_totp_users"
+                              f" WHERE name = '{GRACE}'")
+        self.a.tool("admin", "reset", GRACE)
+        time.sleep(1.1)  # a new enrollment, a new enrolled_at
+        enroll_root(self.a, GRACE)
+        self.sql(f"UPDATE kpanel_totp_users SET active_secret = decode('{old_sealed}', 'hex')"
+                 f" WHERE name = '{GRACE}'")
+        self.refused(GRACE, code_after(old_secret, max(step, h.step_of())))
 
 
 class Migration(unittest.TestCase):

@@ -228,6 +228,45 @@ BOOST_AUTO_TEST_CASE(a_schema_from_a_newer_daemon_is_refused) {
   BOOST_TEST(store.error().message.find("newer kpanel-totpd") != std::string::npos);
 }
 
+// Rows as schema 2 wrote them (secret sealed for slot and user only, code
+// hashes without a MAC) are bound to key_file by the migration and keep
+// working; that old form written after it is refused.
+BOOST_AUTO_TEST_CASE(rows_from_before_the_binding_are_bound_at_upgrade_and_keep_working) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const UserRecord alice = enrolled_record("alice", 0x42);
+  put(*backend.open(), alice);
+  const SecretBox box = test_box();
+  auto sealed = box.seal(alice.active->secret.view(), "kpanel-totp/v1/active/alice");
+  BOOST_REQUIRE(sealed.has_value());
+  std::string hex;
+  for (const std::uint8_t byte : *sealed) {
+    static constexpr std::string_view kHex = "0123456789abcdef";
+    hex.push_back(kHex[byte >> 4U]);
+    hex.push_back(kHex[byte & 0x0FU]);
+  }
+  const std::string legacy_secret =
+      "UPDATE kpanel_totp_users SET active_secret = decode('" + hex + "', 'hex')";
+  run_sql(backend.dsn(), legacy_secret +
+                             "; UPDATE kpanel_totp_recovery_codes SET hash = split_part(hash, "
+                             "'$mac=', 1); UPDATE kpanel_totp_schema SET version = 2");
+  {
+    auto store = backend.open();  // migrates: binds alice's row
+    const auto loaded = store->load("alice");
+    BOOST_REQUIRE(loaded.has_value() && loaded->has_value());
+    BOOST_TEST(((*loaded)->active->secret == alice.active->secret));
+    BOOST_REQUIRE_EQUAL((*loaded)->recovery_codes.size(), 2U);
+    BOOST_TEST((*loaded)->recovery_codes[0].hash == "hash-a");
+    BOOST_TEST((*loaded)->recovery_codes[1].used);
+    run_sql(backend.dsn(),
+            "UPDATE kpanel_totp_recovery_codes SET hash = split_part(hash, "
+            "'$mac=', 1)");
+    BOOST_TEST(!store->load("alice").has_value());
+  }
+  run_sql(backend.dsn(), legacy_secret);
+  BOOST_TEST(!PostgresqlStore::open(backend.dsn(), test_box()).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(migration_copies_merges_and_refuses_conflicts_idempotently) {
   if (skipped()) return;
   PostgresqlBackend backend;
