@@ -19,6 +19,7 @@
 #include "common/text.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/config/config_keys.hpp"
+#include "daemon/config/dsn_rules.hpp"
 #include "daemon/config/private_file.hpp"
 
 // Syntax (documented for admins in config/kpanel-totpd.conf):
@@ -235,6 +236,15 @@ class Parser {
         add(seen_[dsn],
             "postgresql_dsn: is set but store is sqlite; set store = postgresql or remove "
             "postgresql_dsn");
+      }
+      // Before any connection is tried: a DSN that would send the password
+      // across the network to an unverified server is refused at start.
+      if (config_.store == StoreBackend::postgresql && !config_.postgresql_dsn.empty() &&
+          !config_.postgresql_allow_unverified) {
+        if (const auto problem = dsn::transport_problem(config_.postgresql_dsn)) {
+          add(seen_[dsn], "postgresql_dsn: " + *problem +
+                              " (postgresql_allow_unverified = yes accepts it, for a lab only)");
+        }
       }
     }
   }

@@ -11,9 +11,11 @@ it disturbs no other test."""
 import base64
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -414,6 +416,126 @@ class DatabaseWriter(unittest.TestCase):
         self.sql(f"UPDATE kpanel_totp_users SET active_secret = decode('{old_sealed}', 'hex')"
                  f" WHERE name = '{GRACE}'")
         self.refused(GRACE, code_after(old_secret, max(step, h.step_of())))
+
+
+class FakeServer:
+    """A PostgreSQL server on 127.0.0.1 that declines TLS (answers an
+    SSLRequest with 'N') and asks for the password in clear text: what a host
+    on the path could do. Records every byte it receives."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.received = b""
+        self.connections = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.exchange(conn)
+                except OSError:
+                    pass
+
+    def read(self, conn, size):
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise OSError("closed")
+            data += chunk
+        self.received += data
+        return data
+
+    def exchange(self, conn):
+        length, code = struct.unpack("!ii", self.read(conn, 8))
+        if length == 8 and code == 80877103:  # SSLRequest: no TLS here
+            conn.sendall(b"N")
+            length, code = struct.unpack("!ii", self.read(conn, 8))
+        self.read(conn, length - 8)  # the rest of the startup packet
+        conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+        kind = self.read(conn, 1)
+        (length,) = struct.unpack("!i", self.read(conn, 4))
+        self.read(conn, length - 4)
+        del kind
+
+    def close(self):
+        self.listener.close()
+
+
+class Transport(unittest.TestCase):
+    """A DSN that leaves this machine must verify the server: refused before
+    any connection otherwise; with verify-full, a server that declines TLS
+    never sees the password. Traffic goes to 127.0.0.1 only (hostaddr=); the
+    host name is what the rule and the certificate check look at."""
+
+    PASSWORD = "kpt-fl-Secret-771"
+
+    def setUp(self):
+        self.server = FakeServer()
+
+    def tearDown(self):
+        self.server.close()
+
+    @staticmethod
+    def with_key(daemon):
+        """A key_file of its own: with the database out of reach, the daemon
+        cannot tell whether it may make one."""
+        with open(daemon.key_file, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(daemon.key_file, 0o600)
+        os.chmod(daemon.config_path, 0o600)
+        return daemon
+
+    def dsn(self, sslmode):
+        return (f"host=db.example.net hostaddr=127.0.0.1 port={self.server.port} "
+                f"user=kpanel_totp dbname=kpanel_totp password={self.PASSWORD} "
+                f"sslmode={sslmode} connect_timeout=2")
+
+    def test_a_remote_dsn_without_verify_full_is_refused_before_connecting(self):
+        with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("prefer")) as d:
+            os.chmod(d.config_path, 0o600)
+            check = subprocess.run([h.TOTPD, "--config", d.config_path, "--check-config"],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+            lines = check.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, check.stderr)
+            self.assertRegex(lines[0], rf"^{re.escape(d.config_path)}:\d+: postgresql_dsn: "
+                             "reaches db.example.net, not this machine, with sslmode=prefer")
+            self.assertNotIn(self.PASSWORD, check.stdout + check.stderr)
+            d.start(wait=False)
+            self.assertEqual(d.process.wait(20), 1, d.log())
+            self.assertIn("postgresql_dsn: reaches db.example.net", d.log())
+            self.assertNotIn(self.PASSWORD, d.log())
+        self.assertEqual(self.server.connections, 0, "a connection was tried")
+
+    def test_under_verify_full_a_server_declining_tls_never_gets_the_password(self):
+        with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("verify-full")) as d:
+            self.with_key(d).start()  # up, refusing: the database "is unreachable"
+            reply = d.call(h.verify_request(FRANK, "123456"))
+            self.assertEqual(reply["status"], "store_unavailable", reply)
+        self.assertGreater(self.server.connections, 0)
+        self.assertNotIn(self.PASSWORD.encode(), self.server.received)
+        self.assertNotIn(b"kpanel_totp", self.server.received, "the startup packet was sent")
+
+    def test_the_fake_server_does_get_the_password_without_tls_in_a_lab(self):
+        # What the rule prevents, shown with its override: sslmode=prefer
+        # falls back to clear text and hands the password over.
+        with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("prefer"),
+                      postgresql_allow_unverified="yes") as d:
+            self.with_key(d).start()
+            d.call(h.verify_request(FRANK, "123456"))
+        self.assertIn(self.PASSWORD.encode(), self.server.received)
 
 
 class Migration(unittest.TestCase):
