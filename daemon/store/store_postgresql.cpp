@@ -469,32 +469,43 @@ std::expected<void, StoreError> PostgresqlStore::prepare(Connection& connection)
   return {};
 }
 
+// A pooled connection if one is idle; else a new one, unless connecting is
+// backing off after a failure. A failed connect (the server's
+// max_connections filled by another application, a network blip) does not
+// touch the connections already open: while any is open, the caller waits
+// for one of them (until its deadline) instead of being refused.
 std::expected<std::unique_ptr<Connection>, StoreError> PostgresqlStore::acquire(
     std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
-  if (!freed_.wait_until(lock, deadline,
-                         [&] { return !idle_.empty() || open_ < options_.max_connections; })) {
-    return std::unexpected(store_error(
-        StoreErrorKind::unavailable,
-        "all " + std::to_string(options_.max_connections) + " connections busy for " +
-            std::to_string(options_.request_timeout.count()) +
-            " ms (waiting for a pooled connection; every one is waiting on the database)"));
-  }
-  if (!idle_.empty()) {
-    std::unique_ptr<Connection> connection = std::move(idle_.back());
-    idle_.pop_back();
-    return connection;
-  }
-  const auto now = std::chrono::steady_clock::now();
-  if (down_) {
-    // One caller probes per backoff period; the others are refused at once,
-    // so a dead database costs a login a refusal, not a wait.
-    if (now < next_attempt_) {
+  for (;;) {
+    if (!idle_.empty()) {
+      std::unique_ptr<Connection> connection = std::move(idle_.back());
+      idle_.pop_back();
+      return connection;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const bool backing_off = down_ && now < next_attempt_;
+    if (open_ < options_.max_connections && !backing_off) break;
+    if (open_ == 0) {
+      // Nothing open to wait for: a dead database costs a login a refusal, not a wait.
       return std::unexpected(store_error(StoreErrorKind::unavailable,
                                          "database unreachable; reconnecting with backoff"));
     }
+    const auto until = backing_off && open_ < options_.max_connections
+                           ? std::min(deadline, next_attempt_)
+                           : deadline;
+    if (freed_.wait_until(lock, until) == std::cv_status::timeout &&
+        std::chrono::steady_clock::now() >= deadline) {
+      return std::unexpected(store_error(
+          StoreErrorKind::unavailable,
+          "no free connection within " + std::to_string(options_.request_timeout.count()) +
+              " ms (" + std::to_string(open_) + " open, all waiting on the database" +
+              (down_ ? "; new connections are failing" : "") + ")"));
+    }
+  }
+  if (down_) {  // one caller probes per backoff period
     backoff_ = std::min(std::max(backoff_ * 2, options_.retry_initial), options_.retry_max);
-    next_attempt_ = now + backoff_;
+    next_attempt_ = std::chrono::steady_clock::now() + backoff_;
   }
   ++open_;
   lock.unlock();
@@ -503,9 +514,12 @@ std::expected<std::unique_ptr<Connection>, StoreError> PostgresqlStore::acquire(
   if (!connection) {
     --open_;
     freed_.notify_one();
+    const std::size_t still_open = open_;
     lock.unlock();
-    mark_down(connection.error().message);
-    return std::unexpected(connection.error());
+    connect_failed(connection.error().message, still_open);
+    if (still_open == 0) return std::unexpected(connection.error());
+    lock.lock();
+    return wait_for_open(lock, deadline);
   }
   const bool prepared = prepared_;
   lock.unlock();
@@ -573,6 +587,40 @@ void PostgresqlStore::mark_down(const std::string& why) noexcept {
   if (first) {
     log_error(why + "; refusing logins until the database is back (reconnecting with backoff)");
   }
+}
+
+void PostgresqlStore::connect_failed(const std::string& why, std::size_t still_open) noexcept {
+  bool first = false;
+  {
+    const std::lock_guard lock(mutex_);
+    first = !down_;
+    if (first) {
+      down_ = true;
+      backoff_ = std::max(backoff_, options_.retry_initial);
+      next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+    }
+  }
+  if (!first) return;
+  if (still_open == 0) {
+    log_error(why + "; refusing logins until the database is back (reconnecting with backoff)");
+  } else {
+    log_error(why + "; serving with the " + std::to_string(still_open) +
+              " connection(s) already open, opening more with backoff");
+  }
+}
+
+std::expected<std::unique_ptr<Connection>, StoreError> PostgresqlStore::wait_for_open(
+    std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point deadline) {
+  if (!freed_.wait_until(lock, deadline, [&] { return !idle_.empty() || open_ == 0; }) ||
+      idle_.empty()) {
+    return std::unexpected(store_error(
+        StoreErrorKind::unavailable,
+        "no free connection within " + std::to_string(options_.request_timeout.count()) +
+            " ms (new connections are failing; the open ones are busy)"));
+  }
+  std::unique_ptr<Connection> connection = std::move(idle_.back());
+  idle_.pop_back();
+  return connection;
 }
 
 // Runs `attempt` on a pooled connection. A connection that turns out dead on

@@ -100,8 +100,14 @@ class PostgresqlStore final : public Store {
       std::chrono::steady_clock::time_point deadline);
   // Back to the pool when still healthy; a broken one is dropped.
   void release(std::unique_ptr<Connection> connection) noexcept;
-  // Records a lost database: logs once, starts backing off.
+  // Records a lost database (a connection failed in use): logs once, starts
+  // backing off, closes the idle connections (as dead as that one).
   void mark_down(const std::string& why) noexcept;
+  // Records a failed connect: logs once, backs off; the open connections stay.
+  void connect_failed(const std::string& why, std::size_t still_open) noexcept;
+  // An idle connection once one is released, until `deadline`.
+  std::expected<std::unique_ptr<Connection>, StoreError> wait_for_open(
+      std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point deadline);
   // Migrates the schema and checks the key on `connection`; once per store.
   std::expected<void, StoreError> prepare(Connection& connection);
   // Closes the pooled connections (found dead: the server restarted).

@@ -418,6 +418,67 @@ class DatabaseWriter(unittest.TestCase):
         self.refused(GRACE, code_after(old_secret, max(step, h.step_of())))
 
 
+class SaturatedServer(unittest.TestCase):
+    """Another application takes every connection slot of the server: a
+    daemon whose pool already holds a connection keeps serving on it."""
+
+    def setUp(self):
+        self.cluster = pg_cluster.Cluster().init()
+        # 3 slots are reserved for superusers: 5 for everyone else.
+        self.cluster.settings["max_connections"] = 8
+        self.cluster.start().create_role_and_database()
+        self.hogs = []
+        self.a = None
+
+    def tearDown(self):
+        for hog in self.hogs:
+            hog.kill()
+            hog.wait()
+        if self.a is not None:
+            self.a.cleanup()
+        self.cluster.destroy()
+
+    def fill_slots(self):
+        """Sessions of the daemon's role that sleep until every slot is taken."""
+        for _ in range(10):
+            hog = subprocess.Popen(
+                [os.path.join(pg_cluster.bin_dir(), "psql"), "-X", "-q", self.cluster.dsn(),
+                 "-c", "SELECT pg_sleep(600)"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            if hog.poll() is not None:  # refused: the server is full
+                self.assertRegex(hog.stderr.read(), "too many clients|slots are reserved")
+                return
+            self.hogs.append(hog)
+        self.fail("the server never filled up")
+
+    def test_a_host_with_pooled_connections_keeps_serving_when_the_server_is_full(self):
+        self.a = h.Daemon(store="postgresql", postgresql_dsn=self.cluster.dsn(),
+                          max_failures=10).start()
+        secret, _, step = enroll_root(self.a, FRANK)
+        self.fill_slots()
+        # Bursts that need more connections than the pool has: each new
+        # connect fails; the requests are served on the open ones.
+        request = h.verify_request(FRANK, wrong_code(secret))
+        for _ in range(3):
+            replies = [None] * 4
+
+            def send(index):
+                replies[index] = self.a.call({"op": "login_check", "user": FRANK})
+
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual([r["status"] for r in replies], ["ok"] * 4, replies)
+        for _ in range(5):
+            self.assertEqual(self.a.call(request)["status"], "wrong_code")
+        reply = self.a.call(h.verify_request(FRANK, code_after(secret, step)))
+        self.assertEqual(reply["status"], "ok", reply)
+        self.assertIn("connection(s) already open", self.a.log())
+
+
 class FakeServer:
     """A PostgreSQL server on 127.0.0.1 that declines TLS (answers an
     SSLRequest with 'N') and asks for the password in clear text: what a host
