@@ -333,7 +333,19 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
     used += static_cast<std::size_t>(n);
   }
   text.resize(used);
-  return parse_config(text, name);
+  auto config = parse_config(text, name);
+  // A password in the file makes it a secret: whoever reads it can log in
+  // to the database as the daemon (and change or roll back its state).
+  if (config && options.check_permissions && (st.st_mode & (S_IRGRP | S_IROTH)) != 0 &&
+      dsn::read(config->postgresql_dsn).password) {
+    return problem(
+        "postgresql_dsn holds a password, and the file is readable by group or "
+        "others (mode " +
+        octal_mode(st.st_mode) + "); run: chmod 600 " + name +
+        " (owned by the user kpanel-totpd runs as), or put the password in a "
+        "passfile= of mode 600");
+  }
+  return config;
 }
 
 }  // namespace

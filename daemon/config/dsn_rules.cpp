@@ -181,4 +181,41 @@ std::optional<std::string> transport_problem(std::string_view dsn) {
   return std::nullopt;
 }
 
+std::string mask_passwords(std::string_view text) {
+  constexpr std::string_view kKey = "password";
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t found = i;
+    while (found + kKey.size() <= text.size() &&
+           !starts_with_ignoring_case(text.substr(found), kKey)) {
+      ++found;
+    }
+    if (found + kKey.size() > text.size()) break;
+    std::size_t j = found + kKey.size();
+    while (j < text.size() && is_space(text[j])) ++j;
+    if (j >= text.size() || text[j] != '=') {
+      out += text.substr(i, j - i);
+      i = j;
+      continue;
+    }
+    ++j;
+    while (j < text.size() && is_space(text[j])) ++j;
+    out += text.substr(i, j - i);
+    out += "***";
+    // The value: quoted (' with \ escapes), else up to whitespace or a
+    // closing quote of the text around it.
+    if (j < text.size() && text[j] == '\'') {
+      ++j;
+      while (j < text.size() && text[j] != '\'') j += text[j] == '\\' ? 2 : 1;
+      j = std::min(j + 1, text.size());
+    } else {
+      while (j < text.size() && !is_space(text[j]) && text[j] != '"' && text[j] != '\'') ++j;
+    }
+    i = j;
+  }
+  out += text.substr(std::min(i, text.size()));
+  return out;
+}
+
 }  // namespace kpanel::daemon::dsn

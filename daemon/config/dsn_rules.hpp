@@ -33,4 +33,9 @@ struct Fields {
 // password); nullopt when it is fine.
 [[nodiscard]] std::optional<std::string> transport_problem(std::string_view dsn);
 
+// `text` (libpq's error message, which may quote the connection string or a
+// nested dbname='… password=…' of it) with the value of every key ending in
+// "password" replaced by ***.
+[[nodiscard]] std::string mask_passwords(std::string_view text);
+
 }  // namespace kpanel::daemon::dsn

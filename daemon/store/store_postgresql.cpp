@@ -10,6 +10,7 @@
 #include <string_view>
 #include <utility>
 
+#include "daemon/config/dsn_rules.hpp"
 #include "daemon/store/libpq.hpp"
 #include "daemon/store/pg_async.hpp"
 #include "daemon/store/pg_values.hpp"
@@ -27,12 +28,14 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(11807485481
 constexpr int kRowAttempts = 5;
 
 // libpq's messages end in a newline and may span lines; the log wants one.
+// They may quote the connection string (a nested dbname='… password=…' the
+// server reports as a database name): passwords are masked.
 std::string one_line(const char* text) {
   std::string out = text != nullptr ? text : "";
   std::replace_if(
       out.begin(), out.end(), [](char c) { return c == '\n' || c == '\t'; }, ' ');
   while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
+  return dsn::mask_passwords(out);
 }
 
 StoreError store_error(StoreErrorKind kind, std::string_view what) {

@@ -15,6 +15,7 @@
 
 #include "common/totp.hpp"
 #include "daemon/config/config.hpp"
+#include "daemon/config/dsn_rules.hpp"
 #include "shared/temp_dir.hpp"
 
 #ifndef KPANEL_SOURCE_DIR
@@ -365,6 +366,15 @@ BOOST_AUTO_TEST_CASE(a_remote_dsn_needs_verify_full) {
              "t.conf:1: postgresql_allow_unverified: \"maybe\" is not one of yes, no");
 }
 
+BOOST_AUTO_TEST_CASE(passwords_in_libpq_text_are_masked) {
+  BOOST_TEST(dsn::mask_passwords("FATAL:  database \"x password=hunter2 y\" does not exist") ==
+             "FATAL:  database \"x password=*** y\" does not exist");
+  BOOST_TEST(dsn::mask_passwords("a sslpassword = 'two \\' words' b PASSWORD=x") ==
+             "a sslpassword = *** b PASSWORD=***");
+  BOOST_TEST(dsn::mask_passwords("no secret here; password authentication failed") ==
+             "no secret here; password authentication failed");
+}
+
 BOOST_AUTO_TEST_CASE(dates) {
   BOOST_TEST(problem("enforce_after = 2027-02-30") ==
              "t.conf:1: enforce_after: \"2027-02-30\" is not a real date");
@@ -632,6 +642,41 @@ BOOST_AUTO_TEST_CASE(load_refuses_a_file_others_can_write) {
   BOOST_TEST(!load_config(dir.write("g.conf", "", 0664), kStrict).has_value());
   // Unit tests may turn the check off.
   BOOST_TEST(load_config(file, {.check_permissions = false}).has_value());
+}
+
+// A password in postgresql_dsn makes the file a secret: readable by group or
+// others, it is refused with the chmod that fixes it.
+BOOST_AUTO_TEST_CASE(load_refuses_a_readable_file_with_a_dsn_password) {
+  const TempDir dir;
+  const std::string text = "store = postgresql\npostgresql_dsn = host=/db password=hunter2\n";
+  for (const mode_t mode : {0644U, 0640U, 0604U}) {
+    const fs::path file = dir.write("p.conf", text, mode);
+    const std::string name = file.string();
+    const auto config = load_config(file, kStrict);
+    BOOST_TEST_REQUIRE(!config.has_value());
+    BOOST_TEST_REQUIRE(config.error().size() == 1U);
+    BOOST_TEST(config.error().front().starts_with(
+        name +
+        ":0: postgresql_dsn holds a password, and the file is readable by group or "
+        "others (mode 0"));
+    BOOST_TEST(config.error().front().find("run: chmod 600 " + name) != std::string::npos);
+    BOOST_TEST(config.error().front().find("hunter2") == std::string::npos);
+  }
+  BOOST_TEST(load_config(dir.write("p.conf", text, 0600), kStrict).has_value());
+  BOOST_TEST(load_config(dir.write("u.conf",
+                                   "store = postgresql\npostgresql_dsn = "
+                                   "postgresql://k:hunter2@/k?host=/db\n",
+                                   0644),
+                         kStrict)
+                 .error()
+                 .size() == 1U);
+  // Without a password (a passfile=), the usual 0644 is fine.
+  BOOST_TEST(load_config(dir.write("n.conf",
+                                   "store = postgresql\npostgresql_dsn = host=/db "
+                                   "passfile=/etc/k/pgpass\n",
+                                   0644),
+                         kStrict)
+                 .has_value());
 }
 
 BOOST_AUTO_TEST_CASE(load_refuses_a_file_owned_by_someone_else) {

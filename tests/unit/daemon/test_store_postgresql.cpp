@@ -159,6 +159,19 @@ BOOST_AUTO_TEST_CASE(a_dsn_password_is_never_in_an_error) {
   BOOST_TEST(store.error().message.find("hunter2") == std::string::npos);
 }
 
+// The server names a database that does not exist in its error, and a
+// nested dbname='… password=…' is such a name: the password is masked.
+BOOST_AUTO_TEST_CASE(a_password_nested_in_dbname_is_masked_in_libpq_errors) {
+  if (skipped()) return;
+  const auto dsn = postgresql_test_dsn();
+  auto store = PostgresqlStore::open(*dsn + " dbname='nope password=hunter2-nested'", test_box());
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("does not exist") != std::string::npos,
+             store.error().message);
+  BOOST_TEST(store.error().message.find("hunter2-nested") == std::string::npos,
+             store.error().message);
+}
+
 BOOST_AUTO_TEST_CASE(a_malformed_dsn_is_refused_without_quoting_it) {
   // libpq's parse errors quote the string (a URI whole, password included),
   // and a refusal at open ends up in the daemon's log.
