@@ -607,11 +607,23 @@ class Migration(unittest.TestCase):
             secret, codes, step = enroll_root(local, ERIN)
             self.assertEqual(local.call(h.verify_request(ERIN, codes[0]))["status"], "ok")
             local.stop()
-            migrate = [h.TOTPD, "--config", local.config_path, "--migrate-to-postgresql", dsn]
-            first = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+            migrate = [h.TOTPD, "--config", local.config_path, "--migrate-to-postgresql"]
+            # The DSN from stdin, then from a file: never on the command line.
+            first = subprocess.run(migrate + ["-"], input=dsn + "\n", capture_output=True,
+                                   text=True, timeout=60)
             self.assertEqual(first.returncode, 0, first.stderr)
             self.assertIn("1 copied", first.stdout)
-            again = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+            dsn_file = os.path.join(local.dir, "dsn")
+            with open(dsn_file, "w") as f:
+                f.write(dsn + "\n")
+            os.chmod(dsn_file, 0o644)
+            refused = subprocess.run(migrate + [dsn_file], capture_output=True, text=True,
+                                     timeout=60)
+            self.assertEqual(refused.returncode, 1, refused.stderr)
+            self.assertIn(f"chmod 600 {dsn_file}", refused.stderr)
+            os.chmod(dsn_file, 0o600)
+            again = subprocess.run(migrate + [dsn_file], capture_output=True, text=True,
+                                   timeout=60)
             self.assertEqual(again.returncode, 0, again.stderr)
             self.assertIn("0 copied, 1 already there", again.stdout)
             self.assertNotIn("password", first.stdout + first.stderr)
