@@ -98,6 +98,14 @@ int check_config(const DaemonOptions& options) noexcept {
       print_problems(config.error());
       return 1;
     }
+    // libpq is the judge of a DSN's syntax: asked now, not at the next start.
+    if (config->store == StoreBackend::postgresql) {
+      if (auto parsed = PostgresqlStore::check_dsn(config->postgresql_dsn); !parsed) {
+        (void)std::fprintf(stderr, "%s: postgresql_dsn: %s\n", options.config_path.c_str(),
+                           parsed.error().message.c_str());
+        return 1;
+      }
+    }
     (void)std::fprintf(stderr, "%s: ok\n", options.config_path.c_str());
     (void)std::fputs(describe_config(*config).c_str(), stdout);
     return stdout_written() ? 0 : 1;

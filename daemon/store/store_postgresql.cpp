@@ -427,6 +427,13 @@ std::expected<std::unique_ptr<PostgresqlStore>, StoreError> PostgresqlStore::ope
   return store;
 }
 
+std::expected<void, StoreError> PostgresqlStore::check_dsn(const std::string& dsn) {
+  if (auto loaded = libpq::load(); !loaded) {
+    return std::unexpected(store_error(StoreErrorKind::io, loaded.error()));
+  }
+  return Connection::check_syntax(dsn);
+}
+
 std::expected<bool, StoreError> PostgresqlStore::holds_sealed_secrets(const std::string& dsn,
                                                                       PostgresqlOptions options) {
   if (auto loaded = libpq::load(); !loaded) {

@@ -69,6 +69,10 @@ class PostgresqlStore final : public Store {
   static std::expected<std::unique_ptr<PostgresqlStore>, StoreError> open(
       std::string dsn, SecretBox box, PostgresqlOptions options = {});
 
+  // Whether libpq (loaded here) can parse `dsn`; its reason is not passed
+  // on (it quotes the string, password included).
+  static std::expected<void, StoreError> check_dsn(const std::string& dsn);
+
   // Whether the database holds anything sealed with a key (a user's secret,
   // or the fleet's key check), read without a key and without changing
   // anything (no schema yet: false): may a new key be made?

@@ -580,6 +580,16 @@ class Transport(unittest.TestCase):
             self.assertNotIn(self.PASSWORD, d.log())
         self.assertEqual(self.server.connections, 0, "a connection was tried")
 
+    def test_check_config_asks_libpq_whether_the_dsn_parses(self):
+        with h.Daemon(store="postgresql",
+                      postgresql_dsn="host=/run/postgresql dbname='unterminated") as d:
+            check = subprocess.run([h.TOTPD, "--config", d.config_path, "--check-config"],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+            self.assertIn(f"{d.config_path}: postgresql_dsn: postgresql store: postgresql_dsn "
+                          "is not a valid libpq connection string", check.stderr)
+            self.assertNotIn("unterminated", check.stderr)
+
     def test_under_verify_full_a_server_declining_tls_never_gets_the_password(self):
         with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("verify-full")) as d:
             self.with_key(d).start()  # up, refusing: the database "is unreachable"
