@@ -73,9 +73,16 @@ CREATE TABLE daemon_run (
 ) STRICT;
 )sql"},
     // Rows bound to key_file (store_row.hpp): sealed secrets to their
-    // enrollment, recovery codes by a MAC. No DDL: migrate() binds the rows
-    // written before, in this migration's transaction.
-    Migration{4, "SELECT 1"},
+    // enrollment, recovery codes by a MAC; migrate() binds the rows written
+    // before, in this migration's transaction. And a value sealed with the
+    // key, which start-up opens to check key_file (store_sqlite.cpp), so a
+    // damaged user row fails that user only.
+    Migration{4, R"sql(
+CREATE TABLE IF NOT EXISTS key_check (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  sealed BLOB NOT NULL
+) STRICT;
+)sql"},
 };
 static_assert(kSqliteMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 

@@ -471,9 +471,9 @@ std::expected<void, StoreError> PostgresqlStore::prepare(Connection& connection)
   if (auto migrated = sql::migrate(connection, steps, box_); !migrated) {
     return std::unexpected(migrated.error());
   }
-  if (auto checked = sql::check_key(connection, box_); !checked) {
-    return std::unexpected(checked.error());
-  }
+  // The key was checked against the fleet's key-check row, in migrate()'s
+  // transaction (check_fleet_key): not against a user's row, which could be
+  // a damaged one and would then stop every host's start.
   const std::lock_guard lock(mutex_);
   prepared_ = true;
   return {};

@@ -276,8 +276,14 @@ BOOST_AUTO_TEST_CASE(rows_from_before_the_binding_are_bound_at_upgrade_and_keep_
             "'$mac=', 1)");
     BOOST_TEST(!store->load("alice").has_value());
   }
+  // A secret in the old form written back fails its user, not the start
+  // (the key is checked against the fleet's key-check row).
   run_sql(backend.dsn(), legacy_secret);
-  BOOST_TEST(!PostgresqlStore::open(backend.dsn(), test_box()).has_value());
+  auto store = PostgresqlStore::open(backend.dsn(), test_box());
+  BOOST_REQUIRE(store.has_value());
+  const auto loaded = (*store)->load("alice");
+  BOOST_REQUIRE(!loaded.has_value());
+  BOOST_TEST((loaded.error().kind == StoreErrorKind::key));
 }
 
 BOOST_AUTO_TEST_CASE(migration_copies_merges_and_refuses_conflicts_idempotently) {

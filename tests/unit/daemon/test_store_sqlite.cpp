@@ -380,7 +380,8 @@ BOOST_AUTO_TEST_CASE(rows_from_before_the_binding_are_bound_at_upgrade_and_keep_
            "'");
   BOOST_TEST((store->load("alice").error().kind == StoreErrorKind::key));
   store.reset();
-  BOOST_TEST(!try_open(dir.path()).has_value());
+  // It fails that user, not the start: the key checks out on its own row.
+  BOOST_TEST((open_store(dir.path())->load("alice").error().kind == StoreErrorKind::key));
 }
 
 // Recovery-code rows are bound to their user, enrollment and position by a
@@ -654,6 +655,25 @@ BOOST_AUTO_TEST_CASE(a_wrong_key_is_reported_as_a_key_error) {
   BOOST_TEST_REQUIRE(!store.has_value());
   BOOST_TEST((store.error().kind == StoreErrorKind::key));
   BOOST_TEST(store.error().message.find("wrong key?") != std::string::npos, store.error().message);
+}
+
+// The key is checked against the key-check row, not a user's: one damaged
+// row fails its own user, never the start (a "wrong key?" for every login).
+BOOST_AUTO_TEST_CASE(a_damaged_row_fails_its_user_not_the_start) {
+  const TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    put(*store, full_record("aaron"));  // first in every order
+    put(*store, full_record("bob"));
+  }
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("UPDATE users SET active_secret = zeroblob(60) WHERE user = 'aaron'");
+    raw.exec("UPDATE users SET pending_secret = zeroblob(60) WHERE user = 'aaron'");
+  }
+  auto store = open_store(dir.path());
+  BOOST_TEST((store->load("aaron").error().kind == StoreErrorKind::key));
+  check_same(get(*store, "bob"), full_record("bob"));
 }
 
 BOOST_AUTO_TEST_CASE(a_secret_moved_to_another_row_or_slot_does_not_open) {
