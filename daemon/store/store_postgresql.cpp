@@ -718,6 +718,9 @@ std::expected<void, StoreError> PostgresqlStore::update(
       }
       started = true;
       Transaction transaction(connection);
+      if (auto current = check_schema(connection); !current) {
+        return std::unexpected(current.error());
+      }
       // Locked until COMMIT: every other host's update of this user waits here.
       auto stored = sql::read_user(connection, user, box_, sql::Query::select_user_locked);
       if (!stored) return std::unexpected(stored.error());
@@ -751,6 +754,33 @@ std::expected<void, StoreError> PostgresqlStore::update(
       return transaction.commit();
     }
   });
+}
+
+std::expected<void, StoreError> PostgresqlStore::check_schema(Connection& connection) {
+  const auto newer = [](std::int64_t version) {
+    return store_error(StoreErrorKind::corrupt,
+                       "the schema was migrated to version " + std::to_string(version) +
+                           " by a newer kpanel-totpd (this one knows " +
+                           std::to_string(kPostgresqlSchemaVersion) +
+                           "): refusing to write; upgrade kpanel-totp on this host");
+  };
+  if (const std::int64_t seen = newer_schema_.load(); seen != 0) {
+    return std::unexpected(newer(seen));
+  }
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  std::int64_t due = next_schema_check_.load();
+  if (now < due || !next_schema_check_.compare_exchange_strong(
+                       due, now + options_.schema_check_interval.count())) {
+    return {};  // looked at recently, or another update is looking now
+  }
+  auto rows = connection.exec("SELECT max(version) FROM kpanel_totp_schema", "checking the schema");
+  if (!rows) return std::unexpected(rows.error());
+  const std::int64_t version = optional_integer(rows->get(), 0, 0).value_or(0);
+  if (version <= kPostgresqlSchemaVersion) return {};
+  newer_schema_.store(version);
+  return std::unexpected(newer(version));
 }
 
 std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {

@@ -20,9 +20,11 @@
 // TOTP secrets are sealed with the SecretBox and recovery codes bound by a
 // MAC under it, as in SQLite (store_row.hpp), so every host needs the same key_file.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <memory>
 #include <mutex>
@@ -51,6 +53,11 @@ struct PostgresqlOptions {
   std::chrono::milliseconds cancel_grace{300};
   // Server side: a statement (a lock wait included) that takes longer fails.
   std::chrono::milliseconds statement_timeout{1000};
+  // How often an update looks at the schema version (in its transaction): a
+  // host upgraded meanwhile may have migrated it to what this one does not
+  // know, and this one then refuses to write (it would write rows the new
+  // version refuses, or miss what the new schema holds).
+  std::chrono::milliseconds schema_check_interval{5000};
   // Reconnect attempts after a failure wait this long, doubling up to the max.
   std::chrono::milliseconds retry_initial{250};
   std::chrono::milliseconds retry_max{4000};
@@ -116,6 +123,9 @@ class PostgresqlStore final : public Store {
   std::expected<void, StoreError> prepare(Connection& connection);
   // Closes the pooled connections (found dead: the server restarted).
   void drop_idle() noexcept;
+  // Inside an update's transaction: refuses once the schema is newer than
+  // this build (looked at every schema_check_interval).
+  std::expected<void, StoreError> check_schema(Connection& connection);
   // Runs `attempt(connection, started)` on a pooled connection (store_postgresql.cpp).
   template <typename T, typename Attempt>
   std::expected<T, StoreError> with_connection(Attempt&& attempt);
@@ -129,7 +139,11 @@ class PostgresqlStore final : public Store {
   std::size_t open_ = 0;                           // connections out or idle; guarded by mutex_
   bool down_ = false;                              // guarded by mutex_
   bool prepared_ = false;                          // schema and key checked; guarded by mutex_
-  std::chrono::milliseconds backoff_{0};           // guarded by mutex_
+  // The schema a newer kpanel-totpd migrated to since start (0: none seen),
+  // and when an update looks again (steady clock, ms).
+  std::atomic<std::int64_t> newer_schema_{0};
+  std::atomic<std::int64_t> next_schema_check_{0};
+  std::chrono::milliseconds backoff_{0};                  // guarded by mutex_
   std::chrono::steady_clock::time_point next_attempt_{};  // guarded by mutex_
 };
 

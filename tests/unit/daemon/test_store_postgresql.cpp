@@ -286,6 +286,31 @@ BOOST_AUTO_TEST_CASE(rows_from_before_the_binding_are_bound_at_upgrade_and_keep_
   BOOST_TEST((loaded.error().kind == StoreErrorKind::key));
 }
 
+// Another host, upgraded, migrates the schema past what this one knows
+// while it runs: this one notices and refuses to write (reads go on).
+BOOST_AUTO_TEST_CASE(a_schema_migrated_by_a_newer_daemon_while_running_stops_writes) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  (void)backend.open();
+  auto store =
+      PostgresqlStore::open(backend.dsn(), test_box(),
+                            PostgresqlOptions{.max_connections = 2, .schema_check_interval = 0ms});
+  BOOST_REQUIRE(store.has_value());
+  put(**store, enrolled_record("alice", 1));
+  run_sql(backend.dsn(), "UPDATE kpanel_totp_schema SET version = 99");
+  const auto refused = (*store)->update("alice", [](UserRecord& r) {
+    r.failures = 1;
+    return true;
+  });
+  BOOST_REQUIRE(!refused.has_value());
+  BOOST_TEST(refused.error().message.find("migrated to version 99 by a newer kpanel-totpd") !=
+             std::string::npos);
+  BOOST_TEST((*store)->load("alice").has_value());
+  run_sql(backend.dsn(),
+          "UPDATE kpanel_totp_schema SET version = " + std::to_string(kPostgresqlSchemaVersion));
+  BOOST_TEST(!(*store)->update("alice", [](UserRecord&) { return true; }).has_value());  // sticky
+}
+
 BOOST_AUTO_TEST_CASE(migration_copies_merges_and_refuses_conflicts_idempotently) {
   if (skipped()) return;
   PostgresqlBackend backend;
