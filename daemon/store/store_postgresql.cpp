@@ -145,11 +145,13 @@ class PostgresqlStore::Connection final : public sql::Session {
   // deadline may be what failed.
   void roll_back() noexcept {
     if (broken()) return;
+    const pg::Clock::time_point call_deadline = deadline_;
     try {
       deadline_ = pg::Clock::now() + options_.cancel_grace;
       (void)exec("ROLLBACK", "rolling back");
     } catch (...) {  // out of memory building the error: nothing more to do
     }
+    deadline_ = call_deadline;  // an update that tries again keeps its own
   }
 
   [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
