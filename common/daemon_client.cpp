@@ -138,13 +138,14 @@ Step connect_before(int fd, const sockaddr_un& address, Clock::time_point deadli
     switch (errno) {
       case EINTR:
         continue;
-      case EAGAIN:
-        // The backlog stayed full until the deadline: a daemon is there but
-        // overloaded (or stopped), which is not "nobody listening".
-        return Failure(ClientError::timeout);
+      case EAGAIN:  // the backlog stayed full until the deadline
       case ENOENT:
       case ECONNREFUSED:
-        return Failure(ClientError::unreachable);
+        // A daemon is there but overloaded, or it was and went away while we
+        // waited for room (stalled, then stopped): never "nobody listening",
+        // which unavailable=ignore lets through, as any local user can stall
+        // it with a flood.
+        return Failure(ClientError::timeout);
       default:
         return Failure(ClientError::io_error);
     }

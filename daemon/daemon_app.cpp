@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <syslog.h>
 
 #include <boost/asio/signal_set.hpp>
@@ -10,8 +11,11 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <expected>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iostream>
 #include <optional>
 #include <string>
 
@@ -94,6 +98,14 @@ int check_config(const DaemonOptions& options) noexcept {
       print_problems(config.error());
       return 1;
     }
+    // libpq is the judge of a DSN's syntax: asked now, not at the next start.
+    if (config->store == StoreBackend::postgresql) {
+      if (auto parsed = PostgresqlStore::check_dsn(config->postgresql_dsn); !parsed) {
+        (void)std::fprintf(stderr, "%s: postgresql_dsn: %s\n", options.config_path.c_str(),
+                           parsed.error().message.c_str());
+        return 1;
+      }
+    }
     (void)std::fprintf(stderr, "%s: ok\n", options.config_path.c_str());
     (void)std::fputs(describe_config(*config).c_str(), stdout);
     return stdout_written() ? 0 : 1;
@@ -103,13 +115,49 @@ int check_config(const DaemonOptions& options) noexcept {
   }
 }
 
-int migrate_to_postgresql(const DaemonOptions& options, const std::string& dsn) noexcept {
+namespace {
+
+// The DSN --migrate-to-postgresql was given: "-" reads it from standard
+// input, a path (starting with / or ./) from that file, either way its
+// first line; anything else is the DSN itself (which `ps` shows to every
+// user while it runs, password included).
+std::expected<std::string, std::string> migration_dsn(const std::string& argument) {
+  if (argument != "-" && !argument.starts_with('/') && !argument.starts_with("./")) {
+    return argument;
+  }
+  std::string line;
+  if (argument == "-") {
+    if (!std::getline(std::cin, line)) return std::unexpected(std::string("no DSN on stdin"));
+  } else {
+    struct stat info {};
+    if (::stat(argument.c_str(), &info) != 0) {
+      return std::unexpected(argument + ": " + common::errno_text(errno));
+    }
+    if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+      return std::unexpected(argument + " is open to group or others (mode " +
+                             common::octal_mode(info.st_mode) +
+                             "); it holds the database password: chmod 600 " + argument);
+    }
+    std::ifstream in(argument);
+    if (!in || !std::getline(in, line)) return std::unexpected("cannot read " + argument);
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (line.empty()) return std::unexpected(std::string("the DSN read is empty"));
+  return line;
+}
+
+}  // namespace
+
+int migrate_to_postgresql(const DaemonOptions& options, const std::string& argument) noexcept {
   const auto fail = [](const std::string& message) {
     (void)std::fputs(("kpanel-totpd: " + message + "\n").c_str(), stderr);
     return 1;
   };
   try {
     keep_secrets_out_of_core_dumps();
+    const auto read_dsn = migration_dsn(argument);
+    if (!read_dsn) return fail("--migrate-to-postgresql: " + read_dsn.error());
+    const std::string& dsn = *read_dsn;
     const auto config = load_daemon_config(options);
     if (!config) {
       print_problems(config.error());

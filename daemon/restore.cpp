@@ -20,6 +20,7 @@
 #include "common/clock.hpp"
 #include "common/os_text.hpp"
 #include "daemon/config/private_file.hpp"
+#include "daemon/store/sql_rows.hpp"
 #include "daemon/store/store_row.hpp"
 #include "daemon/store/store_sqlite.hpp"
 #include "daemon/system/audit_history.hpp"
@@ -83,9 +84,14 @@ std::expected<Database, std::string> open_copy(std::span<const std::uint8_t> byt
 
 // Every sealed secret opens with `box` (not only the first: a file put
 // together from two hosts would otherwise pass).
-std::expected<void, std::string> check_secrets(sqlite3* db, const SecretBox& box) {
+// A snapshot from before the binding (schema_version below it) holds
+// secrets sealed the legacy way; the daemon binds them at its next start.
+std::expected<void, std::string> check_secrets(sqlite3* db, const SecretBox& box,
+                                               std::int64_t schema_version) {
+  const bool bound = schema_version >= sql::bound_schema_version(sql::Dialect::sqlite);
   const Statement statement = prepare(db,
-                                      "SELECT user, active_secret, pending_secret FROM users"
+                                      "SELECT user, active_secret, pending_secret, enrolled_at,"
+                                      " pending_expires_at FROM users"
                                       " WHERE active_secret IS NOT NULL OR pending_secret IS NOT "
                                       "NULL");
   if (!statement) return std::unexpected(std::string("has no readable users table"));
@@ -99,7 +105,9 @@ std::expected<void, std::string> check_secrets(sqlite3* db, const SecretBox& box
           static_cast<const std::uint8_t*>(sqlite3_column_blob(statement.get(), column));
       const auto size = static_cast<std::size_t>(sqlite3_column_bytes(statement.get(), column));
       const std::span<const std::uint8_t> sealed(blob, blob == nullptr ? 0 : size);
-      if (!box.open(sealed, store_row::sealed_secret_aad(slot, user))) {
+      const std::int64_t at = sqlite3_column_int64(statement.get(), column + 2);
+      if (!box.open(sealed, bound ? store_row::sealed_secret_aad(slot, user, at)
+                                  : store_row::legacy_sealed_secret_aad(slot, user))) {
         return std::unexpected("holds secrets that do not open with key_file (the " +
                                std::string(slot) + " secret of user '" + user +
                                "'): restore the key_file that was backed up with it first");
@@ -295,7 +303,8 @@ std::expected<SnapshotInfo, std::string> check_snapshot(std::span<const std::uin
     return std::unexpected(std::string("holds no kpanel-totp state (no users table)"));
   }
   info.users = *users;
-  if (auto opened = check_secrets(db->get(), box); !opened) return std::unexpected(opened.error());
+  if (auto opened = check_secrets(db->get(), box, info.schema_version); !opened)
+    return std::unexpected(opened.error());
   return info;
 }
 

@@ -19,6 +19,7 @@
 #include "common/text.hpp"
 #include "common/unique_fd.hpp"
 #include "daemon/config/config_keys.hpp"
+#include "daemon/config/dsn_rules.hpp"
 #include "daemon/config/private_file.hpp"
 
 // Syntax (documented for admins in config/kpanel-totpd.conf):
@@ -236,6 +237,15 @@ class Parser {
             "postgresql_dsn: is set but store is sqlite; set store = postgresql or remove "
             "postgresql_dsn");
       }
+      // Before any connection is tried: a DSN that would send the password
+      // across the network to an unverified server is refused at start.
+      if (config_.store == StoreBackend::postgresql && !config_.postgresql_dsn.empty() &&
+          !config_.postgresql_allow_unverified) {
+        if (const auto problem = dsn::transport_problem(config_.postgresql_dsn)) {
+          add(seen_[dsn], "postgresql_dsn: " + *problem +
+                              " (postgresql_allow_unverified = yes accepts it, for a lab only)");
+        }
+      }
     }
   }
 
@@ -323,7 +333,19 @@ std::expected<DaemonConfig, ConfigProblems> load_file(const std::filesystem::pat
     used += static_cast<std::size_t>(n);
   }
   text.resize(used);
-  return parse_config(text, name);
+  auto config = parse_config(text, name);
+  // A password in the file makes it a secret: whoever reads it can log in
+  // to the database as the daemon (and change or roll back its state).
+  if (config && options.check_permissions && (st.st_mode & (S_IRGRP | S_IROTH)) != 0 &&
+      dsn::read(config->postgresql_dsn).password) {
+    return problem(
+        "postgresql_dsn holds a password, and the file is readable by group or "
+        "others (mode " +
+        octal_mode(st.st_mode) + "); run: chmod 600 " + name +
+        " (owned by the user kpanel-totpd runs as), or put the password in a "
+        "passfile= of mode 600");
+  }
+  return config;
 }
 
 }  // namespace

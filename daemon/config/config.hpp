@@ -30,6 +30,9 @@ struct DaemonConfig {
   std::string password_service = "kpanel-totp";
   StoreBackend store = StoreBackend::sqlite;
   std::string postgresql_dsn;  // libpq connection string; may hold a password: never logged
+  // Lab use only: a postgresql_dsn that reaches another host without
+  // sslmode=verify-full is accepted (see dsn_rules.hpp).
+  bool postgresql_allow_unverified = false;
   Policy policy;
 };
 

@@ -512,6 +512,21 @@ constexpr auto kKeys = std::to_array<Key>({
      [](const DaemonConfig& a, const DaemonConfig& b) {
        return a.postgresql_dsn != b.postgresql_dsn;
      }},
+    // Checked against postgresql_dsn once every line is read.
+    {"postgresql_allow_unverified", false, TakesEffect::on_restart,
+     [](std::string_view v, DaemonConfig& c) -> Parsed {
+       if (equals_ignoring_case(v, "yes")) {
+         c.postgresql_allow_unverified = true;
+       } else if (equals_ignoring_case(v, "no")) {
+         c.postgresql_allow_unverified = false;
+       } else {
+         return std::unexpected(quoted(v) + " is not one of yes, no");
+       }
+       return {};
+     },
+     [](const DaemonConfig& c) {
+       return std::string{c.postgresql_allow_unverified ? "yes" : "no"};
+     }},
 });
 
 static_assert(kKeys.size() == kKeyCount);

@@ -34,7 +34,7 @@ struct Key {
   bool (*differs)(const DaemonConfig& a, const DaemonConfig& b) = nullptr;
 };
 
-inline constexpr std::size_t kKeyCount = 20;
+inline constexpr std::size_t kKeyCount = 21;
 
 // Every key of kpanel-totpd.conf(5), in the order of the shipped file.
 [[nodiscard]] std::span<const Key, kKeyCount> keys();

@@ -45,6 +45,17 @@ std::expected<const Functions*, std::string> load_once() {
   bind(functions.freemem, "PQfreemem");
   bind(functions.conninfo_parse, "PQconninfoParse");
   bind(functions.conninfo_free, "PQconninfoFree");
+  bind(functions.connect_start_params, "PQconnectStartParams");
+  bind(functions.connect_poll, "PQconnectPoll");
+  bind(functions.socket, "PQsocket");
+  bind(functions.send_query, "PQsendQuery");
+  bind(functions.send_query_params, "PQsendQueryParams");
+  bind(functions.consume_input, "PQconsumeInput");
+  bind(functions.is_busy, "PQisBusy");
+  bind(functions.get_result, "PQgetResult");
+  bind(functions.get_cancel, "PQgetCancel");
+  bind(functions.cancel, "PQcancel");
+  bind(functions.free_cancel, "PQfreeCancel");
   if (!missing.empty()) {
     ::dlclose(library);
     return std::unexpected(std::string(kSoname) + " lacks " + missing +

@@ -32,6 +32,18 @@ struct Functions {
   decltype(&::PQfreemem) freemem;
   decltype(&::PQconninfoParse) conninfo_parse;
   decltype(&::PQconninfoFree) conninfo_free;
+  // The asynchronous calls: every wait on the server has a deadline of ours.
+  decltype(&::PQconnectStartParams) connect_start_params;
+  decltype(&::PQconnectPoll) connect_poll;
+  decltype(&::PQsocket) socket;
+  decltype(&::PQsendQuery) send_query;
+  decltype(&::PQsendQueryParams) send_query_params;
+  decltype(&::PQconsumeInput) consume_input;
+  decltype(&::PQisBusy) is_busy;
+  decltype(&::PQgetResult) get_result;
+  decltype(&::PQgetCancel) get_cancel;
+  decltype(&::PQcancel) cancel;
+  decltype(&::PQfreeCancel) free_cancel;
 };
 
 // The shared object loaded (once, thread-safe; never unloaded).

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -220,7 +222,7 @@ std::expected<SecretBox, std::string> SecretBox::load_or_create(
   try {
     auto key = load_or_create_key(key_file, holds_sealed);
     if (!key) return std::unexpected(std::move(key.error()));
-    return SecretBox(std::move(*key));
+    return with_key(std::move(*key));
   } catch (const std::exception& e) {
     return std::unexpected("cannot load key_file: " + std::string(e.what()));
   }
@@ -233,7 +235,46 @@ std::expected<SecretBox, std::string> SecretBox::from_key(common::SecureBytes ke
   auto page = key_page();
   if (!page) return std::unexpected(page.error());
   std::copy(key.view().begin(), key.view().end(), page->data());
-  return SecretBox(std::move(*page));  // `key` wipes its copy
+  return with_key(std::move(*page));  // `key` wipes its copy
+}
+
+std::expected<SecretBox, std::string> SecretBox::with_key(common::ProtectedBytes key) {
+  auto mac_key = key_page();
+  if (!mac_key) return std::unexpected(mac_key.error());
+  // HKDF-SHA256 (RFC 5869): a key of its own for the MACs, so that no value
+  // is ever both a GCM key and an HMAC key.
+  constexpr std::string_view kInfo = "kpanel-totp/v2/record-mac";
+  const std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr), &EVP_PKEY_CTX_free);
+  std::size_t length = kKeyBytes;
+  const bool ok =
+      ctx && EVP_PKEY_derive_init(ctx.get()) == 1 &&
+      EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) == 1 &&
+      EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), key.data(), static_cast<int>(kKeyBytes)) == 1 &&
+      EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), reinterpret_cast<const unsigned char*>(kInfo.data()),
+                                  static_cast<int>(kInfo.size())) == 1 &&
+      EVP_PKEY_derive(ctx.get(), mac_key->data(), &length) == 1 && length == kKeyBytes;
+  if (!ok) return std::unexpected("cannot derive the MAC key (HKDF-SHA256 failed)");
+  return SecretBox(std::move(key), std::move(*mac_key));
+}
+
+std::vector<std::uint8_t> SecretBox::mac(std::string_view message) const {
+  std::vector<std::uint8_t> tag(kMacBytes);
+  unsigned int length = 0;
+  if (mac_key_.size() != kKeyBytes ||
+      HMAC(EVP_sha256(), mac_key_.data(), static_cast<int>(mac_key_.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), tag.data(),
+           &length) == nullptr ||
+      length != kMacBytes) {
+    return {};
+  }
+  return tag;
+}
+
+bool SecretBox::verify_mac(std::string_view message, std::span<const std::uint8_t> tag) const {
+  const std::vector<std::uint8_t> expected = mac(message);
+  return !expected.empty() && tag.size() == expected.size() &&
+         CRYPTO_memcmp(expected.data(), tag.data(), expected.size()) == 0;
 }
 
 std::expected<std::vector<std::uint8_t>, std::string> SecretBox::seal(

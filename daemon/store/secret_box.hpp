@@ -1,9 +1,9 @@
 #pragma once
 // Sealing TOTP secrets at rest: AES-256-GCM under the key in key_file.
 // Sealed format: 0x01 | nonce (12 random bytes) | ciphertext | tag (16).
-// The AAD names where a sealed value belongs (the store uses
-// "kpanel-totp/v1/<slot>/<user>"), so a value copied to another row or slot
-// does not open.
+// The AAD names where a sealed value belongs (the store: slot, user and
+// enrollment, store_row.hpp), so a value copied to another row, slot or
+// enrollment does not open.
 
 #include <cstddef>
 #include <cstdint>
@@ -63,11 +63,24 @@ class SecretBox {
   [[nodiscard]] std::expected<common::SecureBytes, std::string> open(
       std::span<const std::uint8_t> sealed, std::string_view aad) const;
 
- private:
-  explicit SecretBox(common::ProtectedBytes key) : key_(std::move(key)) {}
+  // HMAC-SHA256 of `message` under a key derived from this box's key (HKDF,
+  // its own label), for records the store keeps in clear but must know it
+  // wrote (recovery-code hashes): whoever can write the database but has no
+  // key_file cannot make or move one. Empty on an OpenSSL failure.
+  static constexpr std::size_t kMacBytes = 32;
+  [[nodiscard]] std::vector<std::uint8_t> mac(std::string_view message) const;
+  // Whether `tag` is mac(message) (compared in constant time).
+  [[nodiscard]] bool verify_mac(std::string_view message, std::span<const std::uint8_t> tag) const;
 
-  // Its own page, never in a core dump: it lives as long as the daemon.
+ private:
+  SecretBox(common::ProtectedBytes key, common::ProtectedBytes mac_key)
+      : key_(std::move(key)), mac_key_(std::move(mac_key)) {}
+  // Derives the MAC key from `key` and builds the box.
+  static std::expected<SecretBox, std::string> with_key(common::ProtectedBytes key);
+
+  // Their own pages, never in a core dump: they live as long as the daemon.
   common::ProtectedBytes key_;
+  common::ProtectedBytes mac_key_;
 };
 
 }  // namespace kpanel::daemon

@@ -42,7 +42,7 @@ struct Slot {
 std::expected<std::optional<Slot>, StoreError> decode_slot(const Session& session, const Row& row,
                                                            int first, std::string_view slot,
                                                            const std::string& user,
-                                                           const SecretBox& box,
+                                                           const SecretBox& box, Binding binding,
                                                            std::vector<std::uint8_t>& sealed) {
   auto stored = row.blob(first);
   if (!stored) return std::optional<Slot>{};
@@ -51,18 +51,35 @@ std::expected<std::optional<Slot>, StoreError> decode_slot(const Session& sessio
       store_row::totp_params(row.text(first + 1), row.integer(first + 2), row.integer(first + 3));
   const auto at = row.integer(first + 4);
   if (!params || !at) return std::unexpected(invalid_row(session, user, "bad TOTP parameters"));
-  auto secret = box.open(sealed, store_row::sealed_secret_aad(slot, user));
+  auto secret =
+      box.open(sealed, binding == Binding::bound ? store_row::sealed_secret_aad(slot, user, *at)
+                                                 : store_row::legacy_sealed_secret_aad(slot, user));
   if (!secret) return std::unexpected(key_error(session, slot, user));
   return Slot{std::move(*secret), *params, common::from_unix(*at)};
 }
 
-// The recovery code of a codes query's row, columns hash, used at `first`.
-std::optional<RecoveryCodeRecord> decode_code(const Row& row, int first) {
-  auto hash = row.text(first);
+// The recovery code of a codes query's row, columns hash, used at `first`:
+// the `index`th code of `record` (its user and enrollment). A bound hash
+// must carry the MAC for exactly these; nullopt otherwise.
+std::optional<RecoveryCodeRecord> decode_code(const Row& row, int first, const SecretBox& box,
+                                              Binding binding, const UserRecord& record,
+                                              std::size_t index) {
+  auto stored = row.text(first);
   const auto used = row.flag(first + 1);
-  if (!hash || !used) return std::nullopt;
+  if (!stored || !used) return std::nullopt;
+  if (binding == Binding::legacy) return RecoveryCodeRecord{std::move(*stored), *used};
+  auto hash = store_row::unbind_code_hash(box, record.user, store_row::code_enrollment(record),
+                                          index, *stored);
+  if (!hash) return std::nullopt;
   return RecoveryCodeRecord{std::move(*hash), *used};
 }
+
+constexpr std::string_view kForeignCode =
+    "a recovery code not bound to it by key_file (written by someone without the key, or "
+    "copied from another user or enrollment); refusing the user's logins";
+
+common::TimePoint slot_time(const Enrollment& active) { return active.enrolled_at; }
+common::TimePoint slot_time(const PendingEnrollment& pending) { return pending.expires_at; }
 
 // The sealed form of the secret in `now` for `slot`: the form it was loaded
 // from when it did not change (fewer nonces drawn under one key, less work),
@@ -74,19 +91,17 @@ std::expected<std::vector<std::uint8_t>, StoreError> seal_slot(
     const std::vector<std::uint8_t>* loaded_sealed) {
   if (!now) return std::vector<std::uint8_t>{};
   if (loaded != nullptr && *loaded && loaded_sealed != nullptr && !loaded_sealed->empty() &&
-      (*loaded)->secret == now->secret) {
+      (*loaded)->secret == now->secret && slot_time(**loaded) == slot_time(*now)) {
     return *loaded_sealed;
   }
-  auto sealed = box.seal(now->secret.view(), store_row::sealed_secret_aad(slot, user));
+  auto sealed = box.seal(now->secret.view(), store_row::sealed_secret_aad(
+                                                 slot, user, common::to_unix(slot_time(*now))));
   if (!sealed) {
     return std::unexpected(
         session.error(StoreErrorKind::key, "cannot seal a secret: " + sealed.error()));
   }
   return std::move(*sealed);
 }
-
-common::TimePoint slot_time(const Enrollment& active) { return active.enrolled_at; }
-common::TimePoint slot_time(const PendingEnrollment& pending) { return pending.expires_at; }
 
 // A slot's five columns (sealed secret, algorithm, digits, period, time).
 template <typename Enrolled>
@@ -103,14 +118,21 @@ void bind_slot(std::vector<Value>& params, const std::optional<Enrolled>& slot,
   params.push_back(Value::of(common::to_unix(slot_time(*slot))));
 }
 
-std::expected<void, StoreError> write_codes(Session& session, std::string_view user,
-                                            const std::vector<RecoveryCodeRecord>& codes,
-                                            const std::vector<RecoveryCodeRecord>& before) {
+// The codes of `record`, as `before` held them (empty: none), each bound
+// to the user, its enrollment and its position.
+std::expected<void, StoreError> write_codes(Session& session, const SecretBox& box,
+                                            std::string_view user, const UserRecord& record,
+                                            const UserRecord* before) {
   constexpr std::string_view kDoing = "writing recovery codes";
-  if (store_row::same_hashes(codes, before)) {
+  static const std::vector<RecoveryCodeRecord> kNone;
+  const std::vector<RecoveryCodeRecord>& codes = record.recovery_codes;
+  const std::vector<RecoveryCodeRecord>& old = before != nullptr ? before->recovery_codes : kNone;
+  const std::int64_t enrollment = store_row::code_enrollment(record);
+  if (store_row::same_hashes(codes, old) && before != nullptr &&
+      store_row::code_enrollment(*before) == enrollment) {
     // The common case (a code used, or nothing changed): flip flags in place.
     for (std::size_t i = 0; i < codes.size(); ++i) {
-      if (codes[i].used == before[i].used) continue;
+      if (codes[i].used == old[i].used) continue;
       const std::array params{Value::of(user), Value::of(static_cast<std::int64_t>(i)),
                               Value::flag(codes[i].used)};
       if (auto done = session.run(Query::update_code_used, params, kDoing); !done) return done;
@@ -120,8 +142,13 @@ std::expected<void, StoreError> write_codes(Session& session, std::string_view u
   const std::array key{Value::of(user)};
   if (auto done = session.run(Query::delete_codes, key, kDoing); !done) return done;
   for (std::size_t i = 0; i < codes.size(); ++i) {
+    // Bound without a copy (SQLite): must outlive the run.
+    const std::string bound = store_row::bind_code_hash(box, user, enrollment, i, codes[i].hash);
+    if (bound.empty()) {
+      return std::unexpected(session.error(StoreErrorKind::key, "cannot bind a recovery code"));
+    }
     const std::array params{Value::of(user), Value::of(static_cast<std::int64_t>(i)),
-                            Value::of(std::string_view(codes[i].hash)), Value::flag(codes[i].used)};
+                            Value::of(std::string_view(bound)), Value::flag(codes[i].used)};
     if (auto done = session.run(Query::insert_code, params, kDoing); !done) return done;
   }
   return {};
@@ -153,17 +180,18 @@ StoreError invalid_row(const Session& session, std::string_view user, std::strin
 }
 
 std::expected<StoredRow, StoreError> decode_user(const Session& session, const Row& row, int first,
-                                                 std::string user, const SecretBox& box) {
+                                                 std::string user, const SecretBox& box,
+                                                 Binding binding) {
   StoredRow out;
   const auto column = [first](Column c) { return first + static_cast<int>(c); };
   auto active = decode_slot(session, row, column(store_row::kActiveSecret), "active", user, box,
-                            out.active_sealed);
+                            binding, out.active_sealed);
   if (!active) return std::unexpected(active.error());
   if (std::optional<Slot>& slot = *active; slot.has_value()) {
     out.record.active = Enrollment{std::move(slot->secret), slot->params, slot->at};
   }
   auto pending = decode_slot(session, row, column(store_row::kPendingSecret), "pending", user, box,
-                             out.pending_sealed);
+                             binding, out.pending_sealed);
   if (!pending) return std::unexpected(pending.error());
   if (std::optional<Slot>& slot = *pending; slot.has_value()) {
     out.record.pending = PendingEnrollment{std::move(slot->secret), slot->params, slot->at};
@@ -208,10 +236,11 @@ std::expected<std::optional<StoredRow>, StoreError> read_user(Session& session,
   if (!found) return found;
   read = session.run(Query::select_codes, key, "reading recovery codes",
                      [&](const Row& row) -> std::expected<void, StoreError> {
-                       auto code = decode_code(row, 0);
-                       if (!code)
-                         return std::unexpected(invalid_row(session, user, "a bad recovery code"));
-                       found->record.recovery_codes.push_back(std::move(*code));
+                       std::vector<RecoveryCodeRecord>& codes = found->record.recovery_codes;
+                       auto code =
+                           decode_code(row, 0, box, Binding::bound, found->record, codes.size());
+                       if (!code) return std::unexpected(invalid_row(session, user, kForeignCode));
+                       codes.push_back(std::move(*code));
                        return {};
                      });
   if (!read) return std::unexpected(read.error());
@@ -256,20 +285,20 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
   params.push_back(record.remembered.empty() ? Value::null()
                                              : Value::of(std::string_view(remembered)));
   if (auto done = session.run(Query::write_user, params, "writing a user"); !done) return done;
-  static const std::vector<RecoveryCodeRecord> kNone;
-  return write_codes(session, user, record.recovery_codes,
-                     old != nullptr ? old->recovery_codes : kNone);
+  return write_codes(session, box, user, record, old);
 }
 
 std::expected<std::vector<UserRecord>, StoreError> list_users(Session& session,
-                                                              const SecretBox& box) {
+                                                              const SecretBox& box,
+                                                              Binding binding) {
   std::vector<UserRecord> records;
   auto listed = session.run(Query::select_users, {}, "listing users",
                             [&](const Row& row) -> std::expected<void, StoreError> {
                               auto user = row.text(0);
                               if (!user)
                                 return std::unexpected(invalid_row(session, "", "no name"));
-                              auto decoded = decode_user(session, row, 1, std::move(*user), box);
+                              auto decoded =
+                                  decode_user(session, row, 1, std::move(*user), box, binding);
                               if (!decoded) return std::unexpected(decoded.error());
                               records.push_back(std::move(decoded->record));
                               return {};
@@ -277,18 +306,20 @@ std::expected<std::vector<UserRecord>, StoreError> list_users(Session& session,
   if (!listed) return std::unexpected(listed.error());
   // Both queries are ordered by user in byte order: one pass matches codes to records.
   std::size_t next = 0;
-  listed =
-      session.run(Query::select_all_codes, {}, "listing users",
-                  [&](const Row& row) -> std::expected<void, StoreError> {
-                    const auto user = row.text(0).value_or("");
-                    while (next < records.size() && records[next].user < user) ++next;
-                    auto code = decode_code(row, 1);
-                    if (next == records.size() || records[next].user != user || !code) {
-                      return std::unexpected(invalid_row(session, user, "a bad recovery code"));
-                    }
-                    records[next].recovery_codes.push_back(std::move(*code));
-                    return {};
-                  });
+  listed = session.run(
+      Query::select_all_codes, {}, "listing users",
+      [&](const Row& row) -> std::expected<void, StoreError> {
+        const auto user = row.text(0).value_or("");
+        while (next < records.size() && records[next].user < user) ++next;
+        if (next == records.size() || records[next].user != user) {
+          return std::unexpected(invalid_row(session, user, "a bad recovery code"));
+        }
+        UserRecord& record = records[next];
+        auto code = decode_code(row, 1, box, binding, record, record.recovery_codes.size());
+        if (!code) return std::unexpected(invalid_row(session, user, kForeignCode));
+        record.recovery_codes.push_back(std::move(*code));
+        return {};
+      });
   if (!listed) return std::unexpected(listed.error());
   return records;
 }
@@ -301,14 +332,27 @@ std::expected<void, StoreError> check_key(Session& session, const SecretBox& box
         const bool active = !row.is_null(1);
         const std::string_view slot = active ? "active" : "pending";
         const auto sealed = row.blob(active ? 1 : 2);
-        if (!sealed || !box.open(*sealed, store_row::sealed_secret_aad(slot, user))) {
+        const auto at = row.integer(active ? 3 : 4);
+        if (!sealed || !at || !box.open(*sealed, store_row::sealed_secret_aad(slot, user, *at))) {
           return std::unexpected(key_error(session, slot, user));
         }
         return {};
       });
 }
 
-std::expected<void, StoreError> migrate(const Session& session, SchemaSteps& steps) {
+// Binds every row written before bound_schema_version (read the legacy way,
+// written back the bound way), inside the migration's transaction.
+std::expected<void, StoreError> bind_rows(Session& session, const SecretBox& box) {
+  auto records = list_users(session, box, Binding::legacy);
+  if (!records) return std::unexpected(records.error());
+  for (const UserRecord& record : *records) {
+    if (auto done = write_user(session, box, record.user, record, nullptr); !done) return done;
+  }
+  return {};
+}
+
+std::expected<void, StoreError> migrate(Session& session, SchemaSteps& steps,
+                                        const SecretBox& box) {
   const std::span<const Migration> all = migrations(session.dialect());
   const int newest = all.back().version;
   const auto newer = [&](std::int64_t version) {
@@ -333,6 +377,11 @@ std::expected<void, StoreError> migrate(const Session& session, SchemaSteps& ste
     for (const Migration& migration : all) {
       if (migration.version <= *version) continue;
       if (auto done = steps.exec(migration.sql); !done) return done;
+    }
+    // Version 0 is an empty database: nothing to bind.
+    if (*version > 0 && *version < bound_schema_version(session.dialect())) {
+      if (auto ready = steps.ready_for_rows(); !ready) return ready;
+      if (auto bound = bind_rows(session, box); !bound) return bound;
     }
     if (auto done = steps.set_version(newest); !done) return done;
   }

@@ -33,6 +33,15 @@ struct Migration {
   const char* sql;
 };
 
+// How rows are bound to their key: bound (sealed secrets to their
+// enrollment, recovery codes by a MAC; store_row.hpp), or legacy (as schema
+// versions before the binding wrote them: read only by the migration that
+// binds them).
+enum class Binding : std::uint8_t { bound, legacy };
+
+// The first schema version whose rows are bound, per dialect.
+int bound_schema_version(Dialect dialect) noexcept;
+
 // The text of `query` in `dialect` (empty: the dialect does not use it).
 const std::string& query_text(Dialect dialect, Query query);
 
@@ -45,7 +54,8 @@ StoreError invalid_row(const Session& session, std::string_view user, std::strin
 
 // Decodes the kUserColumns of `row` starting at column `first`.
 std::expected<StoredRow, StoreError> decode_user(const Session& session, const Row& row, int first,
-                                                 std::string user, const SecretBox& box);
+                                                 std::string user, const SecretBox& box,
+                                                 Binding binding = Binding::bound);
 
 // The user's row and recovery codes, read inside the caller's transaction with
 // `select` (Query::select_user, or select_user_locked to lock the row).
@@ -63,14 +73,17 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
 
 // Every user with recovery codes, sorted by name, inside the caller's transaction.
 std::expected<std::vector<UserRecord>, StoreError> list_users(Session& session,
-                                                              const SecretBox& box);
+                                                              const SecretBox& box,
+                                                              Binding binding = Binding::bound);
 
 // A wrong key_file should stop the daemon at start, not fail every login:
 // one stored secret must open with `box`.
 std::expected<void, StoreError> check_key(Session& session, const SecretBox& box);
 
 // Brings the schema to the dialect's newest version through `steps`, or
-// refuses a schema a newer kpanel-totpd wrote.
-std::expected<void, StoreError> migrate(const Session& session, SchemaSteps& steps);
+// refuses a schema a newer kpanel-totpd wrote. Crossing
+// bound_schema_version, it binds every existing row with `box` (in the same
+// transaction: a row written into the database later is never bound by it).
+std::expected<void, StoreError> migrate(Session& session, SchemaSteps& steps, const SecretBox& box);
 
 }  // namespace kpanel::daemon::sql

@@ -76,6 +76,17 @@ CREATE TABLE daemon_run (
     Migration{4, R"sql(
 ALTER TABLE users ADD COLUMN remembered TEXT;
 )sql"},
+    // Rows bound to key_file (store_row.hpp): sealed secrets to their
+    // enrollment, recovery codes by a MAC; migrate() binds the rows written
+    // before, in this migration's transaction. And a value sealed with the
+    // key, which start-up opens to check key_file (store_sqlite.cpp), so a
+    // damaged user row fails that user only.
+    Migration{5, R"sql(
+CREATE TABLE IF NOT EXISTS key_check (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  sealed BLOB NOT NULL
+) STRICT;
+)sql"},
 };
 static_assert(kSqliteMigrations.size() == static_cast<std::size_t>(kSqliteSchemaVersion));
 
@@ -120,6 +131,8 @@ ALTER TABLE kpanel_totp_users ADD COLUMN used_steps text;
     Migration{3, R"sql(
 ALTER TABLE kpanel_totp_users ADD COLUMN remembered text;
 )sql"},
+    // Rows bound to key_file, as SQLite's version 5.
+    Migration{4, "SELECT 1"},
 };
 static_assert(kPostgresqlMigrations.size() == static_cast<std::size_t>(kPostgresqlSchemaVersion));
 
@@ -175,7 +188,7 @@ Texts sqlite_texts() {
       "INSERT INTO recovery_codes (user, idx, hash, used) VALUES (?1, ?2, ?3, ?4)");
   set(Query::update_code_used, "UPDATE recovery_codes SET used = ?3 WHERE user = ?1 AND idx = ?2");
   set(Query::first_sealed,
-      "SELECT user, active_secret, pending_secret FROM users"
+      "SELECT user, active_secret, pending_secret, enrolled_at, pending_expires_at FROM users"
       " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1");
   return texts;
 }
@@ -204,7 +217,8 @@ Texts postgresql_texts() {
   set(Query::update_code_used,
       "UPDATE kpanel_totp_recovery_codes SET used = $3 WHERE name = $1 AND idx = $2");
   set(Query::first_sealed,
-      "SELECT name, active_secret, pending_secret FROM kpanel_totp_users"
+      "SELECT name, active_secret, pending_secret, enrolled_at, pending_expires_at"
+      " FROM kpanel_totp_users"
       " WHERE active_secret IS NOT NULL OR pending_secret IS NOT NULL LIMIT 1");
   return texts;
 }
@@ -216,6 +230,8 @@ const std::string& query_text(Dialect dialect, Query query) {
   static const Texts postgresql = postgresql_texts();
   return (dialect == Dialect::sqlite ? sqlite : postgresql).at(static_cast<std::size_t>(query));
 }
+
+int bound_schema_version(Dialect dialect) noexcept { return dialect == Dialect::sqlite ? 5 : 4; }
 
 std::span<const Migration> migrations(Dialect dialect) {
   if (dialect == Dialect::sqlite) return kSqliteMigrations;

@@ -134,6 +134,8 @@ class SchemaSteps {
   virtual std::expected<std::int64_t, StoreError> locked_version() = 0;
   virtual std::expected<void, StoreError> exec(const char* sql) = 0;
   virtual std::expected<void, StoreError> set_version(int version) = 0;
+  // The session can run its queries (after the DDL, inside the transaction).
+  virtual std::expected<void, StoreError> ready_for_rows() { return {}; }
   // Last checks inside the transaction, with the schema current.
   virtual std::expected<void, StoreError> before_commit() = 0;
   // Commits; on failure, ends the transaction as the dialect needs.

@@ -167,6 +167,10 @@ class SchemaSteps final : public sql::SchemaSteps {
     const std::string sql = "PRAGMA user_version = " + std::to_string(version);
     return connection_.exec(sql.c_str(), "migrating the schema");
   }
+  // The binding migration reads and writes rows through the prepared queries.
+  std::expected<void, StoreError> ready_for_rows() override {
+    return connection_.prepare_queries();
+  }
   std::expected<void, StoreError> before_commit() override { return {}; }
   std::expected<void, StoreError> commit() override {
     auto done = connection_.exec("COMMIT", "migrating the schema");
@@ -250,9 +254,9 @@ std::expected<std::unique_ptr<Connection>, StoreError> Connection::open(
   return connection;
 }
 
-std::expected<void, StoreError> Connection::migrate() {
+std::expected<void, StoreError> Connection::migrate(const SecretBox& box) {
   SchemaSteps steps(*this);
-  return sql::migrate(*this, steps);
+  return sql::migrate(*this, steps, box);
 }
 
 std::expected<void, StoreError> Connection::prepare_statements() {
@@ -272,6 +276,10 @@ std::expected<void, StoreError> Connection::prepare_statements() {
     if (!prepared) return std::unexpected(prepared.error());
     *statement = std::move(*prepared);
   }
+  return prepare_queries();
+}
+
+std::expected<void, StoreError> Connection::prepare_queries() {
   for (std::size_t i = 0; i < sql::kQueryCount; ++i) {
     const std::string& text = sql::query_text(sql::Dialect::sqlite, static_cast<sql::Query>(i));
     if (text.empty()) continue;  // not used by this dialect

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <utility>
 
+#include "daemon/store/secret_box.hpp"
 #include "daemon/store/sql_session.hpp"
 #include "daemon/store/store_sqlite.hpp"
 
@@ -48,10 +49,13 @@ class SqliteStore::Connection final : public sql::Session {
 
   // Brings the schema to kSqliteSchemaVersion (the writer, before
   // prepare_statements()).
-  std::expected<void, StoreError> migrate();
+  std::expected<void, StoreError> migrate(const SecretBox& box);
 
   // Caches the statements; after migrations, since they name the tables.
   std::expected<void, StoreError> prepare_statements();
+  // The row layer's queries alone (a migration's transaction may not
+  // prepare the PRAGMA synchronous statements).
+  std::expected<void, StoreError> prepare_queries();
 
   [[nodiscard]] sql::Dialect dialect() const noexcept override { return sql::Dialect::sqlite; }
   std::expected<void, StoreError> run(sql::Query query, std::span<const sql::Value> params,

@@ -10,7 +10,10 @@
 #include <string_view>
 #include <utility>
 
+#include "daemon/config/dsn_rules.hpp"
 #include "daemon/store/libpq.hpp"
+#include "daemon/store/pg_async.hpp"
+#include "daemon/store/pg_values.hpp"
 #include "daemon/store/sql_rows.hpp"
 #include "daemon/system/audit.hpp"
 
@@ -25,12 +28,14 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(11807485481
 constexpr int kRowAttempts = 5;
 
 // libpq's messages end in a newline and may span lines; the log wants one.
+// They may quote the connection string (a nested dbname='… password=…' the
+// server reports as a database name): passwords are masked.
 std::string one_line(const char* text) {
   std::string out = text != nullptr ? text : "";
   std::replace_if(
       out.begin(), out.end(), [](char c) { return c == '\n' || c == '\t'; }, ' ');
   while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
+  return dsn::mask_passwords(out);
 }
 
 StoreError store_error(StoreErrorKind kind, std::string_view what) {
@@ -50,130 +55,13 @@ StoreErrorKind kind_of(std::string_view sqlstate) noexcept {
   return StoreErrorKind::io;
 }
 
-// libpq's functions. Every path here starts at PostgresqlStore::open(), which
-// refuses to open a store when libpq could not be loaded, so value() never
-// throws here in practice; if it did, the request handler's catch answers.
-const libpq::Functions& pq() { return *libpq::load().value(); }
-
-struct ResultDeleter {
-  void operator()(PGresult* result) const noexcept { pq().clear(result); }
-};
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
-
-// Parameters $1, $2, … for PQexecParams: text, except bytea sent as binary.
-// Values are copied, so the list owns everything libpq reads.
-class Params {
- public:
-  Params& text(std::string_view value) { return add(std::string(value), 0); }
-  Params& integer(std::int64_t value) { return add(std::to_string(value), 0); }
-  Params& optional_integer(const std::optional<std::int64_t>& value) {
-    return value ? integer(*value) : null();
-  }
-  Params& boolean(bool value) { return add(value ? "t" : "f", 0); }
-  Params& bytes(std::span<const std::uint8_t> value) {
-    return add(std::string(value.begin(), value.end()), 1);
-  }
-  Params& value(const sql::Value& value) {
-    switch (value.kind) {
-      case sql::Value::Kind::integer:
-        return integer(value.integer);
-      case sql::Value::Kind::flag:
-        return boolean(value.integer != 0);
-      case sql::Value::Kind::text:
-        return text(value.text);
-      case sql::Value::Kind::blob:
-        return bytes(value.blob);
-      case sql::Value::Kind::null:
-        break;
-    }
-    return null();
-  }
-  Params& null() {
-    values_.push_back(nullptr);
-    lengths_.push_back(0);
-    formats_.push_back(0);
-    return *this;
-  }
-  [[nodiscard]] int count() const noexcept { return static_cast<int>(values_.size()); }
-  [[nodiscard]] const char* const* values() const noexcept { return values_.data(); }
-  [[nodiscard]] const int* lengths() const noexcept { return lengths_.data(); }
-  [[nodiscard]] const int* formats() const noexcept { return formats_.data(); }
-
- private:
-  Params& add(std::string value, int format) {
-    // A deque never moves its elements, so the pointers stay valid.
-    const std::string& stored = storage_.emplace_back(std::move(value));
-    values_.push_back(stored.data());
-    lengths_.push_back(static_cast<int>(stored.size()));
-    formats_.push_back(format);
-    return *this;
-  }
-  std::deque<std::string> storage_;
-  std::vector<const char*> values_;
-  std::vector<int> lengths_;
-  std::vector<int> formats_;
-};
-
-// ---- reading result values --------------------------------------------------------
-
-bool is_null(const PGresult* result, int row, int column) {
-  return pq().getisnull(result, row, column) != 0;
-}
-
-std::optional<std::int64_t> optional_integer(const PGresult* result, int row, int column) {
-  if (is_null(result, row, column)) return std::nullopt;
-  const char* text = pq().getvalue(result, row, column);
-  const std::string_view view(text, static_cast<std::size_t>(pq().getlength(result, row, column)));
-  std::int64_t value = 0;
-  const auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
-  if (error != std::errc{} || end != view.data() + view.size()) return std::nullopt;
-  return value;
-}
-
-std::optional<std::string> optional_text(const PGresult* result, int row, int column) {
-  if (is_null(result, row, column)) return std::nullopt;
-  return std::string(pq().getvalue(result, row, column),
-                     static_cast<std::size_t>(pq().getlength(result, row, column)));
-}
-
-// A bytea column (text result format: PostgreSQL's hex escape).
-std::optional<std::vector<std::uint8_t>> bytes_of(const PGresult* result, int row, int column) {
-  if (is_null(result, row, column)) return std::nullopt;
-  std::size_t length = 0;
-  unsigned char* raw = pq().unescape_bytea(
-      reinterpret_cast<const unsigned char*>(pq().getvalue(result, row, column)), &length);
-  if (raw == nullptr) return std::nullopt;
-  std::vector<std::uint8_t> bytes(raw, raw + length);
-  pq().freemem(raw);
-  return bytes;
-}
-
-// Row `row` of a query's result, for the shared row layer.
-class ResultRow final : public sql::Row {
- public:
-  ResultRow(const PGresult* result, int row) noexcept : result_(result), row_(row) {}
-  [[nodiscard]] bool is_null(int column) const override {
-    return daemon::is_null(result_, row_, column);
-  }
-  [[nodiscard]] std::optional<std::int64_t> integer(int column) const override {
-    return optional_integer(result_, row_, column);
-  }
-  [[nodiscard]] std::optional<std::string> text(int column) const override {
-    return optional_text(result_, row_, column);
-  }
-  [[nodiscard]] std::optional<std::vector<std::uint8_t>> blob(int column) const override {
-    return bytes_of(result_, row_, column);
-  }
-  [[nodiscard]] std::optional<bool> flag(int column) const override {
-    const auto value = optional_text(result_, row_, column);
-    if (!value) return std::nullopt;
-    return *value == "t";
-  }
-
- private:
-  const PGresult* result_;
-  int row_;
-};
+using pg::bytes_of;
+using pg::optional_integer;
+using pg::optional_text;
+using pg::Params;
+using pg::pq;
+using pg::Result;
+using pg::ResultRow;
 
 }  // namespace
 
@@ -204,8 +92,10 @@ class PostgresqlStore::Connection final : public sql::Session {
     return {};
   }
 
+  // Connects by `deadline` (libpq's own connect_timeout counts whole seconds
+  // from 2 up, too coarse for a login's budget).
   static std::expected<std::unique_ptr<Connection>, StoreError> connect(
-      const std::string& dsn, const PostgresqlOptions& options) {
+      const std::string& dsn, const PostgresqlOptions& options, pg::Clock::time_point deadline) {
     // Our defaults come first: the DSN (expanded from dbname) overrides them.
     // Keepalives and tcp_user_timeout bound a call to a host that vanished.
     const std::string connect_timeout = std::to_string(options.connect_timeout.count());
@@ -219,10 +109,17 @@ class PostgresqlStore::Connection final : public sql::Session {
                                               nullptr};
     const std::array<const char*, 8> values{
         connect_timeout.c_str(), "10", "5", "3", "15000", "kpanel-totpd", dsn.c_str(), nullptr};
+    bool timed_out = false;
     std::unique_ptr<Connection> connection(
-        new Connection(pq().connectdb_params(keywords.data(), values.data(), 1)));
+        new Connection(pg::connect(keywords.data(), values.data(), deadline, timed_out), options));
     if (connection->conn_ == nullptr) {
       return std::unexpected(store_error(StoreErrorKind::unavailable, "out of memory"));
+    }
+    if (timed_out) {
+      return std::unexpected(store_error(
+          StoreErrorKind::unavailable,
+          "cannot connect: the server did not complete the connection in time (a server or "
+          "network that does not answer)"));
     }
     if (pq().status(connection->conn_) != CONNECTION_OK) {
       return std::unexpected(
@@ -234,24 +131,55 @@ class PostgresqlStore::Connection final : public sql::Session {
     const std::string setup =
         "SET statement_timeout = " + std::to_string(options.statement_timeout.count()) +
         "; SET idle_in_transaction_session_timeout = 60000; SET client_min_messages = warning";
+    connection->set_deadline(deadline);
     if (auto done = connection->exec(setup.c_str(), "setting up the connection"); !done) {
       return std::unexpected(done.error());
     }
     return connection;
   }
 
-  [[nodiscard]] bool broken() const noexcept { return pq().status(conn_) != CONNECTION_OK; }
+  // Every statement from now on must have its answer by `deadline`.
+  void set_deadline(pg::Clock::time_point deadline) noexcept { deadline_ = deadline; }
+
+  // A ROLLBACK after a failure gets a short budget of its own: the call's
+  // deadline may be what failed.
+  void roll_back() noexcept {
+    if (broken()) return;
+    const pg::Clock::time_point call_deadline = deadline_;
+    try {
+      deadline_ = pg::Clock::now() + options_.cancel_grace;
+      (void)exec("ROLLBACK", "rolling back");
+    } catch (...) {  // out of memory building the error: nothing more to do
+    }
+    deadline_ = call_deadline;  // an update that tries again keeps its own
+  }
+
+  [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
+
+  // Lost, or abandoned after a statement that did not answer its cancel.
+  [[nodiscard]] bool broken() const noexcept {
+    return abandoned_ || pq().status(conn_) != CONNECTION_OK;
+  }
 
   // A statement without parameters (constant SQL only: BEGIN, migrations).
   std::expected<Result, StoreError> exec(const char* sql, std::string_view doing) {
-    return check(Result(pq().exec(conn_, sql)), doing);
+    return check(pg::run(
+                     conn_, [&] { return pq().send_query(conn_, sql) != 0; }, deadline_,
+                     options_.cancel_grace),
+                 doing);
   }
 
   // A parameterized statement; results in text format.
   std::expected<Result, StoreError> exec(const char* sql, const Params& params,
                                          std::string_view doing) {
-    return check(Result(pq().exec_params(conn_, sql, params.count(), nullptr, params.values(),
-                                         params.lengths(), params.formats(), 0)),
+    return check(pg::run(
+                     conn_,
+                     [&] {
+                       return pq().send_query_params(conn_, sql, params.count(), nullptr,
+                                                     params.values(), params.lengths(),
+                                                     params.formats(), 0) != 0;
+                     },
+                     deadline_, options_.cancel_grace),
                  doing);
   }
 
@@ -276,9 +204,24 @@ class PostgresqlStore::Connection final : public sql::Session {
   }
 
  private:
-  explicit Connection(PGconn* conn) noexcept : conn_(conn) {}
+  Connection(PGconn* conn, const PostgresqlOptions& options) noexcept
+      : conn_(conn), options_(options) {}
 
-  std::expected<Result, StoreError> check(Result result, std::string_view doing) {
+  std::expected<Result, StoreError> check(pg::Answer answer, std::string_view doing) {
+    Result result(answer.result);
+    timed_out_ = answer.timed_out;
+    if (answer.timed_out) {
+      abandoned_ = answer.abandoned;
+      // Says what was waited on: the one line an operator gets (store_health).
+      return std::unexpected(store_error(
+          StoreErrorKind::unavailable,
+          "no answer within " + std::to_string(options_.request_timeout.count()) + " ms (" +
+              std::string(doing) +
+              (doing == "committing"
+                   ? "; a COMMIT waits here while a synchronous standby does not acknowledge"
+                   : "") +
+              "); cancelled" + (answer.abandoned ? " and the connection closed" : "")));
+    }
     const ExecStatusType status =
         result != nullptr ? pq().result_status(result.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
@@ -292,6 +235,10 @@ class PostgresqlStore::Connection final : public sql::Session {
   }
 
   PGconn* conn_;
+  const PostgresqlOptions& options_;  // the store's, which outlives its connections
+  pg::Clock::time_point deadline_ = pg::Clock::now() + std::chrono::seconds{5};
+  bool abandoned_ = false;
+  bool timed_out_ = false;  // the last statement ran into its deadline
 };
 
 namespace {
@@ -309,12 +256,7 @@ class Transaction {
   Transaction(Transaction&&) = delete;
   Transaction& operator=(Transaction&&) = delete;
   ~Transaction() {
-    if (connection_ != nullptr && !connection_->broken()) {
-      try {
-        (void)connection_->exec("ROLLBACK", "rolling back");
-      } catch (...) {  // out of memory building the error: nothing more to do
-      }
-    }
+    if (connection_ != nullptr) connection_->roll_back();
   }
   std::expected<void, StoreError> commit() {
     Connection* connection = std::exchange(connection_, nullptr);
@@ -377,6 +319,13 @@ class SchemaSteps final : public sql::SchemaSteps {
   std::expected<void, StoreError> lock() override {
     if (auto begun = connection_.exec("BEGIN", "migrating the schema"); !begun) {
       return std::unexpected(begun.error());
+    }
+    // Waiting for another host's migration is no login's wait: the budget
+    // of prepare(), not a login's statement_timeout.
+    if (auto longer = connection_.exec("SET LOCAL statement_timeout = 0", "migrating the schema");
+        !longer) {
+      roll_back();
+      return std::unexpected(longer.error());
     }
     // Hosts starting together: one migrates, the others wait and find it done.
     if (auto locked = connection_.exec(kMigrationLock, "migrating the schema"); !locked) {
@@ -462,7 +411,8 @@ std::expected<std::unique_ptr<PostgresqlStore>, StoreError> PostgresqlStore::ope
   if (auto valid = Connection::check_syntax(dsn); !valid) return std::unexpected(valid.error());
   std::unique_ptr<PostgresqlStore> store(
       new PostgresqlStore(std::move(dsn), std::move(box), options));
-  auto connection = Connection::connect(store->dsn_, store->options_);
+  auto connection = Connection::connect(store->dsn_, store->options_,
+                                        pg::Clock::now() + store->options_.connect_timeout);
   if (!connection) {
     if (!options.start_without_database || connection.error().kind != StoreErrorKind::unavailable) {
       return std::unexpected(connection.error());
@@ -479,13 +429,20 @@ std::expected<std::unique_ptr<PostgresqlStore>, StoreError> PostgresqlStore::ope
   return store;
 }
 
+std::expected<void, StoreError> PostgresqlStore::check_dsn(const std::string& dsn) {
+  if (auto loaded = libpq::load(); !loaded) {
+    return std::unexpected(store_error(StoreErrorKind::io, loaded.error()));
+  }
+  return Connection::check_syntax(dsn);
+}
+
 std::expected<bool, StoreError> PostgresqlStore::holds_sealed_secrets(const std::string& dsn,
                                                                       PostgresqlOptions options) {
   if (auto loaded = libpq::load(); !loaded) {
     return std::unexpected(store_error(StoreErrorKind::io, loaded.error()));
   }
   if (auto valid = Connection::check_syntax(dsn); !valid) return std::unexpected(valid.error());
-  auto connection = Connection::connect(dsn, options);
+  auto connection = Connection::connect(dsn, options, pg::Clock::now() + options.connect_timeout);
   if (!connection) return std::unexpected(connection.error());
   // A table a first start has not made yet cannot be named in a query.
   auto tables = (*connection)
@@ -510,47 +467,71 @@ std::expected<bool, StoreError> PostgresqlStore::holds_sealed_secrets(const std:
 }
 
 std::expected<void, StoreError> PostgresqlStore::prepare(Connection& connection) {
+  // Once per store, and other hosts may be migrating: a budget of its own.
+  connection.set_deadline(pg::Clock::now() + options_.connect_timeout);
   SchemaSteps steps(connection, box_);
-  if (auto migrated = sql::migrate(connection, steps); !migrated) {
+  if (auto migrated = sql::migrate(connection, steps, box_); !migrated) {
     return std::unexpected(migrated.error());
   }
-  if (auto checked = sql::check_key(connection, box_); !checked) {
-    return std::unexpected(checked.error());
-  }
+  // The key was checked against the fleet's key-check row, in migrate()'s
+  // transaction (check_fleet_key): not against a user's row, which could be
+  // a damaged one and would then stop every host's start.
   const std::lock_guard lock(mutex_);
   prepared_ = true;
   return {};
 }
 
-std::expected<std::unique_ptr<Connection>, StoreError> PostgresqlStore::acquire() {
+// A pooled connection if one is idle; else a new one, unless connecting is
+// backing off after a failure. A failed connect (the server's
+// max_connections filled by another application, a network blip) does not
+// touch the connections already open: while any is open, the caller waits
+// for one of them (until its deadline) instead of being refused.
+std::expected<std::unique_ptr<Connection>, StoreError> PostgresqlStore::acquire(
+    std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
-  freed_.wait(lock, [&] { return !idle_.empty() || open_ < options_.max_connections; });
-  if (!idle_.empty()) {
-    std::unique_ptr<Connection> connection = std::move(idle_.back());
-    idle_.pop_back();
-    return connection;
-  }
-  const auto now = std::chrono::steady_clock::now();
-  if (down_) {
-    // One caller probes per backoff period; the others are refused at once,
-    // so a dead database costs a login a refusal, not a wait.
-    if (now < next_attempt_) {
+  for (;;) {
+    if (!idle_.empty()) {
+      std::unique_ptr<Connection> connection = std::move(idle_.back());
+      idle_.pop_back();
+      return connection;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const bool backing_off = down_ && now < next_attempt_;
+    if (open_ < options_.max_connections && !backing_off) break;
+    if (open_ == 0) {
+      // Nothing open to wait for: a dead database costs a login a refusal, not a wait.
       return std::unexpected(store_error(StoreErrorKind::unavailable,
                                          "database unreachable; reconnecting with backoff"));
     }
+    const auto until = backing_off && open_ < options_.max_connections
+                           ? std::min(deadline, next_attempt_)
+                           : deadline;
+    if (freed_.wait_until(lock, until) == std::cv_status::timeout &&
+        std::chrono::steady_clock::now() >= deadline) {
+      return std::unexpected(store_error(
+          StoreErrorKind::unavailable,
+          "no free connection within " + std::to_string(options_.request_timeout.count()) +
+              " ms (" + std::to_string(open_) + " open, all waiting on the database" +
+              (down_ ? "; new connections are failing" : "") + ")"));
+    }
+  }
+  if (down_) {  // one caller probes per backoff period
     backoff_ = std::min(std::max(backoff_ * 2, options_.retry_initial), options_.retry_max);
-    next_attempt_ = now + backoff_;
+    next_attempt_ = std::chrono::steady_clock::now() + backoff_;
   }
   ++open_;
   lock.unlock();
-  auto connection = Connection::connect(dsn_, options_);
+  auto connection = Connection::connect(dsn_, options_, deadline);
   lock.lock();
   if (!connection) {
     --open_;
     freed_.notify_one();
+    const std::size_t still_open = open_;
     lock.unlock();
-    mark_down(connection.error().message);
-    return std::unexpected(connection.error());
+    connect_failed(connection.error().message, still_open);
+    if (still_open == 0) return std::unexpected(connection.error());
+    lock.lock();
+    return wait_for_open(lock, deadline);
   }
   const bool prepared = prepared_;
   lock.unlock();
@@ -620,15 +601,55 @@ void PostgresqlStore::mark_down(const std::string& why) noexcept {
   }
 }
 
+void PostgresqlStore::connect_failed(const std::string& why, std::size_t still_open) noexcept {
+  bool first = false;
+  {
+    const std::lock_guard lock(mutex_);
+    first = !down_;
+    if (first) {
+      down_ = true;
+      backoff_ = std::max(backoff_, options_.retry_initial);
+      next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+    }
+  }
+  if (!first) return;
+  if (still_open == 0) {
+    log_error(why + "; refusing logins until the database is back (reconnecting with backoff)");
+  } else {
+    log_error(why + "; serving with the " + std::to_string(still_open) +
+              " connection(s) already open, opening more with backoff");
+  }
+}
+
+std::expected<std::unique_ptr<Connection>, StoreError> PostgresqlStore::wait_for_open(
+    std::unique_lock<std::mutex>& lock, std::chrono::steady_clock::time_point deadline) {
+  if (!freed_.wait_until(lock, deadline, [&] { return !idle_.empty() || open_ == 0; }) ||
+      idle_.empty()) {
+    return std::unexpected(store_error(
+        StoreErrorKind::unavailable,
+        "no free connection within " + std::to_string(options_.request_timeout.count()) +
+            " ms (new connections are failing; the open ones are busy)"));
+  }
+  std::unique_ptr<Connection> connection = std::move(idle_.back());
+  idle_.pop_back();
+  return connection;
+}
+
 // Runs `attempt` on a pooled connection. A connection that turns out dead on
 // its first statement (the server restarted since it was pooled) is dropped
 // and the attempt made once more on a fresh one; `attempt` reports through
 // `started` whether it got past that point, after which it is never repeated.
+// The whole call, pool wait included, has options_.request_timeout: a
+// refusal well before the PAM module gives up on the daemon. A statement that
+// ran into it says nothing about the other connections (a COMMIT waiting for
+// a synchronous standby): answered, it is not taken for a lost database.
 template <typename T, typename Attempt>
 std::expected<T, StoreError> PostgresqlStore::with_connection(Attempt&& attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   for (int round = 0;; ++round) {
-    auto connection = acquire();
+    auto connection = acquire(deadline);
     if (!connection) return std::unexpected(connection.error());
+    (*connection)->set_deadline(deadline);
     bool started = false;
     std::expected<T, StoreError> result;
     try {
@@ -637,7 +658,8 @@ std::expected<T, StoreError> PostgresqlStore::with_connection(Attempt&& attempt)
       release(std::move(*connection));
       throw;
     }
-    const bool lost = !result && (*connection)->broken();
+    const bool timed_out = !result && (*connection)->timed_out();
+    const bool lost = !result && !timed_out && (*connection)->broken();
     release(std::move(*connection));
     if (!lost) return result;
     if (started || round > 0) {
@@ -698,6 +720,9 @@ std::expected<void, StoreError> PostgresqlStore::update(
       }
       started = true;
       Transaction transaction(connection);
+      if (auto current = check_schema(connection); !current) {
+        return std::unexpected(current.error());
+      }
       // Locked until COMMIT: every other host's update of this user waits here.
       auto stored = sql::read_user(connection, user, box_, sql::Query::select_user_locked);
       if (!stored) return std::unexpected(stored.error());
@@ -731,6 +756,33 @@ std::expected<void, StoreError> PostgresqlStore::update(
       return transaction.commit();
     }
   });
+}
+
+std::expected<void, StoreError> PostgresqlStore::check_schema(Connection& connection) {
+  const auto newer = [](std::int64_t version) {
+    return store_error(StoreErrorKind::corrupt,
+                       "the schema was migrated to version " + std::to_string(version) +
+                           " by a newer kpanel-totpd (this one knows " +
+                           std::to_string(kPostgresqlSchemaVersion) +
+                           "): refusing to write; upgrade kpanel-totp on this host");
+  };
+  if (const std::int64_t seen = newer_schema_.load(); seen != 0) {
+    return std::unexpected(newer(seen));
+  }
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  std::int64_t due = next_schema_check_.load();
+  if (now < due || !next_schema_check_.compare_exchange_strong(
+                       due, now + options_.schema_check_interval.count())) {
+    return {};  // looked at recently, or another update is looking now
+  }
+  auto rows = connection.exec("SELECT max(version) FROM kpanel_totp_schema", "checking the schema");
+  if (!rows) return std::unexpected(rows.error());
+  const std::int64_t version = optional_integer(rows->get(), 0, 0).value_or(0);
+  if (version <= kPostgresqlSchemaVersion) return {};
+  newer_schema_.store(version);
+  return std::unexpected(newer(version));
 }
 
 std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/totp.hpp"
+#include "daemon/store/secret_box.hpp"
 #include "daemon/store/store.hpp"
 
 namespace kpanel::daemon::store_row {
@@ -41,9 +42,32 @@ enum Column : int {
   kRemembered,
 };
 
-// Where a sealed secret belongs ("active"/"pending", the user): part of its
-// authentication, so a sealed secret copied to another row or slot fails to open.
-std::string sealed_secret_aad(std::string_view slot, std::string_view user);
+// Where a sealed secret belongs: the slot ("active"/"pending"), the user and
+// the enrollment (the slot's time: enrolled_at, or the pending secret's
+// expires_at), all part of its authentication. A sealed secret copied to
+// another row or slot, or an old one written back after a reset or a new
+// enrollment, fails to open.
+std::string sealed_secret_aad(std::string_view slot, std::string_view user, std::int64_t at);
+// The binding of schema versions before it (slot and user only): read once,
+// by the migration that binds every row to its enrollment.
+std::string legacy_sealed_secret_aad(std::string_view slot, std::string_view user);
+
+// The enrollment a user's recovery codes belong to: its enrolled_at, or -1
+// without an active enrollment.
+std::int64_t code_enrollment(const UserRecord& record);
+
+// A recovery code's hash as stored: the hash, then "$mac=" and the hex
+// HMAC (SecretBox::mac) of the user, the enrollment, the code's position
+// and the hash. The database holds the hash in clear (it is a slow hash,
+// not the code) but cannot make, move or copy one without key_file. Empty
+// when the MAC cannot be computed.
+std::string bind_code_hash(const SecretBox& box, std::string_view user, std::int64_t enrollment,
+                           std::size_t index, std::string_view hash);
+// The hash of a stored value bind_code_hash made for exactly this user,
+// enrollment and position; nullopt for anything else.
+std::optional<std::string> unbind_code_hash(const SecretBox& box, std::string_view user,
+                                            std::int64_t enrollment, std::size_t index,
+                                            std::string_view stored);
 
 // A stored counter, or nullopt when it does not fit a uint32_t.
 std::optional<std::uint32_t> to_u32(std::optional<std::int64_t> value);

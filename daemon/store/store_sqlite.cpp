@@ -190,6 +190,68 @@ SqliteStore::SqliteStore(std::filesystem::path path, SecretBox box,
 
 SqliteStore::~SqliteStore() = default;
 
+namespace {
+
+// key_file against the key_check row: a known value sealed with the key the
+// database was written with. Not against a user's row, which could be the
+// one damaged row of the file and would then stop every start with "wrong
+// key?"; a damaged row fails its own user (LoggedStore logs it). A database
+// without the row (its first start) proves the key the old way, on a user's
+// row if there is one, then gets the row.
+std::expected<void, StoreError> check_key_row(SqliteStore::Connection& writer,
+                                              const SecretBox& box) {
+  constexpr std::string_view kCanary = "kpanel-totp key check";
+  constexpr std::string_view kAad = "kpanel-totp/v2/key-check";
+  constexpr std::string_view kDoing = "checking the key";
+  auto select = writer.prepare("SELECT sealed FROM key_check WHERE id = 1");
+  if (!select) return std::unexpected(select.error());
+  const int rc = sqlite3_step(select->get());
+  bool replace = false;
+  if (rc == SQLITE_ROW) {
+    const auto* blob = static_cast<const std::uint8_t*>(sqlite3_column_blob(select->get(), 0));
+    const auto size = static_cast<std::size_t>(sqlite3_column_bytes(select->get(), 0));
+    if (blob != nullptr && box.open(std::span(blob, size), kAad)) return {};
+    // Another key, but nothing sealed with it left (no user holds a
+    // secret): a new key loses nothing, as on a first start.
+    bool sealed_rows = false;
+    auto looked = writer.run(sql::Query::first_sealed, {}, kDoing,
+                             [&](const sql::Row&) -> std::expected<void, StoreError> {
+                               sealed_rows = true;
+                               return {};
+                             });
+    if (!looked) return looked;
+    if (sealed_rows) {
+      return std::unexpected(writer.error(
+          StoreErrorKind::key,
+          "secrets do not decrypt with key_file: wrong key? (the key check sealed with the key "
+          "this database was written with does not open)"));
+    }
+    replace = true;
+  } else if (rc != SQLITE_DONE) {
+    return std::unexpected(writer.failure(rc, kDoing));
+  } else if (auto old = sql::check_key(writer, box); !old) {
+    return old;
+  }
+  select->reset();
+  auto sealed = box.seal(
+      std::span(reinterpret_cast<const std::uint8_t*>(kCanary.data()), kCanary.size()), kAad);
+  if (!sealed) {
+    return std::unexpected(
+        writer.error(StoreErrorKind::key, "cannot seal the key check: " + sealed.error()));
+  }
+  auto insert =
+      writer.prepare(replace ? "UPDATE key_check SET sealed = ?1 WHERE id = 1"
+                             : "INSERT OR IGNORE INTO key_check (id, sealed) VALUES (1, ?1)");
+  if (!insert) return std::unexpected(insert.error());
+  if (sqlite3_bind_blob(insert->get(), 1, sealed->data(), static_cast<int>(sealed->size()),
+                        SQLITE_TRANSIENT) != SQLITE_OK) {
+    return std::unexpected(writer.failure(sqlite3_errcode(writer.handle()), kDoing));
+  }
+  return writer.step_to_end(insert->get(), kDoing);
+}
+
+}  // namespace
+
 std::expected<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(
     const std::filesystem::path& state_dir, SecretBox box) {
   if (auto ready = prepare_state_dir(state_dir); !ready) return std::unexpected(ready.error());
@@ -199,7 +261,7 @@ std::expected<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(
   }
   auto writer = Connection::open(path, Connection::Role::writer);
   if (!writer) return std::unexpected(writer.error());
-  if (auto migrated = (*writer)->migrate(); !migrated) return std::unexpected(migrated.error());
+  if (auto migrated = (*writer)->migrate(box); !migrated) return std::unexpected(migrated.error());
   auto reader = Connection::open(path, Connection::Role::reader);
   if (!reader) return std::unexpected(reader.error());
   for (auto* connection : {writer->get(), reader->get()}) {
@@ -207,7 +269,7 @@ std::expected<std::unique_ptr<SqliteStore>, StoreError> SqliteStore::open(
       return std::unexpected(prepared.error());
     }
   }
-  if (auto checked = sql::check_key(**reader, box); !checked) {
+  if (auto checked = check_key_row(**writer, box); !checked) {
     return std::unexpected(checked.error());
   }
   // SQLite made -wal and -shm with the database's mode; make sure.

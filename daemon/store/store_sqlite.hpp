@@ -1,6 +1,7 @@
 #pragma once
 // The Store on this host: SQLite in WAL mode at state_dir/state.db.
-// TOTP secrets are sealed with the SecretBox (AAD "kpanel-totp/v1/<slot>/<user>").
+// TOTP secrets are sealed with the SecretBox for their slot, user and
+// enrollment, recovery codes bound by a MAC (store_row.hpp).
 //
 // Two kinds of commits (store.hpp's Durability). A deferred update commits
 // with synchronous=NORMAL: its frames are written to the WAL (the kernel's
@@ -48,7 +49,7 @@
 namespace kpanel::daemon {
 
 // PRAGMA user_version of a database this build writes.
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 
 class SqliteStore final : public Store {
  public:

@@ -99,7 +99,8 @@ TEST_USERS = {
     **{f"kpt_fd_{i:02d}": ("Kpanel-flood-5", []) for i in range(12)},
     **{f"kpt_fd_t{i}": (None, []) for i in range(6)},
     # fleet: two daemons on one PostgreSQL database
-    **{f"kpt_fl_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "race")},
+    **{f"kpt_fl_{name}": (None, []) for name in ("alice", "bob", "carol", "dave", "erin", "race",
+                                                       "frank", "grace")},
     # accounts: one account under two names (see ALIASES); audit rate limit
     "kpt_n_alice": (None, []),
     "kpt_l_flood": (None, []), "kpt_l_alice": (None, []),

@@ -54,6 +54,7 @@ class Cluster:
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgresql.log")
         self.port = port
+        self.settings = {}  # more -c name=value for the server (a standby's cluster_name)
 
     # -- running as the unprivileged owner ------------------------------------
     def _as_owner(self, args, **kwargs):
@@ -85,6 +86,7 @@ class Cluster:
             port = self.port or free_port()
             options = (f"-c listen_addresses=127.0.0.1 -p {port} "
                        f"-c unix_socket_directories={self.dir} -c max_connections=200")
+            options += "".join(f" -c {k}={v}" for k, v in self.settings.items())
             result = self._as_owner([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l",
                                      self.log, "-w", "-t", "60", "-o", options, "start"], cwd="/")
             if result.returncode == 0:
@@ -131,6 +133,40 @@ class Cluster:
     def destroy(self):
         self.stop(mode="immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- a streaming standby ----------------------------------------------------
+    def add_standby(self, name, synchronous=True, timeout=60):
+        """A streaming standby of this (running) primary, copied with
+        pg_basebackup and started; it connects as application_name `name`
+        (its cluster_name). synchronous: the primary's
+        synchronous_standby_names becomes `name`, and this returns once the
+        standby is streaming as synchronous. Returns the standby's Cluster."""
+        standby = Cluster()
+        standby._chown_to_owner()
+        # -R: standby.signal and primary_conninfo (initdb's pg_hba lets
+        # replication connections from 127.0.0.1 in with trust).
+        result = standby._as_owner([os.path.join(self.bin, "pg_basebackup"), "-h", "127.0.0.1",
+                                    "-p", str(self.port), "-U", "postgres", "-D", standby.data,
+                                    "-R", "-X", "stream", "--checkpoint=fast"], cwd="/")
+        if result.returncode != 0:
+            shutil.rmtree(standby.dir, ignore_errors=True)
+            raise RuntimeError(f"pg_basebackup failed:\n{result.stdout}{result.stderr}")
+        standby.settings["cluster_name"] = name  # the walreceiver's application_name
+        standby.start()
+        if synchronous:
+            self.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'")
+            self.psql("SELECT pg_reload_conf()")
+        wanted = "sync" if synchronous else "async"
+        deadline = time.time() + timeout
+        while True:
+            state = self.psql("SELECT sync_state FROM pg_stat_replication"
+                              f" WHERE application_name = '{name}' AND state = 'streaming'")
+            if state.strip() == wanted:
+                return standby
+            if time.time() > deadline:
+                raise RuntimeError(f"standby {name} not {wanted} after {timeout}s: {state!r}\n"
+                                   + standby.server_log())
+            time.sleep(0.2)
 
 
 def fixture_start(state_dir):

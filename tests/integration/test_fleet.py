@@ -8,10 +8,14 @@ Runs against the CTest fixture's cluster (tests/CMakeLists.txt:
 postgresql_setup); the outage test starts a cluster of its own, so stopping
 it disturbs no other test."""
 
+import base64
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -21,9 +25,10 @@ import kpanel_harness as h
 import pg_cluster
 from test_pam import MODULE, Pam
 
-ALICE, BOB, CAROL, DAVE, ERIN, RACE = (
-    "kpt_fl_alice", "kpt_fl_bob", "kpt_fl_carol", "kpt_fl_dave", "kpt_fl_erin", "kpt_fl_race")
-USERS = (ALICE, BOB, CAROL, DAVE, ERIN, RACE)
+ALICE, BOB, CAROL, DAVE, ERIN, RACE, FRANK, GRACE = (
+    "kpt_fl_alice", "kpt_fl_bob", "kpt_fl_carol", "kpt_fl_dave", "kpt_fl_erin", "kpt_fl_race",
+    "kpt_fl_frank", "kpt_fl_grace")
+USERS = (ALICE, BOB, CAROL, DAVE, ERIN, RACE, FRANK, GRACE)
 RACE_ROUNDS = 100
 DSN = None
 
@@ -269,6 +274,341 @@ class Outage(unittest.TestCase):
             c.cleanup()
 
 
+class LostSynchronousStandby(unittest.TestCase):
+    """A primary whose one synchronous standby goes away: every COMMIT waits
+    for an acknowledgement that never comes, which statement_timeout does not
+    end. The daemon must refuse within its own budget, not hang."""
+
+    def setUp(self):
+        self.cluster = pg_cluster.Cluster().init().start().create_role_and_database()
+        self.standby = None
+        self.a = self.pam = None
+        try:
+            self.standby = self.cluster.add_standby("s1")
+            self.a = h.Daemon(store="postgresql", postgresql_dsn=self.cluster.dsn(),
+                              max_failures=10).start()
+            self.pam = Pam()
+            # unavailable=ignore, and a permissive line after the module: only
+            # PAM_IGNORE from the module would let a login through here.
+            self.svc = self.pam.service("kp-fleet-sync", f"socket={self.a.socket} "
+                                        "unavailable=ignore", then_permit=True)
+        except Exception:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        for part in (self.a, self.pam):
+            if part is not None:
+                part.cleanup()
+        if self.standby is not None:
+            self.standby.destroy()
+        self.cluster.destroy()
+
+    def test_a_lost_standby_is_a_quick_refusal_logged_once_never_an_open_door(self):
+        secret, _, step = enroll_root(self.a, FRANK)
+        self.standby.stop(mode="immediate")
+        # Each wrong code is counted, so each verify COMMITs.
+        for attempt in range(3):
+            started = time.monotonic()
+            reply = self.a.call(h.verify_request(FRANK, wrong_code(secret)))
+            waited = time.monotonic() - started
+            self.assertEqual(reply["status"], "store_unavailable", reply)
+            self.assertLess(waited, 2.0, f"attempt {attempt}: refused after {waited:.2f}s")
+        started = time.monotonic()
+        ok, out = self.pam.authenticate(self.svc, FRANK, code_after(secret, step))
+        self.assertFalse(ok, "login through with the standby gone: " + out)
+        self.assertIn("two-factor authentication store is unavailable", out)
+        self.assertIn("Authentication failure", out)  # PAM_AUTH_ERR, not PAM_IGNORE
+        self.assertLess(time.monotonic() - started, 5.0)
+        # Reads do not wait for the standby: the login got as far as the prompt.
+        self.assertEqual(self.a.call({"op": "login_check", "user": FRANK})["status"], "ok")
+        log = self.a.log()
+        failed = [line for line in log.splitlines() if "state store failed" in line]
+        self.assertEqual(len(failed), 1, log)
+        self.assertIn("synchronous standby", failed[0])
+        self.assertNotIn(secret, log)
+        # The cancelled COMMITs released their row locks: the standby back,
+        # the user logs in again.
+        self.standby.start()
+        deadline = time.time() + 30
+        while True:
+            reply = self.a.call(h.verify_request(FRANK, code_after(secret, h.step_of())))
+            if reply["status"] in ("ok", "replayed") or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertIn(reply["status"], ("ok", "replayed"), self.a.log())
+
+
+def b64(data):
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def normalized(code):
+    return code.upper().replace("-", "").replace(" ", "").replace("O", "0")
+
+
+class DatabaseWriter(unittest.TestCase):
+    """Someone who can write to the database but has no key_file: recovery-code
+    rows are bound to user, enrollment and position by a MAC under the key,
+    sealed secrets to their enrollment. Nothing they write logs anyone in."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dsn = fresh_schema(DSN)
+        cls.a = h.Daemon(store="postgresql", postgresql_dsn=cls.dsn, recovery_codes=3,
+                         max_failures=10).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.cleanup()
+
+    def setUp(self):
+        # Not admin reset: it reads the row first, which a forged one fails.
+        self.sql(f"DELETE FROM kpanel_totp_users WHERE name IN ('{FRANK}', '{GRACE}')")
+
+    def sql(self, statement):
+        return psql(self.dsn, statement).strip()
+
+    def refused(self, user, code):
+        reply = self.a.call(h.verify_request(user, code))
+        self.assertNotEqual(reply["status"], "ok", f"{user} logged in with {code}: {reply}")
+        return reply
+
+    def test_copied_or_forged_recovery_code_rows_are_refused(self):
+        _, frank_codes, _ = enroll_root(self.a, FRANK)
+        _, grace_codes, _ = enroll_root(self.a, GRACE)
+        # Frank's rows copied over Grace's: Frank's codes do not log Grace in.
+        self.sql(f"DELETE FROM kpanel_totp_recovery_codes WHERE name = '{GRACE}'; "
+                 "INSERT INTO kpanel_totp_recovery_codes (name, idx, hash, used) "
+                 f"SELECT '{GRACE}', idx, hash, used FROM kpanel_totp_recovery_codes "
+                 f"WHERE name = '{FRANK}'")
+        self.refused(GRACE, frank_codes[0])
+        # A hash computed without the daemon, in the stored format (checked
+        # first against a stored one: same salt, same code, same hash).
+        stored = self.sql(f"SELECT hash FROM kpanel_totp_recovery_codes WHERE name = '{FRANK}'"
+                          " AND idx = 0")
+        scheme, params, salt, digest = stored.split("$mac=")[0].split("$")
+        self.assertEqual((scheme, params), ("scrypt", "ln=12,r=8,p=1"))
+        raw_salt = base64.b64decode(salt + "=" * (-len(salt) % 4))
+        ours = hashlib.scrypt(normalized(frank_codes[0]).encode(), salt=raw_salt, n=1 << 12,
+                              r=8, p=1, dklen=32)
+        self.assertEqual(b64(ours), digest)
+        chosen = normalized(frank_codes[1])
+        forged = hashlib.scrypt(chosen.encode(), salt=raw_salt, n=1 << 12, r=8, p=1, dklen=32)
+        for row in (f"scrypt$ln=12,r=8,p=1${salt}${b64(forged)}",
+                    f"scrypt$ln=12,r=8,p=1${salt}${b64(forged)}$mac=" + "0" * 64):
+            self.sql(f"DELETE FROM kpanel_totp_recovery_codes WHERE name = '{GRACE}'; "
+                     "INSERT INTO kpanel_totp_recovery_codes (name, idx, hash, used) "
+                     f"VALUES ('{GRACE}', 0, '{row}', false)")
+            self.refused(GRACE, chosen)
+        self.assertIn("not bound to it by key_file", self.a.log())
+        # Frank, untouched, still logs in with his own code.
+        self.assertEqual(self.a.call(h.verify_request(FRANK, frank_codes[2]))["status"], "ok")
+        del grace_codes
+
+    def test_an_old_sealed_secret_written_back_after_a_reset_is_refused(self):
+        old_secret, _, step = enroll_root(self.a, GRACE)
+        old_sealed = self.sql(f"SELECT encode(active_secret, 'hex') FROM kpanel_totp_users"
+                              f" WHERE name = '{GRACE}'")
+        self.a.tool("admin", "reset", GRACE)
+        time.sleep(1.1)  # a new enrollment, a new enrolled_at
+        enroll_root(self.a, GRACE)
+        self.sql(f"UPDATE kpanel_totp_users SET active_secret = decode('{old_sealed}', 'hex')"
+                 f" WHERE name = '{GRACE}'")
+        self.refused(GRACE, code_after(old_secret, max(step, h.step_of())))
+
+
+class SaturatedServer(unittest.TestCase):
+    """Another application takes every connection slot of the server: a
+    daemon whose pool already holds a connection keeps serving on it."""
+
+    def setUp(self):
+        self.cluster = pg_cluster.Cluster().init()
+        # 3 slots are reserved for superusers: 5 for everyone else.
+        self.cluster.settings["max_connections"] = 8
+        self.cluster.start().create_role_and_database()
+        self.hogs = []
+        self.a = None
+
+    def tearDown(self):
+        for hog in self.hogs:
+            hog.kill()
+            hog.wait()
+        if self.a is not None:
+            self.a.cleanup()
+        self.cluster.destroy()
+
+    def fill_slots(self):
+        """Sessions of the daemon's role that sleep until every slot is taken."""
+        for _ in range(10):
+            hog = subprocess.Popen(
+                [os.path.join(pg_cluster.bin_dir(), "psql"), "-X", "-q", self.cluster.dsn(),
+                 "-c", "SELECT pg_sleep(600)"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            if hog.poll() is not None:  # refused: the server is full
+                self.assertRegex(hog.stderr.read(), "too many clients|slots are reserved")
+                return
+            self.hogs.append(hog)
+        self.fail("the server never filled up")
+
+    def test_a_host_with_pooled_connections_keeps_serving_when_the_server_is_full(self):
+        self.a = h.Daemon(store="postgresql", postgresql_dsn=self.cluster.dsn(),
+                          max_failures=10).start()
+        secret, _, step = enroll_root(self.a, FRANK)
+        self.fill_slots()
+        # Bursts that need more connections than the pool has: each new
+        # connect fails; the requests are served on the open ones.
+        request = h.verify_request(FRANK, wrong_code(secret))
+        for _ in range(3):
+            replies = [None] * 4
+
+            def send(index):
+                replies[index] = self.a.call({"op": "login_check", "user": FRANK})
+
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual([r["status"] for r in replies], ["ok"] * 4, replies)
+        for _ in range(5):
+            self.assertEqual(self.a.call(request)["status"], "wrong_code")
+        reply = self.a.call(h.verify_request(FRANK, code_after(secret, step)))
+        self.assertEqual(reply["status"], "ok", reply)
+        self.assertIn("connection(s) already open", self.a.log())
+
+
+class FakeServer:
+    """A PostgreSQL server on 127.0.0.1 that declines TLS (answers an
+    SSLRequest with 'N') and asks for the password in clear text: what a host
+    on the path could do. Records every byte it receives."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.received = b""
+        self.connections = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.exchange(conn)
+                except OSError:
+                    pass
+
+    def read(self, conn, size):
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise OSError("closed")
+            data += chunk
+        self.received += data
+        return data
+
+    def exchange(self, conn):
+        length, code = struct.unpack("!ii", self.read(conn, 8))
+        if length == 8 and code == 80877103:  # SSLRequest: no TLS here
+            conn.sendall(b"N")
+            length, code = struct.unpack("!ii", self.read(conn, 8))
+        self.read(conn, length - 8)  # the rest of the startup packet
+        conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+        kind = self.read(conn, 1)
+        (length,) = struct.unpack("!i", self.read(conn, 4))
+        self.read(conn, length - 4)
+        del kind
+
+    def close(self):
+        self.listener.close()
+
+
+class Transport(unittest.TestCase):
+    """A DSN that leaves this machine must verify the server: refused before
+    any connection otherwise; with verify-full, a server that declines TLS
+    never sees the password. Traffic goes to 127.0.0.1 only (hostaddr=); the
+    host name is what the rule and the certificate check look at."""
+
+    PASSWORD = "kpt-fl-Secret-771"
+
+    def setUp(self):
+        self.server = FakeServer()
+
+    def tearDown(self):
+        self.server.close()
+
+    @staticmethod
+    def with_key(daemon):
+        """A key_file of its own: with the database out of reach, the daemon
+        cannot tell whether it may make one."""
+        with open(daemon.key_file, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(daemon.key_file, 0o600)
+        os.chmod(daemon.config_path, 0o600)
+        return daemon
+
+    def dsn(self, sslmode):
+        return (f"host=db.example.net hostaddr=127.0.0.1 port={self.server.port} "
+                f"user=kpanel_totp dbname=kpanel_totp password={self.PASSWORD} "
+                f"sslmode={sslmode} connect_timeout=2")
+
+    def test_a_remote_dsn_without_verify_full_is_refused_before_connecting(self):
+        with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("prefer")) as d:
+            os.chmod(d.config_path, 0o600)
+            check = subprocess.run([h.TOTPD, "--config", d.config_path, "--check-config"],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+            lines = check.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, check.stderr)
+            self.assertRegex(lines[0], rf"^{re.escape(d.config_path)}:\d+: postgresql_dsn: "
+                             "reaches db.example.net, not this machine, with sslmode=prefer")
+            self.assertNotIn(self.PASSWORD, check.stdout + check.stderr)
+            d.start(wait=False)
+            self.assertEqual(d.process.wait(20), 1, d.log())
+            self.assertIn("postgresql_dsn: reaches db.example.net", d.log())
+            self.assertNotIn(self.PASSWORD, d.log())
+        self.assertEqual(self.server.connections, 0, "a connection was tried")
+
+    def test_check_config_asks_libpq_whether_the_dsn_parses(self):
+        with h.Daemon(store="postgresql",
+                      postgresql_dsn="host=/run/postgresql dbname='unterminated") as d:
+            check = subprocess.run([h.TOTPD, "--config", d.config_path, "--check-config"],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+            self.assertIn(f"{d.config_path}: postgresql_dsn: postgresql store: postgresql_dsn "
+                          "is not a valid libpq connection string", check.stderr)
+            self.assertNotIn("unterminated", check.stderr)
+
+    def test_under_verify_full_a_server_declining_tls_never_gets_the_password(self):
+        with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("verify-full")) as d:
+            self.with_key(d).start()  # up, refusing: the database "is unreachable"
+            reply = d.call(h.verify_request(FRANK, "123456"))
+            self.assertEqual(reply["status"], "store_unavailable", reply)
+        self.assertGreater(self.server.connections, 0)
+        self.assertNotIn(self.PASSWORD.encode(), self.server.received)
+        self.assertNotIn(b"kpanel_totp", self.server.received, "the startup packet was sent")
+
+    def test_the_fake_server_does_get_the_password_without_tls_in_a_lab(self):
+        # What the rule prevents, shown with its override: sslmode=prefer
+        # falls back to clear text and hands the password over.
+        with h.Daemon(store="postgresql", postgresql_dsn=self.dsn("prefer"),
+                      postgresql_allow_unverified="yes") as d:
+            self.with_key(d).start()
+            d.call(h.verify_request(FRANK, "123456"))
+        self.assertIn(self.PASSWORD.encode(), self.server.received)
+
+
 class Migration(unittest.TestCase):
     def test_a_sqlite_host_joins_the_fleet_without_enrolling_again(self):
         dsn = fresh_schema(DSN)
@@ -277,11 +617,23 @@ class Migration(unittest.TestCase):
             secret, codes, step = enroll_root(local, ERIN)
             self.assertEqual(local.call(h.verify_request(ERIN, codes[0]))["status"], "ok")
             local.stop()
-            migrate = [h.TOTPD, "--config", local.config_path, "--migrate-to-postgresql", dsn]
-            first = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+            migrate = [h.TOTPD, "--config", local.config_path, "--migrate-to-postgresql"]
+            # The DSN from stdin, then from a file: never on the command line.
+            first = subprocess.run(migrate + ["-"], input=dsn + "\n", capture_output=True,
+                                   text=True, timeout=60)
             self.assertEqual(first.returncode, 0, first.stderr)
             self.assertIn("1 copied", first.stdout)
-            again = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+            dsn_file = os.path.join(local.dir, "dsn")
+            with open(dsn_file, "w") as f:
+                f.write(dsn + "\n")
+            os.chmod(dsn_file, 0o644)
+            refused = subprocess.run(migrate + [dsn_file], capture_output=True, text=True,
+                                     timeout=60)
+            self.assertEqual(refused.returncode, 1, refused.stderr)
+            self.assertIn(f"chmod 600 {dsn_file}", refused.stderr)
+            os.chmod(dsn_file, 0o600)
+            again = subprocess.run(migrate + [dsn_file], capture_output=True, text=True,
+                                   timeout=60)
             self.assertEqual(again.returncode, 0, again.stderr)
             self.assertIn("0 copied, 1 already there", again.stdout)
             self.assertNotIn("password", first.stdout + first.stderr)

@@ -440,6 +440,24 @@ BOOST_AUTO_TEST_CASE(backlog_full_for_a_moment_is_waited_for) {
   ::close(listener);
 }
 
+// A daemon whose backlog was full (it is there, but stalled) and that then
+// goes away while the client waits for room: it was listening, so this is no
+// "nobody listening" (which unavailable=ignore would let through), but a
+// daemon that did not answer in time.
+BOOST_AUTO_TEST_CASE(a_daemon_that_stalls_then_goes_away_is_no_unreachable_one) {
+  const TempDir dir;
+  const FullBacklog full(dir.socket_path());
+  std::thread server([&] {
+    std::this_thread::sleep_for(150ms);
+    ::close(full.listener);  // the stalled daemon is stopped (or killed)
+  });
+  const auto result =
+      call_daemon(ClientOptions{.socket_path = dir.socket_path(), .timeout = 2s}, kVerify);
+  server.join();
+  check_error(result, ClientError::timeout);
+  ::close(full.filler);
+}
+
 BOOST_AUTO_TEST_CASE(answer_in_small_pieces_and_larger_than_a_request) {
   AdminListResult list;
   for (int i = 0; i < 1500; ++i) {

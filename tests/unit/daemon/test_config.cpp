@@ -15,6 +15,7 @@
 
 #include "common/totp.hpp"
 #include "daemon/config/config.hpp"
+#include "daemon/config/dsn_rules.hpp"
 #include "shared/temp_dir.hpp"
 
 #ifndef KPANEL_SOURCE_DIR
@@ -127,7 +128,7 @@ BOOST_AUTO_TEST_CASE(every_key_is_parsed_into_its_field) {
       "enforce_after = 2027-03-01\n"
       "exempt_group = breakglass\n"
       "store = postgresql\n"
-      "postgresql_dsn = host=db dbname=totp\n");
+      "postgresql_dsn = host=/db dbname=totp\n");
   BOOST_TEST(c.socket == "/run/k/s.sock");
   BOOST_TEST(c.state_dir == "/srv/k state");
   BOOST_TEST(c.key_file == "/etc/k/key");
@@ -147,7 +148,7 @@ BOOST_AUTO_TEST_CASE(every_key_is_parsed_into_its_field) {
               std::chrono::sys_days{std::chrono::year{2027} / std::chrono::March / 1}));
   BOOST_TEST(c.policy.exempt_group == "breakglass");
   BOOST_TEST((c.store == StoreBackend::postgresql));
-  BOOST_TEST(c.postgresql_dsn == "host=db dbname=totp");
+  BOOST_TEST(c.postgresql_dsn == "host=/db dbname=totp");
 }
 
 BOOST_AUTO_TEST_CASE(whitespace_comments_and_line_endings) {
@@ -169,8 +170,8 @@ BOOST_AUTO_TEST_CASE(algorithm_and_store_are_case_insensitive) {
       (parse_ok("algorithm = sha256").policy.totp.algorithm == common::TotpAlgorithm::sha256));
   BOOST_TEST((parse_ok("algorithm = Sha1").policy.totp.algorithm == common::TotpAlgorithm::sha1));
   BOOST_TEST((parse_ok("store = SQLite").store == StoreBackend::sqlite));
-  BOOST_TEST(
-      (parse_ok("store = PostgreSQL\npostgresql_dsn = host=db").store == StoreBackend::postgresql));
+  BOOST_TEST((parse_ok("store = PostgreSQL\npostgresql_dsn = host=/db").store ==
+              StoreBackend::postgresql));
 }
 
 BOOST_AUTO_TEST_CASE(bounds_are_inclusive) {
@@ -324,9 +325,61 @@ BOOST_AUTO_TEST_CASE(algorithm_store_and_dsn) {
              "t.conf:2: store: postgresql needs postgresql_dsn (a libpq connection string)");
   BOOST_TEST(problem("store = postgresql\npostgresql_dsn =\n") ==
              "t.conf:1: store: postgresql needs postgresql_dsn (a libpq connection string)");
-  BOOST_TEST(problem("postgresql_dsn = host=db\n") ==
+  BOOST_TEST(problem("postgresql_dsn = host=/db\n") ==
              "t.conf:1: postgresql_dsn: is set but store is sqlite; set store = postgresql or "
              "remove postgresql_dsn");
+}
+
+// A DSN that leaves this machine must verify the server (sslmode=verify-full):
+// refused on its line, before any connection is tried.
+BOOST_AUTO_TEST_CASE(a_remote_dsn_needs_verify_full) {
+  const auto refused = [](const std::string& dsn) {
+    return problem("store = postgresql\npostgresql_dsn = " + dsn + "\n");
+  };
+  const auto accepted = [](const std::string& dsn) {
+    return parse_config("store = postgresql\npostgresql_dsn = " + dsn + "\n", "t.conf").has_value();
+  };
+  const std::string line = "t.conf:2: postgresql_dsn: reaches ";
+  for (const std::string dsn :
+       {"host=db.example dbname=k", "host=db.example sslmode=require",
+        "host=db.example sslmode=verify-ca", "host=/run/postgresql,db2 sslmode=prefer",
+        "host=localhost hostaddr=192.0.2.1", "host=db.example hostaddr=127.0.0.1",
+        "postgresql://k@db.example/k", "postgresql://k@[2001:db8::1]:5432/k",
+        "postgresql:///k?host=db.example", "host='db.example' sslmode = 'disable'",
+        "host=127.0.0.1.example.net", "host=10.0.0.1"}) {
+    BOOST_TEST(refused(dsn).starts_with(line), dsn << ": " << refused(dsn));
+  }
+  BOOST_TEST(refused("host=db.example sslmode=disable") ==
+             line +
+                 "db.example, not this machine, with sslmode=disable: the password and the "
+                 "login state would cross the network without a verified server; add "
+                 "sslmode=verify-full and sslrootcert= (the CA of the server's certificate) "
+                 "(postgresql_allow_unverified = yes accepts it, for a lab only)");
+  BOOST_TEST(refused("service=kpanel").starts_with("t.conf:2: postgresql_dsn: names a service="));
+  for (const std::string dsn :
+       {"host=db.example sslmode=verify-full sslrootcert=/etc/k/ca.pem",
+        "postgresql://k@db.example/k?sslmode=verify-full", "host=/run/postgresql dbname=k",
+        "host=localhost", "host=127.0.0.1 port=5432", "host=127.9.8.7", "host=::1",
+        "hostaddr=127.0.0.1", "dbname=k", "postgresql:///k", "postgresql://localhost/k",
+        "postgresql://%2Frun%2Fpostgresql/k", "host=@abstract"}) {
+    BOOST_TEST(accepted(dsn), dsn);
+  }
+  // The lab override.
+  BOOST_TEST(parse_config("store = postgresql\npostgresql_dsn = host=db.example\n"
+                          "postgresql_allow_unverified = yes\n",
+                          "t.conf")
+                 .has_value());
+  BOOST_TEST(problem("postgresql_allow_unverified = maybe\n") ==
+             "t.conf:1: postgresql_allow_unverified: \"maybe\" is not one of yes, no");
+}
+
+BOOST_AUTO_TEST_CASE(passwords_in_libpq_text_are_masked) {
+  BOOST_TEST(dsn::mask_passwords("FATAL:  database \"x password=hunter2 y\" does not exist") ==
+             "FATAL:  database \"x password=*** y\" does not exist");
+  BOOST_TEST(dsn::mask_passwords("a sslpassword = 'two \\' words' b PASSWORD=x") ==
+             "a sslpassword = *** b PASSWORD=***");
+  BOOST_TEST(dsn::mask_passwords("no secret here; password authentication failed") ==
+             "no secret here; password authentication failed");
 }
 
 BOOST_AUTO_TEST_CASE(dates) {
@@ -475,13 +528,14 @@ BOOST_AUTO_TEST_CASE(describe_lists_every_key_in_table_order) {
              "exempt_group =\n"
              "remember_seconds = 0\n"
              "store = sqlite\n"
-             "postgresql_dsn =\n");
+             "postgresql_dsn =\n"
+             "postgresql_allow_unverified = no\n");
 }
 
 BOOST_AUTO_TEST_CASE(describe_round_trips_through_the_parser) {
   const DaemonConfig c = parse_ok(
       "issuer = Kapsule #1\nalgorithm = sha256\nenforce_after = 2027-01-05\n"
-      "admin_group = admins\nstore = postgresql\npostgresql_dsn = host=db user=k\n");
+      "admin_group = admins\nstore = postgresql\npostgresql_dsn = host=/db user=k\n");
   check_same(parse_ok(describe_config(c)), c);
 }
 
@@ -496,10 +550,10 @@ std::string described_dsn(std::string dsn) {
 }
 
 BOOST_AUTO_TEST_CASE(describe_masks_dsn_passwords) {
-  BOOST_TEST(described_dsn("host=db password=hunter2 user=k") == "host=db password=*** user=k");
-  BOOST_TEST(described_dsn("password = 'two words\\' here' host=db") == "password=*** host=db");
-  BOOST_TEST(described_dsn("host=db sslpassword=s3cret") == "host=db sslpassword=***");
-  BOOST_TEST(described_dsn("passfile=/etc/k/pgpass host=db") == "passfile=/etc/k/pgpass host=db");
+  BOOST_TEST(described_dsn("host=/db password=hunter2 user=k") == "host=/db password=*** user=k");
+  BOOST_TEST(described_dsn("password = 'two words\\' here' host=/db") == "password=*** host=/db");
+  BOOST_TEST(described_dsn("host=/db sslpassword=s3cret") == "host=/db sslpassword=***");
+  BOOST_TEST(described_dsn("passfile=/etc/k/pgpass host=/db") == "passfile=/etc/k/pgpass host=/db");
   BOOST_TEST(described_dsn("postgresql://k:hunter2@db:5432/totp?sslmode=require") ==
              "postgresql://k:***@db:5432/totp?sslmode=require");
   BOOST_TEST(described_dsn("postgres://db/totp?user=k&password=hunter2&sslmode=require") ==
@@ -509,15 +563,16 @@ BOOST_AUTO_TEST_CASE(describe_masks_dsn_passwords) {
   // runs to whitespace, so no piece of a mistyped password shows (found by
   // fuzz_config: the mask of a mask dropped "tlrd", so it had shown it).
   BOOST_TEST(described_dsn("hd=l user password=''tlrd") == "hd=l user password=***");
-  BOOST_TEST(described_dsn("password='hun'ter2 host=db") == "password=*** host=db");
-  BOOST_TEST(described_dsn(described_dsn("password='hun'ter2 host=db")) == "password=*** host=db");
+  BOOST_TEST(described_dsn("password='hun'ter2 host=/db") == "password=*** host=/db");
+  BOOST_TEST(described_dsn(described_dsn("password='hun'ter2 host=/db")) ==
+             "password=*** host=/db");
   // Masking may lengthen a DSN ("" -> "***"): the bound holds for the masked
   // form too, so what describe prints always parses back (fuzz_config found
   // both a masked line too long for a config line and, with the bound on the
   // raw DSN only, a masked DSN over the bound).
   std::string near;  // masks to itself: 2,041 bytes
   while (near.size() + 13 <= 2048) near += "password=abc ";
-  near += "host=db";
+  near += "host=/d";
   const DaemonConfig c = parse_ok("store = postgresql\npostgresql_dsn = " + near + "\n");
   const std::string described = describe_config(c);
   BOOST_TEST(describe_config(parse_ok(described)) == described);
@@ -528,7 +583,7 @@ BOOST_AUTO_TEST_CASE(describe_masks_dsn_passwords) {
   BOOST_TEST(problem("store = postgresql\npostgresql_dsn = " + near + ".example.net\n") ==
              "t.conf:2: postgresql_dsn: is longer than 2048 bytes (each password counted as 3)");
   const std::string all =
-      describe_config(parse_ok("store = postgresql\npostgresql_dsn = host=db password=hunter2\n"));
+      describe_config(parse_ok("store = postgresql\npostgresql_dsn = host=/db password=hunter2\n"));
   BOOST_TEST(all.find("hunter2") == std::string::npos);
 }
 
@@ -595,6 +650,41 @@ BOOST_AUTO_TEST_CASE(load_refuses_a_file_others_can_write) {
   BOOST_TEST(!load_config(dir.write("g.conf", "", 0664), kStrict).has_value());
   // Unit tests may turn the check off.
   BOOST_TEST(load_config(file, {.check_permissions = false}).has_value());
+}
+
+// A password in postgresql_dsn makes the file a secret: readable by group or
+// others, it is refused with the chmod that fixes it.
+BOOST_AUTO_TEST_CASE(load_refuses_a_readable_file_with_a_dsn_password) {
+  const TempDir dir;
+  const std::string text = "store = postgresql\npostgresql_dsn = host=/db password=hunter2\n";
+  for (const mode_t mode : {0644U, 0640U, 0604U}) {
+    const fs::path file = dir.write("p.conf", text, mode);
+    const std::string name = file.string();
+    const auto config = load_config(file, kStrict);
+    BOOST_TEST_REQUIRE(!config.has_value());
+    BOOST_TEST_REQUIRE(config.error().size() == 1U);
+    BOOST_TEST(config.error().front().starts_with(
+        name +
+        ":0: postgresql_dsn holds a password, and the file is readable by group or "
+        "others (mode 0"));
+    BOOST_TEST(config.error().front().find("run: chmod 600 " + name) != std::string::npos);
+    BOOST_TEST(config.error().front().find("hunter2") == std::string::npos);
+  }
+  BOOST_TEST(load_config(dir.write("p.conf", text, 0600), kStrict).has_value());
+  BOOST_TEST(load_config(dir.write("u.conf",
+                                   "store = postgresql\npostgresql_dsn = "
+                                   "postgresql://k:hunter2@/k?host=/db\n",
+                                   0644),
+                         kStrict)
+                 .error()
+                 .size() == 1U);
+  // Without a password (a passfile=), the usual 0644 is fine.
+  BOOST_TEST(load_config(dir.write("n.conf",
+                                   "store = postgresql\npostgresql_dsn = host=/db "
+                                   "passfile=/etc/k/pgpass\n",
+                                   0644),
+                         kStrict)
+                 .has_value());
 }
 
 BOOST_AUTO_TEST_CASE(load_refuses_a_file_owned_by_someone_else) {

@@ -159,6 +159,19 @@ BOOST_AUTO_TEST_CASE(a_dsn_password_is_never_in_an_error) {
   BOOST_TEST(store.error().message.find("hunter2") == std::string::npos);
 }
 
+// The server names a database that does not exist in its error, and a
+// nested dbname='… password=…' is such a name: the password is masked.
+BOOST_AUTO_TEST_CASE(a_password_nested_in_dbname_is_masked_in_libpq_errors) {
+  if (skipped()) return;
+  const auto dsn = postgresql_test_dsn();
+  auto store = PostgresqlStore::open(*dsn + " dbname='nope password=hunter2-nested'", test_box());
+  BOOST_REQUIRE(!store.has_value());
+  BOOST_TEST(store.error().message.find("does not exist") != std::string::npos,
+             store.error().message);
+  BOOST_TEST(store.error().message.find("hunter2-nested") == std::string::npos,
+             store.error().message);
+}
+
 BOOST_AUTO_TEST_CASE(a_malformed_dsn_is_refused_without_quoting_it) {
   // libpq's parse errors quote the string (a URI whole, password included),
   // and a refusal at open ends up in the daemon's log.
@@ -226,6 +239,76 @@ BOOST_AUTO_TEST_CASE(a_schema_from_a_newer_daemon_is_refused) {
   auto store = PostgresqlStore::open(backend.dsn(), test_box());
   BOOST_REQUIRE(!store.has_value());
   BOOST_TEST(store.error().message.find("newer kpanel-totpd") != std::string::npos);
+}
+
+// Rows as schema 2 wrote them (secret sealed for slot and user only, code
+// hashes without a MAC) are bound to key_file by the migration and keep
+// working; that old form written after it is refused.
+BOOST_AUTO_TEST_CASE(rows_from_before_the_binding_are_bound_at_upgrade_and_keep_working) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const UserRecord alice = enrolled_record("alice", 0x42);
+  put(*backend.open(), alice);
+  const SecretBox box = test_box();
+  auto sealed = box.seal(alice.active->secret.view(), "kpanel-totp/v1/active/alice");
+  BOOST_REQUIRE(sealed.has_value());
+  std::string hex;
+  for (const std::uint8_t byte : *sealed) {
+    static constexpr std::string_view kHex = "0123456789abcdef";
+    hex.push_back(kHex[byte >> 4U]);
+    hex.push_back(kHex[byte & 0x0FU]);
+  }
+  const std::string legacy_secret =
+      "UPDATE kpanel_totp_users SET active_secret = decode('" + hex + "', 'hex')";
+  run_sql(backend.dsn(), legacy_secret +
+                             "; UPDATE kpanel_totp_recovery_codes SET hash = split_part(hash, "
+                             "'$mac=', 1); UPDATE kpanel_totp_schema SET version = 3");
+  {
+    auto store = backend.open();  // migrates: binds alice's row
+    const auto loaded = store->load("alice");
+    BOOST_REQUIRE(loaded.has_value() && loaded->has_value());
+    BOOST_TEST(((*loaded)->active->secret == alice.active->secret));
+    BOOST_REQUIRE_EQUAL((*loaded)->recovery_codes.size(), 2U);
+    BOOST_TEST((*loaded)->recovery_codes[0].hash == "hash-a");
+    BOOST_TEST((*loaded)->recovery_codes[1].used);
+    run_sql(backend.dsn(),
+            "UPDATE kpanel_totp_recovery_codes SET hash = split_part(hash, "
+            "'$mac=', 1)");
+    BOOST_TEST(!store->load("alice").has_value());
+  }
+  // A secret in the old form written back fails its user, not the start
+  // (the key is checked against the fleet's key-check row).
+  run_sql(backend.dsn(), legacy_secret);
+  auto store = PostgresqlStore::open(backend.dsn(), test_box());
+  BOOST_REQUIRE(store.has_value());
+  const auto loaded = (*store)->load("alice");
+  BOOST_REQUIRE(!loaded.has_value());
+  BOOST_TEST((loaded.error().kind == StoreErrorKind::key));
+}
+
+// Another host, upgraded, migrates the schema past what this one knows
+// while it runs: this one notices and refuses to write (reads go on).
+BOOST_AUTO_TEST_CASE(a_schema_migrated_by_a_newer_daemon_while_running_stops_writes) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  (void)backend.open();
+  auto store =
+      PostgresqlStore::open(backend.dsn(), test_box(),
+                            PostgresqlOptions{.max_connections = 2, .schema_check_interval = 0ms});
+  BOOST_REQUIRE(store.has_value());
+  put(**store, enrolled_record("alice", 1));
+  run_sql(backend.dsn(), "UPDATE kpanel_totp_schema SET version = 99");
+  const auto refused = (*store)->update("alice", [](UserRecord& r) {
+    r.failures = 1;
+    return true;
+  });
+  BOOST_REQUIRE(!refused.has_value());
+  BOOST_TEST(refused.error().message.find("migrated to version 99 by a newer kpanel-totpd") !=
+             std::string::npos);
+  BOOST_TEST((*store)->load("alice").has_value());
+  run_sql(backend.dsn(),
+          "UPDATE kpanel_totp_schema SET version = " + std::to_string(kPostgresqlSchemaVersion));
+  BOOST_TEST(!(*store)->update("alice", [](UserRecord&) { return true; }).has_value());  // sticky
 }
 
 BOOST_AUTO_TEST_CASE(migration_copies_merges_and_refuses_conflicts_idempotently) {

@@ -148,7 +148,8 @@ class MemorySession final : public sql::Session {
               std::holds_alternative<std::monostate>(pending)) {
             continue;
           }
-          return emit({user, active, pending});
+          return emit({user, active, pending, cells[store_row::kEnrolledAt],
+                       cells[store_row::kPendingExpiresAt]});
         }
         return {};
     }
@@ -338,9 +339,13 @@ class RecordedSteps final : public sql::SchemaSteps {
   std::expected<std::int64_t, StoreError> locked_version() override { return locked; }
   std::expected<void, StoreError> exec(const char* sql) override {
     const std::string text(sql);
+    if (text == "SELECT 1" || text.find("EXISTS key_check") != std::string::npos) {
+      return step("binding");
+    }
     if (text.find("remembered") != std::string::npos) return step("migration 3");
     return step(text.find("used_steps") != std::string::npos ? "migration 2" : "migration 1");
   }
+  std::expected<void, StoreError> ready_for_rows() override { return step("rows"); }
   std::expected<void, StoreError> set_version(int version) override {
     return step("version " + std::to_string(version));
   }
@@ -358,56 +363,63 @@ class RecordedSteps final : public sql::SchemaSteps {
 
 BOOST_AUTO_TEST_CASE(migrate_applies_what_is_missing_under_the_lock) {
   using Steps = std::vector<std::string>;
-  const MemorySession sqlite(sql::Dialect::sqlite);
-  const MemorySession fleet(sql::Dialect::postgresql);
+  const SecretBox box = test_box();
+  MemorySession sqlite(sql::Dialect::sqlite);
+  MemorySession fleet(sql::Dialect::postgresql);
   BOOST_TEST(sql::migrations(sql::Dialect::sqlite).back().version == kSqliteSchemaVersion);
   BOOST_TEST(sql::migrations(sql::Dialect::postgresql).back().version == kPostgresqlSchemaVersion);
   {
     RecordedSteps steps;  // a new database
-    BOOST_TEST(sql::migrate(fleet, steps).has_value());
-    BOOST_TEST((steps.done == Steps{"lock", "migration 1", "migration 2", "migration 3",
-                                    "version 3", "checks", "commit"}));
+    BOOST_TEST(sql::migrate(fleet, steps, box).has_value());
+    BOOST_TEST((steps.done == Steps{"lock", "migration 1", "migration 2", "migration 3", "binding",
+                                    "version 4", "checks", "commit"}));
+  }
+  {
+    RecordedSteps steps;  // rows written before the binding: bound in the same transaction
+    steps.locked = 3;
+    BOOST_TEST(sql::migrate(fleet, steps, box).has_value());
+    BOOST_TEST((steps.done == Steps{"lock", "binding", "rows", "version 4", "checks", "commit"}));
   }
   {
     RecordedSteps steps;  // current, seen without the lock
     steps.unlocked = kSqliteSchemaVersion;
-    BOOST_TEST(sql::migrate(sqlite, steps).has_value());
+    BOOST_TEST(sql::migrate(sqlite, steps, box).has_value());
     BOOST_TEST(steps.done.empty());
   }
   {
     RecordedSteps steps;  // one behind; another process migrated meanwhile
     steps.unlocked = kSqliteSchemaVersion - 1;
     steps.locked = kSqliteSchemaVersion;
-    BOOST_TEST(sql::migrate(sqlite, steps).has_value());
+    BOOST_TEST(sql::migrate(sqlite, steps, box).has_value());
     BOOST_TEST((steps.done == Steps{"lock", "checks", "commit"}));
   }
   {
     RecordedSteps steps;
     steps.locked = 1;
     steps.fail_at = "migration 2";
-    auto migrated = sql::migrate(fleet, steps);
+    auto migrated = sql::migrate(fleet, steps, box);
     BOOST_TEST_REQUIRE(!migrated.has_value());
     BOOST_TEST(migrated.error().message == "migration 2 failed");
     BOOST_TEST((steps.done == Steps{"lock", "migration 2", "roll back"}));
   }
   {
     RecordedSteps steps;
-    steps.locked = 4;
-    auto migrated = sql::migrate(fleet, steps);
+    steps.locked = 5;
+    auto migrated = sql::migrate(fleet, steps, box);
     BOOST_TEST_REQUIRE(!migrated.has_value());
     BOOST_TEST((migrated.error().kind == StoreErrorKind::corrupt));
     BOOST_TEST(migrated.error().message ==
-               "memory: written by a newer kpanel-totpd (schema version 4, this one knows 3): "
+               "memory: written by a newer kpanel-totpd (schema version 5, this one knows 4): "
                "upgrade kpanel-totp on this host");
     BOOST_TEST((steps.done == Steps{"lock", "roll back"}));
   }
   {
     RecordedSteps steps;
     steps.unlocked = 7;
-    auto migrated = sql::migrate(sqlite, steps);
+    auto migrated = sql::migrate(sqlite, steps, box);
     BOOST_TEST_REQUIRE(!migrated.has_value());
     BOOST_TEST(migrated.error().message ==
-               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 4): "
+               "memory: written by a newer kpanel-totpd (schema version 7, this one knows 5): "
                "upgrade kpanel-totp");
     BOOST_TEST(steps.done.empty());
   }

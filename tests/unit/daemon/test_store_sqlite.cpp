@@ -336,6 +336,100 @@ BOOST_AUTO_TEST_CASE(a_database_of_schema_1_is_migrated_and_its_rows_keep_workin
   check_same(get(*open_store(dir.path()), "alice"), alice);
 }
 
+std::string hex_of(std::span<const std::uint8_t> bytes) {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  std::string out;
+  for (const std::uint8_t byte : bytes) {
+    out.push_back(kHex[byte >> 4U]);
+    out.push_back(kHex[byte & 0x0FU]);
+  }
+  return out;
+}
+
+// Rows as schema 4 wrote them (secrets sealed for slot and user only, code
+// hashes without a MAC) are bound to key_file by the migration, once, and
+// keep working; a row written that old way after the migration is refused.
+BOOST_AUTO_TEST_CASE(rows_from_before_the_binding_are_bound_at_upgrade_and_keep_working) {
+  const TempDir dir;
+  const UserRecord alice = full_record("alice");
+  put(*open_store(dir.path()), alice);
+  const SecretBox box = box_with(test_store_key());
+  const auto legacy_sealed = [&](std::string_view slot, const common::SecureBytes& secret) {
+    auto sealed = box.seal(secret.view(), "kpanel-totp/v1/" + std::string(slot) + "/alice");
+    BOOST_TEST_REQUIRE(sealed.has_value());
+    return hex_of(*sealed);
+  };
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("UPDATE users SET active_secret = X'" + legacy_sealed("active", alice.active->secret) +
+             "', pending_secret = X'" + legacy_sealed("pending", alice.pending->secret) + "'");
+    for (std::size_t i = 0; i < alice.recovery_codes.size(); ++i) {
+      raw.exec("UPDATE recovery_codes SET hash = '" + alice.recovery_codes[i].hash +
+               "' WHERE idx = " + std::to_string(i));
+    }
+    raw.exec("PRAGMA user_version = 4");
+  }
+  auto store = open_store(dir.path());
+  check_same(get(*store, "alice"), alice);
+  RawDatabase raw(dir.path() / "state.db");
+  BOOST_TEST(raw.text("PRAGMA user_version") == std::to_string(kSqliteSchemaVersion));
+  BOOST_TEST(raw.text("SELECT hash FROM recovery_codes WHERE idx = 0").find("$mac=") !=
+             std::string::npos);
+  // After the upgrade, the old forms are refused: an old sealed secret
+  // written back, or a code hash without its MAC.
+  raw.exec("UPDATE users SET active_secret = X'" + legacy_sealed("active", alice.active->secret) +
+           "'");
+  BOOST_TEST((store->load("alice").error().kind == StoreErrorKind::key));
+  store.reset();
+  // It fails that user, not the start: the key checks out on its own row.
+  BOOST_TEST((open_store(dir.path())->load("alice").error().kind == StoreErrorKind::key));
+}
+
+// Recovery-code rows are bound to their user, enrollment and position by a
+// MAC under key_file: a row copied to another user, kept across a new
+// enrollment, or written without the key is refused, and so is an old
+// sealed secret written back after a new enrollment.
+BOOST_AUTO_TEST_CASE(moved_forged_or_stale_rows_are_refused) {
+  const TempDir dir;
+  auto store = open_store(dir.path());
+  put(*store, full_record("alice"));
+  UserRecord bob = full_record("bob");
+  bob.recovery_codes.clear();
+  put(*store, bob);
+  RawDatabase raw(dir.path() / "state.db");
+  const auto refused = [&](const std::string& user) {
+    const auto loaded = store->load(user);
+    BOOST_TEST_REQUIRE(!loaded.has_value());
+    return loaded.error();
+  };
+  // Alice's codes copied to bob.
+  raw.exec(
+      "INSERT INTO recovery_codes (user, idx, hash, used)"
+      " SELECT 'bob', idx, hash, used FROM recovery_codes WHERE user = 'alice'");
+  BOOST_TEST(refused("bob").message.find("not bound to it by key_file") != std::string::npos);
+  raw.exec("DELETE FROM recovery_codes WHERE user = 'bob'");
+  BOOST_TEST(!get(*store, "bob").active->secret.empty());
+  // A hash of the stored format made without the key (a made-up MAC).
+  raw.exec("INSERT INTO recovery_codes (user, idx, hash, used) VALUES ('bob', 0, '$scrypt$x$mac=" +
+           std::string(64, '0') + "', 0)");
+  BOOST_TEST((refused("bob").kind == StoreErrorKind::corrupt));
+  raw.exec("DELETE FROM recovery_codes WHERE user = 'bob'");
+  // Alice's codes moved to another position.
+  raw.exec("UPDATE recovery_codes SET idx = 99 WHERE user = 'alice' AND idx = 0");
+  raw.exec("UPDATE recovery_codes SET idx = 0 WHERE user = 'alice' AND idx = 2");
+  raw.exec("UPDATE recovery_codes SET idx = 2 WHERE user = 'alice' AND idx = 99");
+  BOOST_TEST((refused("alice").kind == StoreErrorKind::corrupt));
+  // Bob's sealed secret of an enrollment he reset and redid, written back.
+  const std::string old_secret = raw.text("SELECT hex(active_secret) FROM users WHERE user='bob'");
+  UserRecord again = bob;
+  again.active->enrolled_at += std::chrono::seconds{90};
+  again.active->secret = common::SecureBytes(
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>("another phone"), 13));
+  put(*store, again);
+  raw.exec("UPDATE users SET active_secret = X'" + old_secret + "' WHERE user = 'bob'");
+  BOOST_TEST((refused("bob").kind == StoreErrorKind::key));
+}
+
 // A host of a fleet that does not know used_steps yet moves last_step on and
 // leaves used_steps as it was: every step up to the new last_step counts as used.
 BOOST_AUTO_TEST_CASE(a_last_step_missing_from_used_steps_makes_every_step_up_to_it_used) {
@@ -583,6 +677,25 @@ BOOST_AUTO_TEST_CASE(a_wrong_key_is_reported_as_a_key_error) {
   BOOST_TEST_REQUIRE(!store.has_value());
   BOOST_TEST((store.error().kind == StoreErrorKind::key));
   BOOST_TEST(store.error().message.find("wrong key?") != std::string::npos, store.error().message);
+}
+
+// The key is checked against the key-check row, not a user's: one damaged
+// row fails its own user, never the start (a "wrong key?" for every login).
+BOOST_AUTO_TEST_CASE(a_damaged_row_fails_its_user_not_the_start) {
+  const TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    put(*store, full_record("aaron"));  // first in every order
+    put(*store, full_record("bob"));
+  }
+  {
+    RawDatabase raw(dir.path() / "state.db");
+    raw.exec("UPDATE users SET active_secret = zeroblob(60) WHERE user = 'aaron'");
+    raw.exec("UPDATE users SET pending_secret = zeroblob(60) WHERE user = 'aaron'");
+  }
+  auto store = open_store(dir.path());
+  BOOST_TEST((store->load("aaron").error().kind == StoreErrorKind::key));
+  check_same(get(*store, "bob"), full_record("bob"));
 }
 
 BOOST_AUTO_TEST_CASE(a_secret_moved_to_another_row_or_slot_does_not_open) {

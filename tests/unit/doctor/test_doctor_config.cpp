@@ -54,13 +54,17 @@ const std::map<std::string_view, Sample>& samples() {
       {"exempt_group", {"exempt_group = ops\n", {"a b", "123"}, {}}},
       {"remember_seconds", {"remember_seconds = 3600\n", {"86401", "-1", "1h"}, {}}},
       {"store",
-       {"store = postgresql\npostgresql_dsn = host=db\n",
+       {"store = postgresql\npostgresql_dsn = host=/db\n",
         {"mysql", ""},
         {"store", "postgresql_dsn"}}},
       {"postgresql_dsn",
-       {"store = postgresql\npostgresql_dsn = host=db password=x\n",
+       {"store = postgresql\npostgresql_dsn = host=/db password=x\n",
         {std::string(2049, 'h')},
         {"store", "postgresql_dsn"}}},
+      {"postgresql_allow_unverified",
+       {"store = postgresql\npostgresql_dsn = host=db\npostgresql_allow_unverified = yes\n",
+        {"maybe", ""},
+        {"store", "postgresql_dsn", "postgresql_allow_unverified"}}},
   };
   return table;
 }
@@ -172,8 +176,13 @@ BOOST_AUTO_TEST_CASE(the_doctor_uses_the_daemons_defaults) {
 
 BOOST_AUTO_TEST_CASE(restart_keys_come_from_the_column) {
   // The keys read once at start; a reload warns about these and only these.
-  const std::vector<std::string_view> restart{"socket",           "state_dir", "key_file",
-                                              "password_service", "store",     "postgresql_dsn"};
+  const std::vector<std::string_view> restart{"socket",
+                                              "state_dir",
+                                              "key_file",
+                                              "password_service",
+                                              "store",
+                                              "postgresql_dsn",
+                                              "postgresql_allow_unverified"};
   std::vector<std::string_view> column;
   for (const daemon::ConfigKey& key : daemon::config_keys()) {
     if (key.takes_effect == daemon::TakesEffect::on_restart) {
@@ -195,9 +204,9 @@ BOOST_AUTO_TEST_CASE(restart_keys_come_from_the_column) {
   }
   // Only the DSN's password changed: shown the same (masked), still a change.
   const auto before =
-      daemon::parse_config("store = postgresql\npostgresql_dsn = host=db password=a\n", "t");
+      daemon::parse_config("store = postgresql\npostgresql_dsn = host=/db password=a\n", "t");
   const auto after =
-      daemon::parse_config("store = postgresql\npostgresql_dsn = host=db password=b\n", "t");
+      daemon::parse_config("store = postgresql\npostgresql_dsn = host=/db password=b\n", "t");
   BOOST_TEST_REQUIRE((before.has_value() && after.has_value()));
   BOOST_TEST(daemon::keys_needing_restart(*before, *after) ==
                  std::vector<std::string_view>{"postgresql_dsn"},
