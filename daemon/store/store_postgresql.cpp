@@ -580,17 +580,22 @@ void PostgresqlStore::drop_idle() noexcept {
   freed_.notify_all();
 }
 
+bool PostgresqlStore::begin_outage_locked() noexcept {
+  if (down_) {
+    return false;
+  }
+  down_ = true;
+  backoff_ = std::max(backoff_, options_.retry_initial);
+  next_attempt_ = std::chrono::steady_clock::now() + backoff_;
+  return true;
+}
+
 void PostgresqlStore::mark_down(const std::string& why) noexcept {
   std::vector<std::unique_ptr<Connection>> stale;
   bool first = false;
   {
     const std::lock_guard lock(mutex_);
-    first = !down_;
-    if (first) {
-      down_ = true;
-      backoff_ = std::max(backoff_, options_.retry_initial);
-      next_attempt_ = std::chrono::steady_clock::now() + backoff_;
-    }
+    first = begin_outage_locked();
     // Pooled connections to a lost server are as dead as this one.
     stale.swap(idle_);
     open_ -= stale.size();
@@ -605,12 +610,7 @@ void PostgresqlStore::connect_failed(const std::string& why, std::size_t still_o
   bool first = false;
   {
     const std::lock_guard lock(mutex_);
-    first = !down_;
-    if (first) {
-      down_ = true;
-      backoff_ = std::max(backoff_, options_.retry_initial);
-      next_attempt_ = std::chrono::steady_clock::now() + backoff_;
-    }
+    first = begin_outage_locked();
   }
   if (!first) return;
   if (still_open == 0) {

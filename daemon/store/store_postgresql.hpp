@@ -114,6 +114,9 @@ class PostgresqlStore final : public Store {
   // Records a lost database (a connection failed in use): logs once, starts
   // backing off, closes the idle connections (as dead as that one).
   void mark_down(const std::string& why) noexcept;
+  // With mutex_ held: the store goes down now, the first reconnect after the
+  // initial backoff. False when it already was (the outage was logged then).
+  bool begin_outage_locked() noexcept;
   // Records a failed connect: logs once, backs off; the open connections stay.
   void connect_failed(const std::string& why, std::size_t still_open) noexcept;
   // An idle connection once one is released, until `deadline`.
