@@ -20,6 +20,7 @@
 #include <string>
 
 #include "common/os_text.hpp"
+#include "daemon/config/dsn_rules.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/store/fleet_migration.hpp"
 #include "daemon/store/secret_box.hpp"
@@ -162,6 +163,14 @@ int migrate_to_postgresql(const DaemonOptions& options, const std::string& argum
     if (!config) {
       print_problems(config.error());
       return 1;
+    }
+    // The same rule as the config's postgresql_dsn: the password never goes to
+    // another host over a connection that does not verify the server.
+    if (!config->postgresql_allow_unverified) {
+      if (const auto problem = dsn::transport_problem(dsn)) {
+        return fail("--migrate-to-postgresql: the DSN " + *problem +
+                    " (postgresql_allow_unverified = yes accepts it, for a lab only)");
+      }
     }
     // Read what is there; never make a fresh key or state directory.
     const std::filesystem::path database = config->state_dir / "state.db";

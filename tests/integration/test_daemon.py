@@ -243,6 +243,19 @@ class Lifecycle(unittest.TestCase):
             self.assertIn("stop kpanel-totpd", out.stderr)
             self.assertEqual(d.call({"op": "status", "user": ""})["status"], "ok")
 
+    def test_migrating_to_another_host_needs_a_verified_tls_connection(self):
+        with h.Daemon() as d:
+            d.start()
+            d.stop()
+            # 192.0.2.10 (TEST-NET-1) is never reached: refused before connecting.
+            out = subprocess.run([h.TOTPD, "--config", d.config_path, "--migrate-to-postgresql",
+                                  "-"], input="host=192.0.2.10 dbname=x user=x password=Zq9-migrate-secret\n",
+                                 capture_output=True, text=True, timeout=20)
+            self.assertEqual(out.returncode, 1, out.stderr)
+            self.assertIn("sslmode=verify-full", out.stderr)
+            self.assertIn("postgresql_allow_unverified", out.stderr)
+            self.assertNotIn("Zq9-migrate-secret", out.stderr)
+
     def test_on_exit_a_socket_path_bound_by_another_is_left_alone(self):
         with h.Daemon() as d:
             d.start()
