@@ -120,6 +120,10 @@ class Sshd:
             index = child.expect(["LOGIN-OK-42", "Permission denied", pexpect.EOF])
             child.expect(pexpect.EOF)
             return index == 0, (child.before or "")
+        except pexpect.ExceptionPexpect as error:
+            # ssh says little at LogLevel=ERROR: why sshd ended the session
+            # is in its own log.
+            raise AssertionError(f"{error}\n--- sshd log ---\n{self.read_log()}") from None
         finally:
             child.close()
 

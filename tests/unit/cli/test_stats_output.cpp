@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/stats_output.hpp"
+#include "shared/sample_stats.hpp"
 #include "support/fake_environment.hpp"
 
 namespace {
@@ -19,26 +20,7 @@ using kpanel::cli::testing::kNow;
 using kpanel::cli::testing::lines_of;
 using kpanel::cli::testing::request_as;
 
-protocol::AdminStatsResult sample() {
-  protocol::AdminStatsResult stats;
-  stats.started_at = kNow - 3700;
-  stats.now = kNow;
-  stats.verify_ok = 12;
-  stats.verify_recovery = 1;
-  stats.verify_wrong_code = 3;
-  stats.verify_replayed = 2;
-  stats.verify_locked = 4;
-  stats.lockouts = 1;
-  stats.enrollments = 9;
-  stats.imports = 10;
-  stats.remembered_skips = 11;
-  stats.nullok_logins = 15;
-  stats.users_enrolled = 16;
-  stats.users_locked = 17;
-  stats.in_flight_fast = 1;
-  stats.connections = 2;
-  return stats;
-}
+protocol::AdminStatsResult sample() { return kpanel::test::sample_admin_stats(kNow); }
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -65,8 +47,9 @@ BOOST_AUTO_TEST_CASE(json_has_the_documented_keys) {
   BOOST_TEST(json["verifications"].size() == 9U);
   BOOST_TEST(json["logins_without_code"]["remembered"] == 11);
   BOOST_TEST(json["logins_without_code"]["nullok"] == 15);
-  BOOST_TEST(json["in_flight"]["fast"] == 1);
-  BOOST_TEST(json["in_flight"]["slow"] == 0);
+  BOOST_TEST(json["in_flight"]["fast"] == 18);
+  BOOST_TEST(json["in_flight"]["slow"] == 19);
+  BOOST_TEST(json["connections"] == 20);
   BOOST_TEST(json["imports"] == 10);
 }
 
@@ -116,7 +99,7 @@ BOOST_AUTO_TEST_CASE(prometheus_text_follows_the_exposition_format) {
   BOOST_TEST(samples.at(R"(kpanel_totp_logins_without_code_total{reason="remembered"})") == "11");
   BOOST_TEST(samples.at("kpanel_totp_users_enrolled") == "16");
   BOOST_TEST(samples.at("kpanel_totp_users_locked") == "17");
-  BOOST_TEST(samples.at(R"(kpanel_totp_requests_in_flight{lane="fast"})") == "1");
+  BOOST_TEST(samples.at(R"(kpanel_totp_requests_in_flight{lane="fast"})") == "18");
   BOOST_TEST(samples.at("kpanel_totp_start_time_seconds") == std::to_string(kNow - 3700));
 }
 

@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "common/protocol.hpp"
+#include "shared/sample_stats.hpp"
 #include "tests/unit/common/protocol_samples.hpp"
 
 using namespace kpanel::common;
@@ -16,33 +17,7 @@ using namespace kpanel::test_protocol;
 
 namespace {
 
-AdminStatsResult sample_stats() {
-  AdminStatsResult stats;
-  stats.started_at = 1'800'000'000;
-  stats.now = 1'800'000'100;
-  stats.verify_ok = 12;
-  stats.verify_recovery = 1;
-  stats.verify_wrong_code = 3;
-  stats.verify_replayed = 2;
-  stats.verify_locked = 4;
-  stats.verify_malformed = 5;
-  stats.verify_busy = 6;
-  stats.verify_store_unavailable = 7;
-  stats.verify_other = 8;
-  stats.lockouts = 1;
-  stats.enrollments = 9;
-  stats.imports = 10;
-  stats.remembered_skips = 11;
-  stats.exempt_logins = 13;
-  stats.grace_logins = 14;
-  stats.nullok_logins = 15;
-  stats.users_enrolled = 16;
-  stats.users_locked = 17;
-  stats.in_flight_fast = 18;
-  stats.in_flight_slow = 19;
-  stats.connections = 20;
-  return stats;
-}
+AdminStatsResult sample_stats() { return kpanel::test::sample_admin_stats(1'800'000'100); }
 
 UserStatus exempt_status(const std::string& user) {
   UserStatus status;

@@ -36,9 +36,7 @@ Response verify_from(Harness& h, const std::string& code, const std::string& sou
 
 LoginDecision check_from(Harness& h, const std::string& source = kHost, const Caller& caller = kPam,
                          bool remember = true) {
-  protocol::LoginCheckRequest request;
-  request.user = kUser;
-  request.service = "sshd";
+  protocol::LoginCheckRequest request = login_check_request(kUser);
   request.rhost = source;
   request.remember = remember;
   request.source = source;

@@ -156,11 +156,18 @@ inline Response regenerate(Harness& h, const std::string& code) {
   return h.rules().regenerate_recovery_codes(kSelf, kUser, request);
 }
 
-inline Response login_check(Harness& h, const std::string& user, bool nullok = false,
-                            bool enroll_option = false) {
+// A login_check as the module sends it for an sshd login; tests set the
+// options and items they are about.
+inline protocol::LoginCheckRequest login_check_request(const std::string& user) {
   protocol::LoginCheckRequest request;
   request.user = user;
   request.service = "sshd";
+  return request;
+}
+
+inline Response login_check(Harness& h, const std::string& user, bool nullok = false,
+                            bool enroll_option = false) {
+  protocol::LoginCheckRequest request = login_check_request(user);
   request.nullok = nullok;
   request.enroll = enroll_option;
   return h.rules().login_check(kRoot, user, request);
