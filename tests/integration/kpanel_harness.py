@@ -521,6 +521,54 @@ def pam_wrapper_env(service_dir):
     return env
 
 
+# Runs in a private mount namespace: /tmp becomes a fresh tmpfs, and each
+# directory named in KPANEL_KEEP_TMP (colon-separated, under /tmp) is bound
+# back from the real /tmp at its own path. "$@" is NAME=VALUE… then the
+# command, for env(1).
+_PRIVATE_TMP_SCRIPT = r"""
+set -e
+hold=$(mktemp -d /run/kpanel-tmp-hold.XXXXXX)
+trap 'umount -l "$hold" 2>/dev/null; rmdir "$hold"' EXIT
+mount --bind /tmp "$hold"
+mount -t tmpfs -o mode=1777,size=64m kpanel-private-tmp /tmp
+IFS=:
+for path in $KPANEL_KEEP_TMP; do
+  mkdir -p "$path"
+  mount --bind "$hold${path#/tmp}" "$path"
+done
+unset IFS
+umount -l "$hold"
+rmdir "$hold"
+trap - EXIT
+exec env "$@"
+"""
+
+
+def with_private_tmp(command, keep, env, command_env):
+    """`command` (an argv list) to run with a /tmp of its own in which only
+    the directories `keep` are the real ones, with `command_env` (a dict)
+    added to its environment only: pam_wrapper's variables must not reach
+    the programs that set up the namespace (pam_wrapper sets itself up in
+    every process it is preloaded into, and exits when it cannot). Sets what
+    the set-up needs in `env`.
+
+    For sshd under pam_wrapper: pam_wrapper gives each process its service
+    files in /tmp/pam.<one character> and removes a directory it finds there
+    whose process is gone. sshd's per-connection processes end with _exit and
+    leave theirs behind, and two processes cleaning the same stale directory
+    can remove the one a third has just made under that name (a race inside
+    pam_wrapper): sshd then fails "PAM: initialisation failed" and closes the
+    connection without a word. With its own /tmp, sshd's directories neither
+    collide with other tests' nor are cleaned by them. Needs root."""
+    # Anything outside /tmp is the real one anyway.
+    under_tmp = [os.path.abspath(path) for path in keep
+                 if os.path.abspath(path).startswith("/tmp/")]
+    env["KPANEL_KEEP_TMP"] = ":".join(under_tmp)
+    assignments = [f"{name}={value}" for name, value in command_env.items()]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            _PRIVATE_TMP_SCRIPT, "sh", *assignments, *command]
+
+
 if __name__ == "__main__":
     # CTest fixtures: `kpanel_harness.py setup` / `kpanel_harness.py cleanup`.
     import sys

@@ -374,7 +374,7 @@ class SshThenLocalService(unittest.TestCase):
                 pass
             os.chmod(UTMP, 0o664)
         cls.d = h.Daemon(remember_seconds=120).start()
-        cls.sshd = Sshd(f"socket={cls.d.socket} remember", user=SSH_USER)
+        cls.sshd = Sshd(f"socket={cls.d.socket} remember", user=SSH_USER, daemon=cls.d)
         cls.pam = Pam(cls.d)
         cls.sudo = cls.pam.service("kp-sudo", "remember")
 

@@ -95,7 +95,7 @@ class InlineEnrollmentOverSsh(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = h.Daemon(enforce_after=PAST).start()
-        cls.sshd = Sshd(f"socket={cls.d.socket} enroll", user=NEWBIE)
+        cls.sshd = Sshd(f"socket={cls.d.socket} enroll", user=NEWBIE, daemon=cls.d)
 
     @classmethod
     def tearDownClass(cls):

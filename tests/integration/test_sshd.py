@@ -3,6 +3,7 @@ port (its own config, host key and PAM stack pam_unix + our module, read
 through pam_wrapper), the real daemon, and an ssh client driven by pexpect
 answering the password and an oathtool code."""
 
+import glob
 import os
 import shutil
 import socket
@@ -43,8 +44,18 @@ def free_port():
 
 
 class Sshd:
-    def __init__(self, module_options, user=USER):
+    """A throwaway sshd whose PAM stack is read through pam_wrapper. It runs
+    with a /tmp of its own (h.with_private_tmp): pam_wrapper keeps each
+    process's service files in /tmp/pam.<one character>, sshd's connection
+    processes leave theirs behind, and another process's clean-up of such a
+    stale directory can remove the one sshd has just made in its place;
+    sshd then ends the connection before any prompt."""
+
+    def __init__(self, module_options, user=USER, daemon=None):
+        """`daemon`: the h.Daemon whose socket the module options name; its
+        directory stays reachable from sshd's own /tmp."""
         self.user = user
+        self.reach = [daemon.dir] if daemon is not None else []
         self.dir = tempfile.mkdtemp(prefix="kpanel-sshd-")
         self.pam_dir = os.path.join(self.dir, "pam.d")
         os.makedirs(self.pam_dir)
@@ -77,10 +88,11 @@ class Sshd:
                     "PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n"
                     "PermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\n")
         env = dict(os.environ)
-        env.update(h.pam_wrapper_env(self.pam_dir))
+        command = h.with_private_tmp(["/usr/sbin/sshd", "-D", "-e", "-f", self.config],
+                                     [self.dir, *self.reach], env,
+                                     h.pam_wrapper_env(self.pam_dir))
         self.log = open(os.path.join(self.dir, "sshd.log"), "wb")
-        self.process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", self.config],
-                                        stdout=self.log, stderr=self.log, env=env)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log, env=env)
         listening = f"Server listening on 127.0.0.1 port {self.port}."
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -138,7 +150,7 @@ class SshLogin(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = h.Daemon().start()
-        cls.sshd = Sshd(f"socket={cls.d.socket}")
+        cls.sshd = Sshd(f"socket={cls.d.socket}", daemon=cls.d)
 
     @classmethod
     def tearDownClass(cls):
@@ -157,6 +169,11 @@ class SshLogin(unittest.TestCase):
         ok, _ = self.sshd.login(PASSWORD, wrong)
         self.assertFalse(ok, "a wrong code worked")
         self.assertNotIn(code, self.d.log())  # no code in the daemon's log
+        # Each connection's PAM set-up stayed in sshd's own /tmp, out of reach
+        # of other processes' pam_wrapper clean-up (Sshd's docstring says why).
+        for path in glob.glob("/tmp/pam.?/sshd"):
+            with open(path, errors="replace") as f:
+                self.assertNotIn(self.d.socket, f.read(), path)
 
 
 if __name__ == "__main__":
