@@ -232,6 +232,7 @@ DaemonSettings parse_daemon_config(std::string_view text, std::int64_t now) {
   settings.key_file = daemon::config_value(reading.config, "key_file");
   settings.enforce_after = daemon::config_value(reading.config, "enforce_after");
   settings.exempt_group = daemon::config_value(reading.config, "exempt_group");
+  settings.remember_seconds = reading.config.policy.remember.count();
   settings.enforcement = enforcement_at(settings.enforce_after, now);
   settings.problems = std::move(reading.problems);
   return settings;

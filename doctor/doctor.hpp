@@ -104,8 +104,9 @@ struct DaemonSettings {
   bool known = false;
   std::string socket;  // empty: the default
   std::string key_file = daemon::DaemonConfig{}.key_file.string();
-  std::string enforce_after;  // empty: never
-  std::string exempt_group;   // empty: nobody skips the code
+  std::string enforce_after;          // empty: never
+  std::string exempt_group;           // empty: nobody skips the code
+  std::int64_t remember_seconds = 0;  // 0: stacks with `remember` still ask every time
   Enforcement enforcement = Enforcement::none;
   // What kpanel-totpd refuses in the file (it would not start); the values
   // above are the ones it accepts, the others keep their defaults.

@@ -472,11 +472,13 @@ class StackChecker {
     }
     bool nullok = false;
     bool ignore_unavailable = false;
+    bool remember = false;
     std::string socket(common::kDefaultSocketPath);
     auto parsed = pam::parse_options(argv);
     if (parsed) {
       nullok = parsed->nullok;
       ignore_unavailable = parsed->unavailable == pam::Unavailable::ignore;
+      remember = parsed->remember;
       socket = parsed->socket_path;
     } else {
       for (const pam::OptionError& problem : parsed.error()) {
@@ -484,12 +486,13 @@ class StackChecker {
                   problem.reason +
                   "; the module refuses every login while an option is wrong (options: "
                   "socket=PATH nullok timeout=SECONDS unavailable=deny|ignore prompt=TEXT debug "
-                  "enroll)",
+                  "enroll remember)",
               rule);
       }
       // Still say what the valid ones would do once the typo is fixed.
       for (const std::string& arg : rule.args) {
         nullok = nullok || arg == "nullok";
+        remember = remember || arg == "remember";
         if (arg.starts_with("unavailable=")) {
           ignore_unavailable = arg == "unavailable=ignore";
         }
@@ -516,6 +519,9 @@ class StackChecker {
                   "(unavailable=deny is the default) once the daemon runs reliably",
               rule);
     }
+    if (remember) {
+      check_remember(rule);
+    }
     if (parsed && daemon_.known) {
       const std::string daemon_socket =
           daemon_.socket.empty() ? std::string(common::kDefaultSocketPath) : daemon_.socket;
@@ -529,6 +535,24 @@ class StackChecker {
               rule);
       }
     }
+  }
+
+  // `remember` skips the code only while the daemon's remember_seconds is
+  // set: say which of the two this stack gets.
+  void check_remember(const PamRule& rule) {
+    if (!daemon_.known) {
+      return;
+    }
+    if (daemon_.remember_seconds <= 0) {
+      report_.ok("remember at " + rule.where() + " skips nothing: remember_seconds is 0 in " +
+                 tree_.shown(kDaemonConfigPath) + ", so every login asks for a code");
+      return;
+    }
+    warning("remember at " + rule.where() + ": after a login with a code, the same user from " +
+                "the same source logs in without one for " +
+                std::to_string(daemon_.remember_seconds) +
+                " s (remember_seconds); kpanel-totp forget ends it early",
+            rule);
   }
 
   void check_skippers(const Path& path, const PamRule& ours) {

@@ -221,6 +221,41 @@ BOOST_AUTO_TEST_CASE(nullok_and_unavailable_ignore_are_warnings) {
   BOOST_TEST((ignore.severity == Severity::warning));
 }
 
+BOOST_AUTO_TEST_CASE(remember_says_whether_it_skips_anything) {
+  FakeRoot root;
+  root.write("/etc/pam.d/sshd",
+             "auth required pam_unix.so\n"
+             "auth required pam_kpanel_totp.so remember\n");
+  // remember_seconds 0 (the default): the option opens nothing.
+  Report report = check_service(root, "sshd");
+  BOOST_TEST(report.findings().empty());
+  const auto said = [&report](const std::string& part) {
+    return std::ranges::any_of(report.entries(), [&part](const Report::Entry& entry) {
+      return entry.kind == Report::Kind::ok && contains(entry.finding.message, part);
+    });
+  };
+  BOOST_TEST(said("sshd:2 skips nothing: remember_seconds is 0 in "));
+
+  doctor::DaemonSettings daemon = daemon_settings();
+  daemon.remember_seconds = 3600;
+  report = check_service(root, "sshd", daemon);
+  const auto finding = the_finding(report, "remember at");
+  BOOST_TEST((finding.severity == Severity::warning));
+  BOOST_TEST(contains(finding.message, "for 3600 s (remember_seconds)"));
+  BOOST_TEST(finding.line == 2U);
+
+  // A window set in the daemon but no stack with the option: nothing to say.
+  root.write("/etc/pam.d/sshd",
+             "auth required pam_unix.so\n"
+             "auth required pam_kpanel_totp.so\n");
+  BOOST_TEST(check_service(root, "sshd", daemon).findings().empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_daemon_config_gives_remember_seconds) {
+  BOOST_TEST(doctor::parse_daemon_config("remember_seconds = 900\n").remember_seconds == 900);
+  BOOST_TEST(doctor::parse_daemon_config("").remember_seconds == 0);
+}
+
 BOOST_AUTO_TEST_CASE(unknown_or_bad_options_refuse_every_login) {
   FakeRoot root;
   root.write("/etc/pam.d/sshd",
