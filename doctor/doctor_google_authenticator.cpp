@@ -12,8 +12,6 @@
 namespace kpanel::cli::doctor {
 namespace {
 
-constexpr std::string_view kGoogleAuthenticator = "pam_google_authenticator.so";
-
 // Every rule in the order libpam runs them (substacks in place).
 void flatten(const std::vector<PamEntry>& list, std::vector<const PamRule*>& out) {
   for (const PamEntry& entry : list) {
@@ -32,7 +30,16 @@ bool may_end_or_jump(const PamRule& rule) {
   return action.kind == ActionKind::done || action.kind == ActionKind::jump;
 }
 
+constexpr std::string_view kRemoveAfterImport =
+    "once `kpanel-totp admin import-google-authenticator` has imported the users' files (check "
+    "with `kpanel-totp admin list`), delete this line";
+
 }  // namespace
+
+std::string google_authenticator_skipper_advice() {
+  return "; a google-authenticator code (or one of its scratch codes) alone is enough here; " +
+         std::string(kRemoveAfterImport);
+}
 
 void check_google_authenticator(const PamStack& stack, Report& report) {
   std::vector<const PamRule*> rules;
@@ -44,24 +51,20 @@ void check_google_authenticator(const PamStack& stack, Report& report) {
   }
   for (auto at = rules.begin(); at != rules.end(); ++at) {
     const PamRule& rule = **at;
-    if (rule.module_name() != kGoogleAuthenticator || !rule.control.error.empty()) {
+    if (rule.module_name() != kGoogleAuthenticatorModule || !rule.control.error.empty()) {
       continue;
     }
-    const std::string head = std::string(kGoogleAuthenticator) + " " + rule.control.text + " at " +
-                             rule.where() + " is still in the " + stack.service +
+    const std::string head = std::string(kGoogleAuthenticatorModule) + " " + rule.control.text +
+                             " at " + rule.where() + " is still in the " + stack.service +
                              " auth stack next to pam_kpanel_totp.so (" + (*ours)->where() + "): ";
-    const std::string fix =
-        "; once `kpanel-totp admin import-google-authenticator` has imported the users' files "
-        "(check with `kpanel-totp admin list`), delete this line";
+    const std::string fix = "; " + std::string(kRemoveAfterImport);
     const bool nullok = std::ranges::find(rule.args, "nullok") != rule.args.end();
     if (at < ours && may_end_or_jump(rule)) {
-      report.error("pam",
-                   head +
-                       "a google-authenticator code (or one of its scratch codes) alone passes "
-                       "it and ends the stack before our code is asked for, a way around it" +
-                       fix,
-                   rule.file, rule.line);
-    } else if (!nullok) {
+      // A way around ours: check_pam_stack's skipper check reports it, with
+      // google_authenticator_skipper_advice().
+      continue;
+    }
+    if (!nullok) {
       report.error("pam",
                    head +
                        "without nullok it refuses everyone who has no ~/.google_authenticator "

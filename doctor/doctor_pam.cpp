@@ -595,7 +595,9 @@ class StackChecker {
                  " jumps over pam_kpanel_totp.so (" + ours.where() + ")";
     }
     message += "; make it required (or [success=ok ...]), or put pam_kpanel_totp.so before it";
-    if (!password) {
+    if (name == kGoogleAuthenticatorModule) {
+      message += google_authenticator_skipper_advice();
+    } else if (!password) {
       message +=
           "; to exempt accounts on purpose use exempt_group in kpanel-totpd.conf, "
           "which logs each such login";

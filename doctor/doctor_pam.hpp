@@ -94,4 +94,10 @@ bool check_pam_stack(const Tree& tree, const PamStack& stack, const DaemonSettin
 // codes asked twice). doctor_google_authenticator.cpp; check_pam_stack runs it.
 void check_google_authenticator(const PamStack& stack, Report& report);
 
+inline constexpr std::string_view kGoogleAuthenticatorModule = "pam_google_authenticator.so";
+// Added to check_pam_stack's finding for a pam_google_authenticator line that
+// can end the stack before ours (check_google_authenticator leaves that case
+// to it, so the line is flagged once).
+[[nodiscard]] std::string google_authenticator_skipper_advice();
+
 }  // namespace kpanel::cli::doctor

@@ -410,9 +410,13 @@ BOOST_AUTO_TEST_CASE(a_google_authenticator_line_next_to_ours_is_flagged) {
   root.write("/etc/pam.d/sshd",
              "auth sufficient pam_google_authenticator.so nullok\n@include common-auth\n");
   report = check_service(root, "sshd");
-  finding = the_finding(report, "a way around it");
+  BOOST_REQUIRE_EQUAL(report.findings().size(), 1U);  // once, not by two checks
+  finding = the_finding(report, "pam_google_authenticator.so sufficient at");
   BOOST_TEST((finding.severity == Severity::error));
   BOOST_TEST(contains(finding.message, "sshd:1"));
+  BOOST_TEST(contains(finding.message, "ends the auth stack before pam_kpanel_totp.so"));
+  BOOST_TEST(contains(finding.message, "scratch codes) alone is enough here"));
+  BOOST_TEST(contains(finding.message, "import-google-authenticator"));
 
   // A stack without ours (before the switch) is not this check's business.
   root.write("/etc/pam.d/common-auth", "auth required pam_unix.so\n");
