@@ -47,11 +47,15 @@ int run_admin_list(Context& context, const CommandLine& line) {
     context.err() << "kpanel-totp: the daemon stopped listing accounts at its bound; some "
                      "accounts that can log in may be missing\n";
   }
+  // Delivered, so done (exit 0) even with unreadable records: each is its
+  // user's problem, told on stderr (and in the JSON) with what clears it.
   if (context.global().json) {
-    context.out() << admin_list_json(result->users, all, result->truncated) << '\n';
+    context.out() << admin_list_json(result->users, all, result->truncated, result->unreadable)
+                  << '\n';
   } else {
     print_user_table(context.out(), result->users, context.now(), all);
   }
+  print_unreadable(context.err(), result->unreadable);
   return kExitOk;
 }
 

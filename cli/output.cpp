@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <string>
+#include <vector>
 
 #include "cli/errors.hpp"
 #include "common/base32.hpp"
@@ -112,7 +114,7 @@ std::string error_json(std::string_view reason, std::string_view message) {
 }
 
 std::string admin_list_json(std::span<const protocol::UserStatus> users, bool with_exempt,
-                            bool truncated) {
+                            bool truncated, std::span<const std::string> unreadable) {
   Json list = Json::array();
   for (const auto& user : users) {
     Json entry = status_object(user);
@@ -126,7 +128,19 @@ std::string admin_list_json(std::span<const protocol::UserStatus> users, bool wi
   if (truncated) {
     object["truncated"] = true;
   }
+  if (!unreadable.empty()) {
+    object["unreadable"] = Json(std::vector<std::string>(unreadable.begin(), unreadable.end()));
+  }
   return dump(object);
+}
+
+void print_unreadable(std::ostream& err, std::span<const std::string> unreadable) {
+  for (const std::string& user : unreadable) {
+    err << "kpanel-totp: the stored record of " << user
+        << " cannot be read (a wrong key_file, or its row was changed outside kpanel-totpd); "
+           "its logins are refused until `kpanel-totp admin reset "
+        << user << "` clears it\n";
+  }
 }
 
 common::SecureString recovery_codes_json(std::span<const common::SecureString> codes) {

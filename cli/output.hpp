@@ -26,9 +26,11 @@ namespace kpanel::cli {
     std::span<const common::protocol::RememberedWindow> remembered = {});
 // {"users":[status objects]}; `with_exempt` (admin list --all): each object
 // also has "exempt", and "truncated":true follows when the daemon's account
-// enumeration stopped at its bound.
+// enumeration stopped at its bound; "unreadable":[names] when some users'
+// stored records cannot be read.
 [[nodiscard]] std::string admin_list_json(std::span<const common::protocol::UserStatus> users,
-                                          bool with_exempt = false, bool truncated = false);
+                                          bool with_exempt = false, bool truncated = false,
+                                          std::span<const std::string> unreadable = {});
 // These carry secrets, so they are built in wiping storage.
 // {"recovery_codes":[...]}
 [[nodiscard]] common::SecureString recovery_codes_json(std::span<const common::SecureString> codes);
@@ -54,6 +56,8 @@ void print_status(std::ostream& out, const common::protocol::UserStatus& status,
 // counts at the end.
 void print_user_table(std::ostream& out, std::span<const common::protocol::UserStatus> users,
                       common::TimePoint now, bool with_exempt = false);
+// For stderr, one line per user whose stored record cannot be read, with what clears it.
+void print_unreadable(std::ostream& err, std::span<const std::string> unreadable);
 // The codes, one per line, with what to do with them.
 void print_recovery_codes(std::ostream& out, std::span<const common::SecureString> codes);
 // QR code (already rendered), URI, key in groups of four and the TOTP settings.

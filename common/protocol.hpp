@@ -372,6 +372,9 @@ struct AdminListResult {
   // Version 3, with `all`: the account enumeration stopped at its bound, so
   // some accounts may be missing.
   bool truncated = false;
+  // Version 3: users whose stored record cannot be read (a wrong key_file or
+  // a row changed outside kpanel-totpd); `admin reset` clears one. Sorted.
+  std::vector<std::string> unreadable{};
   friend bool operator==(const AdminListResult&, const AdminListResult&) = default;
 };
 

@@ -73,7 +73,8 @@ Outcome read(const Json& value, const Rule& rule, std::int64_t& out);
 Outcome read(const Json& value, const Rule& rule, LoginDecision& out);
 Outcome read(const Json& value, const Rule& rule, TotpAlgorithm& out);
 Outcome read(const Json& value, const Rule& rule, Code& out);
-Outcome read(const Json& value, const Rule& rule, std::vector<SecureString>& out);
+template <class S>  // SecureString (codes) or std::string (user names)
+Outcome read(const Json& value, const Rule& rule, std::vector<S>& out);
 Outcome read(const Json& value, const Rule& rule, UserStatus& out, std::uint8_t version);
 Outcome read(const Json& value, const Rule& rule, std::vector<UserStatus>& out,
              std::uint8_t version);
@@ -97,7 +98,8 @@ Outcome write(Json& slot, const Rule& rule, std::int64_t value);
 Outcome write(Json& slot, const Rule& rule, LoginDecision value);
 Outcome write(Json& slot, const Rule& rule, TotpAlgorithm value);
 Outcome write(Json& slot, const Rule& rule, const Code& value);
-Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& value);
+template <class S>
+Outcome write(Json& slot, const Rule& rule, const std::vector<S>& value);
 Outcome write(Json& slot, const Rule& rule, const std::vector<RememberedWindow>& value);
 Outcome write(Json& slot, const Rule& rule, const UserStatus& value, std::uint8_t version);
 Outcome write(Json& slot, const Rule& rule, const std::vector<UserStatus>& value,
@@ -276,7 +278,8 @@ Outcome read(const Json& value, const Rule& rule, Code& out) {
   }
   return outcome;
 }
-Outcome read(const Json& value, const Rule& rule, std::vector<SecureString>& out) {
+template <class S>
+Outcome read(const Json& value, const Rule& rule, std::vector<S>& out) {
   if (!value.is_array()) {
     return std::unexpected(DecodeError::wrong_type);
   }
@@ -398,9 +401,10 @@ Outcome write(Json& slot, const Rule& rule, const Code& value) {
   }
   return outcome;
 }
-Outcome write(Json& slot, const Rule& rule, const std::vector<SecureString>& value) {
+template <class S>
+Outcome write(Json& slot, const Rule& rule, const std::vector<S>& value) {
   slot = Json::array();
-  for (const SecureString& item : value) {
+  for (const S& item : value) {
     Outcome outcome = write(slot.emplace_back(), rule, item);
     if (!outcome) {
       return outcome;

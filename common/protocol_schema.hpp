@@ -76,12 +76,13 @@ struct Rule {
 };
 
 template <class M>
-using Member = std::variant<
-    std::string M::*, SecureString M::*, bool M::*, std::uint32_t M::*, std::int64_t M::*,
-    std::optional<std::int64_t> M::*, std::optional<std::uint32_t> M::*,
-    std::optional<std::string> M::*, LoginDecision M::*, std::vector<SecureString> M::*,
-    UserStatus M::*, std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
-    std::optional<bool> M::*, std::vector<std::int64_t> M::*, std::vector<RememberedWindow> M::*>;
+using Member = std::variant<std::string M::*, SecureString M::*, bool M::*, std::uint32_t M::*,
+                            std::int64_t M::*, std::optional<std::int64_t> M::*,
+                            std::optional<std::uint32_t> M::*, std::optional<std::string> M::*,
+                            LoginDecision M::*, std::vector<SecureString> M::*, UserStatus M::*,
+                            std::vector<UserStatus> M::*, Code M::*, TotpAlgorithm M::*,
+                            std::optional<bool> M::*, std::vector<std::int64_t> M::*,
+                            std::vector<RememberedWindow> M::*, std::vector<std::string> M::*>;
 
 template <class M>
 struct Field {
@@ -96,6 +97,11 @@ struct Field {
 template <class M>
 constexpr Field<M> user_field(std::string_view name, std::string M::*member, Need need) {
   return {name, member, {need, kMaxUserLength, Text::user}};
+}
+template <class M>  // a list of login names; absent means empty
+constexpr Field<M> user_list_field(std::string_view name, std::vector<std::string> M::*member,
+                                   std::uint8_t since) {
+  return {name, member, {Need::optional, kMaxUserLength, Text::user}, since};
 }
 template <class M>
 constexpr Field<M> line_field(std::string_view name, std::string M::*member,
@@ -339,7 +345,8 @@ struct Schema<AdminListResult> {
   using M = AdminListResult;
   static constexpr std::string_view name = "admin_list";
   static constexpr std::array fields{value_field("users", &M::users, Need::required),
-                                     flag_field("truncated", &M::truncated, 3)};
+                                     flag_field("truncated", &M::truncated, 3),
+                                     user_list_field("unreadable", &M::unreadable, 3)};
 };
 template <>
 struct Schema<AdminStatsResult> {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <variant>
 
+#include "common/user_name.hpp"
 #include "daemon/rules/checks.hpp"
 #include "daemon/rules/lockout.hpp"
 
@@ -305,20 +306,51 @@ Response Rules::disable(const Caller& caller, const std::string& user,
 
 // ---- admin ----------------------------------------------------------------------------------
 
+namespace {
+
+// A record that does not decode (StoreErrorKind corrupt or key), as opposed
+// to a store that cannot be read or written at all.
+bool is_unreadable(StoreErrorKind kind) {
+  return kind == StoreErrorKind::corrupt || kind == StoreErrorKind::key;
+}
+
+}  // namespace
+
+// One line per user whose record list() could not read, each time it is
+// listed: an admin looking (admin list, admin stats) sees it in the log too.
+void Rules::log_unreadable(const std::vector<std::string>& users) const noexcept {
+  for (const std::string& user : users) {
+    try {
+      audit_.error("the stored record of user '" + user +
+                   "' cannot be read (a wrong key_file or a row changed outside kpanel-totpd); "
+                   "that user's logins are refused; kpanel-totp admin reset " +
+                   user + " clears it");
+    } catch (...) {
+      audit_.error("a stored record cannot be read");
+    }
+  }
+}
+
 Response Rules::admin_list(const Caller& caller,
                            const protocol::AdminListRequest& request) noexcept {
   return guarded(audit_, protocol::Op::admin_list, [&] {
     const TimePoint now = clock_.now();
-    const auto records = store_.list();
-    if (!records) {
+    auto listed = store_.list();
+    if (!listed) {
       return store_failed(audit_, make_event(AuditEventKind::admin_list, caller, ""),
-                          records.error());
+                          listed.error());
     }
+    log_unreadable(listed->unreadable);
     protocol::AdminListResult result;
-    result.users.reserve(records->size());
-    for (const UserRecord& record : *records) {
+    result.users.reserve(listed->records.size());
+    for (const UserRecord& record : listed->records) {
       result.users.push_back(describe(record, now, caller.privileged));
     }
+    // A name the protocol cannot carry (written into the database by hand)
+    // would fail the whole reply: the log line above names it.
+    std::erase_if(listed->unreadable,
+                  [](const std::string& name) { return !common::check_user_name(name); });
+    result.unreadable = std::move(listed->unreadable);
     if (request.all) {
       add_login_accounts(result);
     }
@@ -355,15 +387,17 @@ Response Rules::admin_stats(const Caller& caller,
                             const protocol::AdminStatsRequest& /*request*/) noexcept {
   return guarded(audit_, protocol::Op::admin_stats, [&] {
     const TimePoint now = clock_.now();
-    const auto records = store_.list();
-    if (!records) {
+    const auto listed = store_.list();
+    if (!listed) {
       return store_failed(audit_, make_event(AuditEventKind::admin_stats, caller, ""),
-                          records.error());
+                          listed.error());
     }
+    log_unreadable(listed->unreadable);
     protocol::AdminStatsResult result;
     result.started_at = common::to_unix(started_at_);
     result.now = common::to_unix(now);
-    for (const UserRecord& record : *records) {
+    // An unreadable record is counted in neither gauge: what it holds is not known.
+    for (const UserRecord& record : listed->records) {
       result.users_enrolled += record.active ? 1 : 0;
       result.users_locked += record.locked_until && is_locked(record, now) ? 1 : 0;
     }
@@ -400,7 +434,11 @@ Response Rules::admin_stats(const Caller& caller,
 
 // Resetting a name the store has nothing for: not_enrolled for an account,
 // no_such_user for a name that is not one. A record left behind by a deleted
-// account can still be reset.
+// account can still be reset, and so can one that does not decode (a wrong
+// key_file, a row changed outside the daemon): reset removes everything the
+// user has, so removing it unread loses nothing reset would keep. Only a
+// record found unreadable: a store that fails to read or write (io, busy,
+// unavailable) is a refusal, never a reason to delete.
 Response Rules::admin_reset(const Caller& caller, const std::string& user,
                             const protocol::AdminResetRequest& /*request*/) noexcept {
   return guarded(audit_, protocol::Op::admin_reset, [&] {
@@ -416,6 +454,16 @@ Response Rules::admin_reset(const Caller& caller, const std::string& user,
           register_success(record);  // failures, lockout and level
           return true;
         });
+    if (!updated && is_unreadable(updated.error().kind)) {
+      if (const auto erased = store_.erase(user); !erased) {
+        return store_failed(audit_, event, erased.error());
+      }
+      audit_.error("admin reset of user '" + user +
+                   "': removed a stored record that could not be read (" + updated.error().message +
+                   ")");
+      audit_.record(event);
+      return reply_ok(protocol::EmptyResult{});
+    }
     if (!updated) {
       return store_failed(audit_, event, updated.error());
     }

@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "common/protocol.hpp"
@@ -134,6 +135,7 @@ class Rules {
 
  private:
   void add_login_accounts(common::protocol::AdminListResult& result) const;
+  void log_unreadable(const std::vector<std::string>& users) const noexcept;
 
   Store& store_;
   const common::Clock& clock_;

@@ -1,6 +1,7 @@
 #include "daemon/store/fleet_migration.hpp"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -51,8 +52,18 @@ bool merge_into(UserRecord& target, const UserRecord& source) {
 std::expected<MigrationReport, StoreError> migrate_store(Store& from, Store& to) {
   auto records = from.list();
   if (!records) return std::unexpected(records.error());
+  // Copying all but some would leave those users enrolled on no store.
+  if (!records->unreadable.empty()) {
+    const std::string& user = records->unreadable.front();
+    return std::unexpected(StoreError{
+        StoreErrorKind::corrupt,
+        "the record of user '" + user + "' cannot be read (" +
+            std::to_string(records->unreadable.size()) +
+            " unreadable in all: see kpanel-totp admin list); clear each with kpanel-totp admin "
+            "reset USER, then migrate"});
+  }
   MigrationReport report;
-  for (const UserRecord& source : *records) {
+  for (const UserRecord& source : records->records) {
     if (!source.active) {
       ++report.skipped;
       continue;

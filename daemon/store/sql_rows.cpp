@@ -1,5 +1,6 @@
 #include "daemon/store/sql_rows.hpp"
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <utility>
@@ -288,40 +289,82 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
   return write_codes(session, box, user, record, old);
 }
 
-std::expected<std::vector<UserRecord>, StoreError> list_users(Session& session,
-                                                              const SecretBox& box,
-                                                              Binding binding) {
-  std::vector<UserRecord> records;
+std::expected<UserList, StoreError> list_users(Session& session, const SecretBox& box,
+                                               Binding binding) {
+  UserList list;
+  std::vector<UserRecord>& records = list.records;
   auto listed = session.run(Query::select_users, {}, "listing users",
                             [&](const Row& row) -> std::expected<void, StoreError> {
                               auto user = row.text(0);
                               if (!user)
                                 return std::unexpected(invalid_row(session, "", "no name"));
-                              auto decoded =
-                                  decode_user(session, row, 1, std::move(*user), box, binding);
-                              if (!decoded) return std::unexpected(decoded.error());
-                              records.push_back(std::move(decoded->record));
+                              // Decoding reads nothing more: whatever fails is this row's own. The
+                              // migration that binds legacy rows must read every one (its error
+                              // says why: a wrong key is told as such).
+                              auto decoded = decode_user(session, row, 1, *user, box, binding);
+                              if (!decoded && binding == Binding::legacy)
+                                return std::unexpected(decoded.error());
+                              if (!decoded) {
+                                list.unreadable.push_back(std::move(*user));
+                              } else {
+                                records.push_back(std::move(decoded->record));
+                              }
                               return {};
                             });
   if (!listed) return std::unexpected(listed.error());
-  // Both queries are ordered by user in byte order: one pass matches codes to records.
+  // Both queries are ordered by user in byte order: one pass matches codes to
+  // records. A code that does not decode fails its record; one without a
+  // readable record (its row did not decode) is that user's too.
+  std::vector<bool> failed(records.size(), false);
   std::size_t next = 0;
   listed = session.run(
       Query::select_all_codes, {}, "listing users",
       [&](const Row& row) -> std::expected<void, StoreError> {
-        const auto user = row.text(0).value_or("");
+        auto user = row.text(0).value_or("");
         while (next < records.size() && records[next].user < user) ++next;
         if (next == records.size() || records[next].user != user) {
-          return std::unexpected(invalid_row(session, user, "a bad recovery code"));
+          if (binding == Binding::legacy) {
+            return std::unexpected(invalid_row(session, user, "a bad recovery code"));
+          }
+          if (list.unreadable.empty() || list.unreadable.back() != user) {
+            list.unreadable.push_back(std::move(user));
+          }
+          return {};
         }
+        if (failed[next]) return {};
         UserRecord& record = records[next];
         auto code = decode_code(row, 1, box, binding, record, record.recovery_codes.size());
-        if (!code) return std::unexpected(invalid_row(session, user, kForeignCode));
-        record.recovery_codes.push_back(std::move(*code));
+        if (!code && binding == Binding::legacy) {
+          return std::unexpected(invalid_row(session, user, kForeignCode));
+        }
+        if (!code) {
+          failed[next] = true;
+        } else {
+          record.recovery_codes.push_back(std::move(*code));
+        }
         return {};
       });
   if (!listed) return std::unexpected(listed.error());
-  return records;
+  std::vector<UserRecord> readable;
+  readable.reserve(records.size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (failed[i]) {
+      list.unreadable.push_back(std::move(records[i].user));
+    } else {
+      readable.push_back(std::move(records[i]));
+    }
+  }
+  records = std::move(readable);
+  std::ranges::sort(list.unreadable);
+  const auto [first, last] = std::ranges::unique(list.unreadable);
+  list.unreadable.erase(first, last);
+  return list;
+}
+
+std::expected<void, StoreError> erase_user(Session& session, std::string_view user) {
+  const std::array key{Value::of(user)};
+  if (auto done = session.run(Query::delete_codes, key, "erasing a user"); !done) return done;
+  return session.run(Query::delete_user, key, "erasing a user");
 }
 
 std::expected<void, StoreError> check_key(Session& session, const SecretBox& box) {
@@ -345,7 +388,7 @@ std::expected<void, StoreError> check_key(Session& session, const SecretBox& box
 std::expected<void, StoreError> bind_rows(Session& session, const SecretBox& box) {
   auto records = list_users(session, box, Binding::legacy);
   if (!records) return std::unexpected(records.error());
-  for (const UserRecord& record : *records) {
+  for (const UserRecord& record : records->records) {
     if (auto done = write_user(session, box, record.user, record, nullptr); !done) return done;
   }
   return {};

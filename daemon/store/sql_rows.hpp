@@ -71,10 +71,17 @@ std::expected<void, StoreError> write_user(Session& session, const SecretBox& bo
                                            std::string_view user, const UserRecord& record,
                                            const StoredRow* before);
 
-// Every user with recovery codes, sorted by name, inside the caller's transaction.
-std::expected<std::vector<UserRecord>, StoreError> list_users(Session& session,
-                                                              const SecretBox& box,
-                                                              Binding binding = Binding::bound);
+// Every user, sorted by name, inside the caller's transaction: the records
+// that decode (with their recovery codes), and the names of those that do
+// not (a row or one of its codes), which fail only themselves. Legacy rows
+// (read by the migration that binds them, which needs every one) fail the
+// whole list instead, with the row's own error.
+std::expected<UserList, StoreError> list_users(Session& session, const SecretBox& box,
+                                               Binding binding = Binding::bound);
+
+// Deletes the user's codes and row inside the caller's transaction, without
+// reading them (a row that does not decode is cleared all the same).
+std::expected<void, StoreError> erase_user(Session& session, std::string_view user);
 
 // A wrong key_file should stop the daemon at start, not fail every login:
 // one stored secret must open with `box`.

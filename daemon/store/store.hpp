@@ -59,6 +59,12 @@ struct UserRecord {
   std::vector<RememberedLogin> remembered;
 };
 
+// What list() found.
+struct UserList {
+  std::vector<UserRecord> records;      // sorted by name
+  std::vector<std::string> unreadable;  // users whose record does not decode, sorted
+};
+
 // How soon an update must be on disk. The rules say which kind each update
 // is (rules_detail::durability_of); a store never guesses.
 enum class Durability : std::uint8_t {
@@ -102,8 +108,18 @@ class Store {
     return update(user, Durability::durable, change);
   }
 
-  // Every user the store knows, sorted by name.
-  virtual std::expected<std::vector<UserRecord>, StoreError> list() = 0;
+  // Every user the store knows, sorted by name: the records that read, and
+  // the names of those that do not (a row that does not decode with this
+  // key_file, fails its binding or holds a value out of range), so one bad
+  // row fails only its own user. A failure to read at all is the error.
+  virtual std::expected<UserList, StoreError> list() = 0;
+
+  // Removes everything the store holds for `user` (its record, recovery
+  // codes, replay state, remembered logins) without reading it, so that a
+  // record that no longer decodes can still be cleared. Durable before it
+  // returns; serialized against every update of the same user. Nothing
+  // stored: success.
+  virtual std::expected<void, StoreError> erase(std::string_view user) = 0;
 };
 
 }  // namespace kpanel::daemon

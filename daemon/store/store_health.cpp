@@ -53,7 +53,7 @@ std::expected<void, StoreError> LoggedStore::update(
   return updated;
 }
 
-std::expected<std::vector<UserRecord>, StoreError> LoggedStore::list() {
+std::expected<UserList, StoreError> LoggedStore::list() {
   auto listed = inner_.list();
   if (listed) {
     worked(reads_, "reads");
@@ -61,6 +61,16 @@ std::expected<std::vector<UserRecord>, StoreError> LoggedStore::list() {
     failed(reads_, "reading", listed.error());
   }
   return listed;
+}
+
+std::expected<void, StoreError> LoggedStore::erase(std::string_view user) {
+  auto erased = inner_.erase(user);
+  if (erased) {
+    worked(writes_, "writes");
+  } else {
+    failed(writes_, "writing", erased.error());
+  }
+  return erased;
 }
 
 }  // namespace kpanel::daemon

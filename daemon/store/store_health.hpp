@@ -23,7 +23,8 @@ class LoggedStore final : public Store {
   using Store::update;
   std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
-  std::expected<std::vector<UserRecord>, StoreError> list() override;
+  std::expected<UserList, StoreError> list() override;
+  std::expected<void, StoreError> erase(std::string_view user) override;
 
  private:
   // Reads and writes fail apart (a full disk still reads), so each has its state.

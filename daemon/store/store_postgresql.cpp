@@ -785,13 +785,25 @@ std::expected<void, StoreError> PostgresqlStore::check_schema(Connection& connec
   return std::unexpected(newer(version));
 }
 
-std::expected<std::vector<UserRecord>, StoreError> PostgresqlStore::list() {
-  using Records = std::vector<UserRecord>;
-  return with_connection<Records>([&](Connection& connection, bool& started) {
+std::expected<UserList, StoreError> PostgresqlStore::list() {
+  return with_connection<UserList>([&](Connection& connection, bool& started) {
     // Placeholders of updates in flight are not committed, so not seen here.
-    return in_snapshot<Records>(connection, started,
-                                [&](Connection& reader) { return sql::list_users(reader, box_); });
+    return in_snapshot<UserList>(connection, started,
+                                 [&](Connection& reader) { return sql::list_users(reader, box_); });
   });
+}
+
+std::expected<void, StoreError> PostgresqlStore::erase(std::string_view user) {
+  return with_connection<void>(
+      [&](Connection& connection, bool& started) -> std::expected<void, StoreError> {
+        auto begun = connection.exec("BEGIN", "starting an erase");
+        if (!begun) return std::unexpected(begun.error());
+        started = true;
+        Transaction transaction(connection);
+        if (auto current = check_schema(connection); !current) return current;
+        if (auto erased = sql::erase_user(connection, user); !erased) return erased;
+        return transaction.commit();
+      });
 }
 
 }  // namespace kpanel::daemon

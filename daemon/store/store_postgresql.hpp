@@ -99,7 +99,10 @@ class PostgresqlStore final : public Store {
   // state must not depend on which host crashed (README, security section).
   std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
-  std::expected<std::vector<UserRecord>, StoreError> list() override;
+  std::expected<UserList, StoreError> list() override;
+  // Deleting the row waits for its lock, so an update in flight on another
+  // host finishes first; committed like update().
+  std::expected<void, StoreError> erase(std::string_view user) override;
 
   class Connection;  // a PGconn (store_postgresql.cpp)
 

@@ -559,7 +559,7 @@ void SqliteStore::reopen_if_writable_again() {
   reader_ = open_prepared(Connection::Role::reader);
 }
 
-std::expected<std::vector<UserRecord>, StoreError> SqliteStore::list() {
+std::expected<UserList, StoreError> SqliteStore::list() {
   const std::lock_guard lock(reader_mutex_);
   if (!reader_) return std::unexpected(io_error("sqlite store " + path_.string() + ": not open"));
   Connection& connection = *reader_;
@@ -569,6 +569,12 @@ std::expected<std::vector<UserRecord>, StoreError> SqliteStore::list() {
   if (!records) return std::unexpected(records.error());
   if (auto done = transaction->commit(); !done) return std::unexpected(done.error());
   return records;
+}
+
+std::expected<void, StoreError> SqliteStore::erase(std::string_view user) {
+  return in_writer_transaction(Durability::durable, [&](Connection& connection) {
+    return sql::erase_user(connection, user);
+  });
 }
 
 // ---- run state and background sync (fence.hpp) -------------------------------------

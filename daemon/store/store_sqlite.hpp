@@ -76,7 +76,9 @@ class SqliteStore final : public Store {
   using Store::update;
   std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
-  std::expected<std::vector<UserRecord>, StoreError> list() override;
+  std::expected<UserList, StoreError> list() override;
+  // One durable transaction of the writer, so serialized with every update.
+  std::expected<void, StoreError> erase(std::string_view user) override;
 
   // What start_run() found and left.
   struct RunStart {

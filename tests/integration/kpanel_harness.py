@@ -118,6 +118,8 @@ TEST_USERS = {
     # remembered logins (one with a password: the sshd test)
     "kpt_rm_alice": (None, []), "kpt_rm_bob": (None, []),
     "kpt_rm_ssh": ("Kpanel-remember-4", []),
+    # a stored record that does not read: one good user, one bad
+    "kpt_br_good": (None, []), "kpt_br_bad": (None, []),
 }
 # Second passwd entries for an account above (useradd -o: same uid, another
 # name), made after and removed before the accounts themselves.

@@ -606,6 +606,35 @@ BOOST_AUTO_TEST_CASE(list_human) {
   BOOST_TEST(lines_of(world.out()).size() == 2U);
 }
 
+// Records the daemon cannot read are named (JSON) and explained on stderr,
+// with what clears them; the list itself was delivered, so exit 0.
+BOOST_AUTO_TEST_CASE(list_names_unreadable_records) {
+  protocol::AdminListResult list;
+  list.users.push_back(alice_status().status);
+  list.unreadable = {"bob", "carol"};
+  FakeWorld json_world;
+  json_world.reply(list);
+  BOOST_TEST(json_world.run({"admin", "list", "--json"}) == 0);
+  const auto json = nlohmann::json::parse(json_world.out());
+  BOOST_TEST(json["users"].size() == 1U);
+  BOOST_TEST(json["unreadable"] == nlohmann::json::parse(R"(["bob","carol"])"));
+  FakeWorld human;
+  human.reply(list);
+  BOOST_TEST(human.run({"admin", "list"}) == 0);
+  BOOST_TEST(lines_of(human.out()).size() == 2U);  // the table as before
+  const auto err = lines_of(human.err());
+  BOOST_TEST_REQUIRE(err.size() == 2U);
+  BOOST_TEST(contains(err[0], "bob cannot be read"));
+  BOOST_TEST(contains(err[0], "wrong key_file"));
+  BOOST_TEST(contains(err[0], "kpanel-totp admin reset bob"));
+  BOOST_TEST(contains(err[1], "kpanel-totp admin reset carol"));
+  FakeWorld clean;
+  clean.reply(protocol::AdminListResult{.users = {alice_status().status}});
+  BOOST_TEST(clean.run({"admin", "list", "--json"}) == 0);
+  BOOST_TEST(!contains(clean.out(), "unreadable"));
+  BOOST_TEST(clean.err().empty());
+}
+
 BOOST_AUTO_TEST_CASE(reset_and_unlock_name_their_user) {
   FakeWorld world;
   world.reply(protocol::EmptyResult{});

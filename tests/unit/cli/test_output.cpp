@@ -102,6 +102,9 @@ BOOST_AUTO_TEST_CASE(admin_list_json) {
   BOOST_TEST(json["users"][0]["user"] == "alice");
   BOOST_TEST(json["users"][1]["locked_until"] == "2026-11-28T19:32:28Z");
   BOOST_TEST(kpanel::cli::admin_list_json({}) == R"({"users":[]})");
+  const std::vector<std::string> unreadable{"carol"};
+  BOOST_TEST(kpanel::cli::admin_list_json({}, false, false, unreadable) ==
+             R"({"users":[],"unreadable":["carol"]})");
 }
 
 BOOST_AUTO_TEST_CASE(recovery_codes_json) {

@@ -109,3 +109,34 @@ BOOST_AUTO_TEST_CASE(a_nested_user_status_carries_exempt_only_in_version_3) {
   BOOST_REQUIRE(status_back.has_value());
   BOOST_TEST((std::get<StatusResult>(status_back->result).status.exempt == std::optional(true)));
 }
+
+// Version 3's `unreadable`: the users whose stored record cannot be read. A
+// list without any has the older shape; a version 2 frame never carries it.
+BOOST_AUTO_TEST_CASE(admin_list_names_unreadable_users_only_in_version_3) {
+  const Response list{
+      .status = Status::ok,
+      .result = AdminListResult{.users = {exempt_status("eve")}, .unreadable = {"bob", "mallory"}}};
+  const std::string v3 = text_of(encode_response(list, 3));
+  BOOST_TEST(v3.find(R"("unreadable":["bob","mallory"])") != std::string::npos, v3);
+  const auto back = decode_response(bytes(v3), 3);
+  BOOST_REQUIRE(back.has_value());
+  BOOST_TEST((*back == list));
+
+  const Response none{.status = Status::ok,
+                      .result = AdminListResult{.users = {exempt_status("eve")}}};
+  BOOST_TEST(text_of(encode_response(none, 3)).find("unreadable") == std::string::npos);
+
+  const std::string v2 = text_of(encode_response(list, 2));
+  BOOST_TEST(v2.find("unreadable") == std::string::npos, v2);
+  const auto old = decode_response(bytes(v2), 2);
+  BOOST_REQUIRE(old.has_value());
+  BOOST_TEST(std::get<AdminListResult>(old->result).unreadable.empty());
+  // Unknown to a version 2 reader; each name is held to the login-name rule.
+  std::string injected = v2;
+  injected.replace(injected.find(R"("result")"), 8, R"("unreadable":["bob"],"result")");
+  BOOST_TEST(to_string(decode_response(bytes(injected), 2).error()) == "unknown_field");
+  BOOST_TEST(decode_response(bytes(injected), 3).has_value());
+  std::string bad = v3;
+  bad.replace(bad.find(R"("mallory")"), 9, R"("a/b")");
+  BOOST_TEST(to_string(decode_response(bytes(bad), 3).error()) == "invalid_value");
+}

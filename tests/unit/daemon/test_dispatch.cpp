@@ -427,7 +427,7 @@ BOOST_AUTO_TEST_CASE(a_name_nss_does_not_know_is_no_such_user) {
   BOOST_TEST(dispatcher.handle(peer(0), for_ghost[0]).status == Status::no_such_user);
   BOOST_TEST(h.audit.last(AuditEventKind::login_check)->outcome == Status::no_such_user);
   BOOST_TEST(h.audit.last(AuditEventKind::login_check)->user == "ghost");
-  BOOST_TEST(h.store().list()->empty(), "nothing is stored for an unknown name");
+  BOOST_TEST(h.store().list()->records.empty(), "nothing is stored for an unknown name");
 }
 
 BOOST_AUTO_TEST_CASE(an_admin_resets_and_unlocks_a_deleted_accounts_leftover_state) {

@@ -87,5 +87,23 @@ BOOST_AUTO_TEST_CASE(reads_and_writes_are_judged_apart) {
   BOOST_TEST(audit.errors().size() == 4U);
 }
 
+// An erase is a write: its failure is logged like one, and it working shows
+// writes work again.
+BOOST_AUTO_TEST_CASE(an_erase_is_judged_as_a_write) {
+  MemoryStore memory;
+  RecordingAuditLog audit;
+  LoggedStore store(memory, audit);
+  BOOST_TEST(write_one(store));
+  memory.fail_with(StoreErrorKind::io);
+  BOOST_TEST(!store.erase("alice").has_value());
+  BOOST_REQUIRE_EQUAL(audit.errors().size(), 1U);
+  BOOST_TEST(audit.errors()[0].find("failed (writing)") != std::string::npos);
+  memory.fail_with(std::nullopt);
+  BOOST_TEST(store.erase("alice").has_value());
+  BOOST_REQUIRE_EQUAL(audit.errors().size(), 2U);
+  BOOST_TEST(audit.errors()[1].find("recovered (writes") != std::string::npos);
+  BOOST_TEST(memory.size() == 0U);
+}
+
 }  // namespace
 }  // namespace kpanel::daemon

@@ -70,6 +70,18 @@ void run_sql(const std::string& dsn, const std::string& sql) {
                         PQresultErrorMessage(result.get()));
 }
 
+// The first value `sql` returns, as text (test checks only).
+std::string sql_value(const std::string& dsn, const std::string& sql) {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  const std::unique_ptr<PGconn, decltype(&PQfinish)> owned(conn, &PQfinish);
+  BOOST_REQUIRE_EQUAL(PQstatus(conn), CONNECTION_OK);
+  const std::unique_ptr<PGresult, decltype(&PQclear)> result(PQexec(conn, sql.c_str()), &PQclear);
+  BOOST_REQUIRE_MESSAGE(PQresultStatus(result.get()) == PGRES_TUPLES_OK,
+                        PQresultErrorMessage(result.get()));
+  BOOST_REQUIRE(PQntuples(result.get()) == 1);
+  return PQgetvalue(result.get(), 0, 0);
+}
+
 BOOST_AUTO_TEST_CASE(two_hosts_updating_one_user_at_once_are_serialized) {
   if (skipped()) return;
   PostgresqlBackend backend;
@@ -365,11 +377,98 @@ BOOST_AUTO_TEST_CASE(list_is_sorted_bytewise_with_codes_matched) {
   const auto listed = store->list();
   BOOST_REQUIRE(listed.has_value());
   std::vector<std::string> names;
-  for (const auto& r : *listed) {
+  BOOST_TEST(listed->unreadable.empty());
+  for (const auto& r : listed->records) {
     names.push_back(r.user);
     BOOST_TEST(r.recovery_codes.size() == 2U);
   }
   BOOST_TEST(names == (std::vector<std::string>{"B", "Z", "a", "a_", "b"}));
+}
+
+// One row whose secret does not open, one whose enrollment time was changed
+// (its binding fails), one with a code that fails its MAC: each fails its own
+// user; the list names them and holds everyone else.
+BOOST_AUTO_TEST_CASE(list_names_rows_that_do_not_decode_and_lists_the_rest) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto store = backend.open();
+  for (const char* name : {"alice", "bob", "carol", "dave", "erin"}) {
+    put(*store, enrolled_record(name, 5));
+  }
+  run_sql(backend.dsn(),
+          "UPDATE kpanel_totp_users SET active_secret = decode(repeat('5a', 60), 'hex')"
+          " WHERE name = 'bob'");
+  run_sql(backend.dsn(),
+          "UPDATE kpanel_totp_users SET enrolled_at = enrolled_at + 1 WHERE name = 'carol'");
+  run_sql(
+      backend.dsn(),
+      "UPDATE kpanel_totp_recovery_codes SET hash = 'x' || hash WHERE name = 'dave' AND idx = 1");
+  const auto listed = store->list();
+  BOOST_REQUIRE_MESSAGE(listed.has_value(), listed.error().message);
+  BOOST_TEST(listed->unreadable == (std::vector<std::string>{"bob", "carol", "dave"}));
+  std::vector<std::string> names;
+  for (const auto& r : listed->records) names.push_back(r.user);
+  BOOST_TEST(names == (std::vector<std::string>{"alice", "erin"}));
+  for (const char* name : {"bob", "carol", "dave"}) {
+    const auto loaded = store->load(name);
+    BOOST_REQUIRE(!loaded.has_value());
+    BOOST_TEST((loaded.error().kind == StoreErrorKind::key ||
+                loaded.error().kind == StoreErrorKind::corrupt));
+  }
+}
+
+// erase() clears a row that does not decode, codes and all, for good (a
+// fresh store sees nothing), touching no one else; the user can start over.
+BOOST_AUTO_TEST_CASE(erase_removes_a_row_that_does_not_decode) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto store = backend.open();
+  put(*store, enrolled_record("alice", 1));
+  put(*store, enrolled_record("bob", 2));
+  run_sql(backend.dsn(),
+          "UPDATE kpanel_totp_users SET active_secret = decode(repeat('5a', 60), 'hex')"
+          " WHERE name = 'bob'");
+  BOOST_REQUIRE(!store->update("bob", [](UserRecord&) { return true; }).has_value());
+  const auto erased = store->erase("bob");
+  BOOST_REQUIRE_MESSAGE(erased.has_value(), erased.error().message);
+  BOOST_TEST(
+      sql_value(backend.dsn(), "SELECT count(*) FROM kpanel_totp_users WHERE name = 'bob'") == "0");
+  BOOST_TEST(sql_value(backend.dsn(),
+                       "SELECT count(*) FROM kpanel_totp_recovery_codes WHERE name = 'bob'") ==
+             "0");
+  const auto other_host = backend.open();
+  const auto bob = other_host->load("bob");
+  BOOST_REQUIRE(bob.has_value());
+  BOOST_TEST(!bob->has_value());
+  const auto alice = other_host->load("alice");
+  BOOST_REQUIRE(alice.has_value());
+  BOOST_TEST(alice->has_value());
+  BOOST_TEST(store->erase("nobody").has_value());  // nothing stored: nothing to do
+  put(*store, enrolled_record("bob", 3));
+  const auto again = other_host->load("bob");
+  BOOST_REQUIRE(again.has_value());
+  BOOST_REQUIRE(again->has_value());
+  BOOST_TEST((**again).recovery_codes.size() == 2U);
+}
+
+// Copying a host's state into the fleet store copies all or nothing: an
+// unreadable record there stops it, naming the user and what clears it.
+BOOST_AUTO_TEST_CASE(migration_refuses_a_host_with_an_unreadable_record) {
+  if (skipped()) return;
+  PostgresqlBackend backend;
+  const auto shared = backend.open();
+  const auto state = std::make_shared<MemoryStore::State>();
+  MemoryStore host(state);
+  put(host, enrolled_record("alice", 1));
+  put(host, enrolled_record("bob", 2));
+  state->broken["bob"] = StoreErrorKind::key;
+  const auto report = migrate_store(host, *shared);
+  BOOST_REQUIRE(!report.has_value());
+  BOOST_TEST(report.error().message.find("user 'bob'") != std::string::npos);
+  BOOST_TEST(report.error().message.find("admin reset") != std::string::npos);
+  const auto alice = shared->load("alice");
+  BOOST_REQUIRE(alice.has_value());
+  BOOST_TEST(!alice->has_value());
 }
 
 }  // namespace

@@ -197,9 +197,10 @@ BOOST_AUTO_TEST_CASE(a_record_comes_back_as_written_in_both_dialects) {
     check_same(read_back(session, box, "bob").record, bare);
     auto listed = sql::list_users(session, box);
     BOOST_TEST_REQUIRE(listed.has_value());
-    BOOST_TEST_REQUIRE(listed->size() == 2U);
-    check_same((*listed)[0], record);
-    check_same((*listed)[1], bare);
+    BOOST_TEST_REQUIRE(listed->records.size() == 2U);
+    BOOST_TEST(listed->unreadable.empty());
+    check_same(listed->records[0], record);
+    check_same(listed->records[1], bare);
   }
 }
 
@@ -319,9 +320,46 @@ BOOST_AUTO_TEST_CASE(a_bad_row_is_corrupt_with_what_is_wrong) {
   fails_with("memory: the row of user 'alice' has bad used_steps");
   cells = good;
   session.codes["zed"] = {{"orphan", false}};  // a code of no user
+  // It fails zed only: alice is listed, zed named unreadable.
   auto listed = sql::list_users(session, box);
-  BOOST_TEST_REQUIRE(!listed.has_value());
-  BOOST_TEST(listed.error().message == "memory: the row of user 'zed' has a bad recovery code");
+  BOOST_TEST_REQUIRE(listed.has_value());
+  BOOST_TEST(listed->unreadable == std::vector<std::string>{"zed"});
+  BOOST_TEST_REQUIRE(listed->records.size() == 1U);
+  BOOST_TEST(listed->records[0].user == "alice");
+}
+
+// One row that does not decode, or one code that fails its MAC, fails its
+// own user in a list: the others are listed, it is named.
+BOOST_AUTO_TEST_CASE(a_list_names_the_users_it_cannot_read) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::sqlite);
+  for (const char* name : {"alice", "bob", "carol", "dave"}) {
+    write(session, box, full_record(name), nullptr);
+  }
+  session.users["bob"][store_row::kFailures] = std::int64_t{-1};  // out of range
+  session.users["carol"][store_row::kActiveSecret] =
+      std::vector<std::uint8_t>(60, 0x5a);  // does not open
+  session.codes["dave"].at(1).first = "forged-" + session.codes["dave"].at(1).first;
+  const auto listed = sql::list_users(session, box);
+  BOOST_TEST_REQUIRE(listed.has_value());
+  BOOST_TEST(listed->unreadable == (std::vector<std::string>{"bob", "carol", "dave"}));
+  BOOST_TEST_REQUIRE(listed->records.size() == 1U);
+  check_same(listed->records[0], full_record("alice"));
+}
+
+// erase_user deletes a row it never reads (one that does not decode too).
+BOOST_AUTO_TEST_CASE(erase_removes_a_user_without_reading_it) {
+  const SecretBox box = test_box();
+  MemorySession session(sql::Dialect::postgresql);
+  write(session, box, full_record("alice"), nullptr);
+  write(session, box, full_record("bob"), nullptr);
+  session.users["alice"][store_row::kActiveSecret] = std::vector<std::uint8_t>(60, 0x5a);
+  session.log.clear();
+  BOOST_TEST_REQUIRE(sql::erase_user(session, "alice").has_value());
+  BOOST_TEST((session.log == std::vector<Query>{Query::delete_codes, Query::delete_user}));
+  BOOST_TEST(!session.users.contains("alice"));
+  BOOST_TEST(!session.codes.contains("alice"));
+  check_same(read_back(session, box, "bob").record, full_record("bob"));
 }
 
 // Migration steps recorded; each may be told to fail.

@@ -122,8 +122,9 @@ class ThrowingStore final : public Store {
                                          const std::function<bool(UserRecord&)>&) override {
     throw std::runtime_error("update exploded");
   }
-  std::expected<std::vector<UserRecord>, StoreError> list() override {
-    throw std::runtime_error("list exploded");
+  std::expected<UserList, StoreError> list() override { throw std::runtime_error("list exploded"); }
+  std::expected<void, StoreError> erase(std::string_view) override {
+    throw std::runtime_error("erase exploded");
   }
 };
 

@@ -16,6 +16,9 @@ std::expected<std::optional<UserRecord>, StoreError> MemoryStore::load(std::stri
   if (const auto failure = state_->failure) {
     return std::unexpected(error_of(*failure));
   }
+  if (const auto broken = state_->broken.find(user); broken != state_->broken.end()) {
+    return std::unexpected(error_of(broken->second));
+  }
   const auto found = state_->records.find(user);
   if (found == state_->records.end()) {
     return std::optional<UserRecord>{};
@@ -28,6 +31,9 @@ std::expected<void, StoreError> MemoryStore::update(
   const std::lock_guard lock(state_->mutex);
   if (const auto failure = state_->failure) {
     return std::unexpected(error_of(*failure));
+  }
+  if (const auto broken = state_->broken.find(user); broken != state_->broken.end()) {
+    return std::unexpected(error_of(broken->second));
   }
   UserRecord record;
   record.user = std::string(user);
@@ -48,16 +54,39 @@ std::expected<void, StoreError> MemoryStore::update(
   return {};
 }
 
-std::expected<std::vector<UserRecord>, StoreError> MemoryStore::list() {
+std::expected<UserList, StoreError> MemoryStore::list() {
   const std::lock_guard lock(state_->mutex);
   if (const auto failure = state_->failure) {
     return std::unexpected(error_of(*failure));
   }
-  std::vector<UserRecord> records;
-  for (const auto& [name, record] : state_->records) {
-    records.push_back(record);
+  UserList list;
+  for (const auto& [name, kind] : state_->broken) {
+    if (kind != StoreErrorKind::corrupt && kind != StoreErrorKind::key) {
+      return std::unexpected(error_of(kind));
+    }
+    list.unreadable.push_back(name);
   }
-  return records;
+  for (const auto& [name, record] : state_->records) {
+    if (!state_->broken.contains(name)) {
+      list.records.push_back(record);
+    }
+  }
+  return list;
+}
+
+std::expected<void, StoreError> MemoryStore::erase(std::string_view user) {
+  const std::lock_guard lock(state_->mutex);
+  if (const auto failure = state_->failure) {
+    return std::unexpected(error_of(*failure));
+  }
+  ++state_->erases;
+  if (const auto found = state_->records.find(user); found != state_->records.end()) {
+    state_->records.erase(found);
+  }
+  if (const auto found = state_->broken.find(user); found != state_->broken.end()) {
+    state_->broken.erase(found);
+  }
+  return {};
 }
 
 void MemoryStore::fail_with(std::optional<StoreErrorKind> failure) {

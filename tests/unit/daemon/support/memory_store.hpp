@@ -2,7 +2,8 @@
 // A Store kept in memory, for tests. Its records live in a shared State, so a
 // second MemoryStore on the same State behaves like a daemon restarted on the
 // same state directory. fail_with() makes every call fail, to test how the
-// rules handle a broken store.
+// rules handle a broken store; State::broken makes one user's record fail
+// (corrupt, key: a row that does not decode, which list() names unreadable).
 
 #include <map>
 #include <memory>
@@ -22,6 +23,9 @@ class MemoryStore final : public Store {
     std::map<std::string, UserRecord, std::less<>> records;
     std::optional<StoreErrorKind> failure;
     std::vector<Durability> writes;  // the kind of every update that wrote, in order
+    // Users whose load and update fail with this kind; erase() clears them.
+    std::map<std::string, StoreErrorKind, std::less<>> broken;
+    std::size_t erases = 0;  // erase() calls that got past fail_with
   };
 
   explicit MemoryStore(std::shared_ptr<State> state = std::make_shared<State>())
@@ -31,7 +35,8 @@ class MemoryStore final : public Store {
   using Store::update;
   std::expected<void, StoreError> update(std::string_view user, Durability durability,
                                          const std::function<bool(UserRecord&)>& change) override;
-  std::expected<std::vector<UserRecord>, StoreError> list() override;
+  std::expected<UserList, StoreError> list() override;
+  std::expected<void, StoreError> erase(std::string_view user) override;
 
   void fail_with(std::optional<StoreErrorKind> failure);
   [[nodiscard]] std::size_t size() const;
