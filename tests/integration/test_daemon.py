@@ -336,8 +336,7 @@ class Verification(unittest.TestCase):
 
     def test_right_code_once_then_replay_refused(self):
         secret, _ = self.d.enroll(ALICE)
-        h.wait_for_next_step()
-        code = h.totp(secret)
+        code = h.totp(secret, at=time.time() + 30)  # confirming used this step's
         self.assertEqual(self.d.call(h.verify_request(ALICE, code))["status"], "ok")
         replay = self.d.call(h.verify_request(ALICE, code))
         self.assertEqual(replay, {"status": "replayed", "result": "empty", "failures_left": 2})
@@ -362,13 +361,13 @@ class Verification(unittest.TestCase):
         self.assertEqual(locked["status"], "locked")
         self.assertGreater(locked["locked_until"], time.time() + 50)
         # While locked even the right code is not checked.
-        h.wait_for_next_step()
-        self.assertEqual(self.d.call(h.verify_request(ALICE, h.totp(secret)))["status"], "locked")
+        right = h.totp(secret, at=time.time() + 30)  # confirming used this step's
+        self.assertEqual(self.d.call(h.verify_request(ALICE, right))["status"], "locked")
         rc, status, _ = self.d.tool_json("status", as_user=ALICE)
         self.assertEqual(rc, 0)
         self.assertIsNotNone(status["locked_until"])
         self.assertEqual(self.d.tool("admin", "unlock", ALICE, as_user=ADMIN).returncode, 0)
-        self.assertEqual(self.d.call(h.verify_request(ALICE, h.totp(secret)))["status"], "ok")
+        self.assertEqual(self.d.call(h.verify_request(ALICE, right))["status"], "ok")
 
     def test_recovery_code_works_once(self):
         _, codes = self.d.enroll(ALICE)
@@ -439,8 +438,9 @@ class ProtocolVersions(unittest.TestCase):
         self.assertEqual(version, 1)
         self.assertEqual(body, b'{"failures_left":2,"result":"empty","status":"wrong_code"}')
 
-        h.wait_for_next_step()  # the confirming code's step is spent
-        right = (b'{"code":"' + h.totp(secret).encode() + b'","op":"verify","rhost":"192.0.2.7",'
+        # The next step's code: the confirming code's step is spent.
+        code = h.totp(secret, at=time.time() + 30)
+        right = (b'{"code":"' + code.encode() + b'","op":"verify","rhost":"192.0.2.7",'
                  b'"service":"sshd","tty":"ssh","user":"' + ALICE.encode() + b'"}')
         version, body = self.exchange(self.v1(right))
         self.assertEqual(version, 1)
@@ -574,8 +574,7 @@ class Durability(unittest.TestCase):
             d.start()
             secret, codes = d.enroll(ALICE)
             d.enroll(BOB)
-            h.wait_for_next_step()
-            code = h.totp(secret)
+            code = h.totp(secret, at=time.time() + 30)  # confirming used this step's
             self.assertEqual(d.call(h.verify_request(ALICE, code))["status"], "ok")
             self.assertEqual(d.call(h.verify_request(ALICE, codes[1]))["status"], "ok")
             for _ in range(5):  # max_failures = 5: the fifth starts a lockout
