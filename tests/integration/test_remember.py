@@ -136,8 +136,8 @@ class Remembering(unittest.TestCase):
         self.assertGreaterEqual(stats["logins_without_code"]["remembered"], 2, stats)
 
     def test_a_totp_code_opens_a_window(self):
-        h.wait_for_next_step()
-        ok, asked, out = self.pam.login(self.remember, ALICE, h.totp(self.secret), rhost=HOST_A)
+        code = h.totp(self.secret, at=time.time() + 30)  # enrolling used this step's
+        ok, asked, out = self.pam.login(self.remember, ALICE, code, rhost=HOST_A)
         self.assertTrue(ok and asked, out)
         self.assert_skips(rhost=HOST_A)
 
@@ -211,9 +211,8 @@ class Remembering(unittest.TestCase):
         secret, codes = self.d.enroll(SSH_USER)
         self.open_window(user=SSH_USER, codes=codes, rhost=HOST_A)
         self.assert_skips(user=SSH_USER, rhost=HOST_A)
-        h.wait_for_next_step()
-        out = self.d.tool("disable", as_user=SSH_USER,
-                          input_text=f"{PASSWORD}\n{h.totp(secret)}\n")
+        code = h.totp(secret, at=time.time() + 30)  # enrolling used this step's
+        out = self.d.tool("disable", as_user=SSH_USER, input_text=f"{PASSWORD}\n{code}\n")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.d.enroll(SSH_USER)
         self.assert_asks(user=SSH_USER, rhost=HOST_A)
@@ -388,7 +387,7 @@ class SshThenLocalService(unittest.TestCase):
     def test_sudo_on_the_ssh_sessions_terminal_skips_the_code(self):
         self.d.tool("admin", "reset", SSH_USER)
         secret, _ = self.d.enroll(SSH_USER)
-        h.wait_for_next_step()
+        code = h.totp(secret, at=time.time() + 30)  # enrolling used this step's
         child = pexpect.spawn(
             "ssh", ["-tt", "-p", str(self.sshd.port), "-o", "StrictHostKeyChecking=no",
                     "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
@@ -400,7 +399,7 @@ class SshThenLocalService(unittest.TestCase):
             child.expect("[Pp]assword:")
             child.sendline(PASSWORD)
             child.expect("Verification code: ")
-            child.sendline(h.totp(secret))
+            child.sendline(code)
             child.expect(r"TTY=(/dev/pts/\d+)")
             tty = child.match.group(1)
             # Another pty (no utmp entry naming a host) is another source.
