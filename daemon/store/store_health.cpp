@@ -27,13 +27,7 @@ void LoggedStore::worked(Health& health, std::string_view what) noexcept {
 }
 
 std::expected<std::optional<UserRecord>, StoreError> LoggedStore::load(std::string_view user) {
-  auto loaded = inner_.load(user);
-  if (loaded) {
-    worked(reads_, "reads");
-  } else {
-    failed(reads_, "reading", loaded.error());
-  }
-  return loaded;
+  return judged(inner_.load(user), true);
 }
 
 std::expected<void, StoreError> LoggedStore::update(
@@ -53,24 +47,10 @@ std::expected<void, StoreError> LoggedStore::update(
   return updated;
 }
 
-std::expected<UserList, StoreError> LoggedStore::list() {
-  auto listed = inner_.list();
-  if (listed) {
-    worked(reads_, "reads");
-  } else {
-    failed(reads_, "reading", listed.error());
-  }
-  return listed;
-}
+std::expected<UserList, StoreError> LoggedStore::list() { return judged(inner_.list(), true); }
 
 std::expected<void, StoreError> LoggedStore::erase(std::string_view user) {
-  auto erased = inner_.erase(user);
-  if (erased) {
-    worked(writes_, "writes");
-  } else {
-    failed(writes_, "writing", erased.error());
-  }
-  return erased;
+  return judged(inner_.erase(user), false);
 }
 
 }  // namespace kpanel::daemon

@@ -34,6 +34,16 @@ class LoggedStore final : public Store {
   };
   void failed(Health& health, std::string_view what, const StoreError& error) noexcept;
   void worked(Health& health, std::string_view what) noexcept;
+  // A read (load, list) or a write that always writes (erase), judged by its result.
+  template <typename Result>
+  Result judged(Result result, bool reading) {
+    if (result) {
+      worked(reading ? reads_ : writes_, reading ? "reads" : "writes");
+    } else {
+      failed(reading ? reads_ : writes_, reading ? "reading" : "writing", result.error());
+    }
+    return result;
+  }
 
   Store& inner_;
   AuditLog& log_;
