@@ -73,20 +73,27 @@ std::expected<std::unique_ptr<Store>, std::string> open_store(const DaemonConfig
   return std::unique_ptr<Store>(std::move(*store));
 }
 
+// The first line of a small system file (an id), without its trailing
+// newline and blanks; empty when it cannot be read.
+std::string first_line_of(const char* path) {
+  std::string line;
+  if (std::FILE* file = std::fopen(path, "re"); file != nullptr) {
+    std::array<char, 128> buffer{};
+    if (std::fgets(buffer.data(), static_cast<int>(buffer.size()), file) != nullptr) {
+      line = buffer.data();
+    }
+    (void)std::fclose(file);
+  }
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
 // The kernel's id of this boot: the same after the daemon alone restarts,
 // new after the host restarts. Unreadable: a name no other start will have,
 // so an unclean stop is then always taken for the host's (a needless fence,
 // never a missing one).
 std::string kernel_boot_id() {
-  std::string id;
-  if (std::FILE* file = std::fopen("/proc/sys/kernel/random/boot_id", "re"); file != nullptr) {
-    std::array<char, 64> line{};
-    if (std::fgets(line.data(), static_cast<int>(line.size()), file) != nullptr) {
-      id = line.data();
-    }
-    (void)std::fclose(file);
-  }
-  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  std::string id = first_line_of("/proc/sys/kernel/random/boot_id");
   if (id.empty()) {
     log_error(
         "cannot read /proc/sys/kernel/random/boot_id: an unclean stop of this run will "
@@ -101,16 +108,7 @@ std::string kernel_boot_id() {
 // /etc/machine-id, which every host of a fleet has its own of (and which a
 // restored backup on another host does not match), else the host name.
 std::string this_host_id() {
-  std::string id;
-  if (std::FILE* file = std::fopen("/etc/machine-id", "re"); file != nullptr) {
-    std::array<char, 128> line{};
-    if (std::fgets(line.data(), static_cast<int>(line.size()), file) != nullptr) {
-      id = line.data();
-    }
-    (void)std::fclose(file);
-  }
-  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
-  if (!id.empty()) return "machine-id:" + id;
+  if (std::string id = first_line_of("/etc/machine-id"); !id.empty()) return "machine-id:" + id;
   std::array<char, 256> name{};
   if (::gethostname(name.data(), name.size() - 1) == 0 && name.front() != '\0') {
     return "host:" + std::string(name.data());
